@@ -1,0 +1,31 @@
+"""cnnzoo: the classic CNNs on Fashion-MNIST and MNIST, built, trained, inspected and compared.
+
+    import cnnzoo
+    data = cnnzoo.load_data("fashion-mnist")
+    model = cnnzoo.build_model("lenet5")
+    history = cnnzoo.fit(model, data, cnnzoo.TrainConfig(model="lenet5", epochs=10, lr=0.9))
+    history.plot()
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_API = {
+    "build_model": "cnnzoo.models", "list_models": "cnnzoo.models", "get_model_spec": "cnnzoo.models",
+    "summarize": "cnnzoo.models.summary",
+    "load_data": "cnnzoo.data", "load_split": "cnnzoo.data", "load_image": "cnnzoo.data",
+    "BatchIterator": "cnnzoo.data",
+    "TrainConfig": "cnnzoo.train", "fit": "cnnzoo.train", "evaluate": "cnnzoo.train", "predict": "cnnzoo.train",
+    "train_run": "cnnzoo.train", "resume_run": "cnnzoo.train", "load_trained": "cnnzoo.train",
+    "History": "cnnzoo.train", "CnnzooError": "cnnzoo.errors",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy so that `cnnzoo --help` and `import cnnzoo` stay fast; torch loads on first real use.
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")

@@ -1,0 +1,311 @@
+"""The `cnnzoo` command: argparse subcommands, each a thin shell over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cnnzoo.errors import CnnzooError
+
+FALLBACK_DEFAULTS = {"optimizer": "sgd", "lr": 0.1, "epochs": 10, "batch_size": 256}
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected C×H×W such as 1x28x28, got {text!r}")
+    return values
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for convert in (int, float):
+        try:
+            return key, convert(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
+
+
+# ---------------------------------------------------------------- models / summary
+def cmd_models(args) -> int:
+    from cnnzoo.models.summary import models_table
+
+    rows = models_table()
+    header = ("model", "input", "classes", "params", "mult-adds")
+    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", _human(r.mult_adds))
+             for r in rows]
+    _print_table(header, lines, right=(2, 3, 4))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from cnnzoo.models import build_model, get_model_spec
+    from cnnzoo.models.summary import summarize
+
+    spec = get_model_spec(args.model)
+    channels, h, w = args.input or spec.input_shape
+    if h != w:
+        raise CnnzooError(f"--input must be square for the zoo's models, got {h}×{w}.")
+    model = build_model(args.model, num_classes=args.classes, in_channels=channels, input_size=h,
+                        norm=args.norm, **dict(args.option or []))
+    print(summarize(model, (channels, h, w)))
+    return 0
+
+
+# ---------------------------------------------------------------- train / evaluate / predict
+def _config_from_args(args):
+    from cnnzoo.recipes import load_recipe, recipe_for
+    from cnnzoo.train import TrainConfig
+
+    if args.recipe:
+        base = load_recipe(args.recipe).config
+    else:
+        model = args.model or "lenet5"
+        dataset = args.dataset or "fashion-mnist"
+        found = recipe_for(model, dataset)
+        base = found.config if found else TrainConfig(model=model, dataset=dataset, **FALLBACK_DEFAULTS)
+        if found and not args.quiet:
+            print(f"defaults from recipe {found.name} (flags override them)")
+    overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
+                 if getattr(args, name, None) is not None}
+    if args.option:
+        overrides["model_options"] = {**base.model_options, **dict(args.option)}
+    return base.replace(**overrides)
+
+
+def cmd_train(args) -> int:
+    from cnnzoo.train import resume_run, train_run
+
+    if args.resume:
+        run_dir, history = resume_run(args.resume, quiet=args.quiet, epochs=args.epochs)
+    else:
+        config = _config_from_args(args).validate()
+        run_dir, history = train_run(config, out=args.out, name=args.name, overwrite=args.overwrite,
+                                     quiet=args.quiet)
+    final = history.final
+    test = f"{100 * final['test_acc']:.2f}%" if final.get("test_acc") is not None else "n/a"
+    print(f"done: test accuracy {test}; run directory {run_dir.path}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from cnnzoo.data import load_split
+    from cnnzoo.train import RunDir, evaluate, load_trained
+    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.run import evaluation_report
+
+    trained = load_trained(args.run, device=args.device)
+    config = trained.config
+    split = load_split(config.dataset, args.split, root=args.data_dir or config.data_dir,
+                       device=next(trained.model.parameters()).device)
+    runtime = Runtime.from_config(config.replace(device=args.device))
+    result = evaluate(trained.model, split, input_size=trained.input_size, normalize=trained.normalize,
+                      batch_size=config.eval_batch_size, runtime=runtime, tta=args.tta)
+    report = evaluation_report(result, trained.classes)
+    print(f"{args.split} accuracy {100 * result.accuracy:.2f}%  loss {result.loss:.4f}  ({len(split)} images)")
+    print()
+    _print_table(("class", "accuracy"), [(c, f"{100 * a:.1f}%") for c, a in
+                                         zip(trained.classes, report["per_class_accuracy"])], right=(1,))
+    print("\nconfusion matrix (rows: true class, columns: predicted)")
+    width = max(len(str(v)) for row in report["confusion"] for v in row) + 1
+    print(" " * 4 + "".join(f"{j:>{width}}" for j in range(len(trained.classes))))
+    for i, row in enumerate(report["confusion"]):
+        print(f"{i:>3} " + "".join(f"{v:>{width}}" for v in row) + f"   {trained.classes[i]}")
+    out = Path(args.out) if args.out else _png_beside(args.run, f"confusion-{args.split}.png")
+    from cnnzoo.viz.plots import confusion_figure, save_figure
+
+    save_figure(confusion_figure(report["confusion"], trained.classes), out)
+    print(f"\nconfusion matrix image: {out}")
+    return 0
+
+
+def _png_beside(run: str, name: str) -> Path:
+    path = Path(run)
+    return (path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else path.parent) / name
+
+
+def cmd_predict(args) -> int:
+    import torch
+
+    from cnnzoo.data import load_image
+    from cnnzoo.train import load_trained, predict
+
+    trained = load_trained(args.checkpoint, device=args.device)
+    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    failures = 0
+    for path in args.images:
+        try:
+            image = load_image(path, invert=invert)
+        except CnnzooError as error:
+            print(f"cnnzoo: error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        probabilities = predict(trained.model, image.unsqueeze(0), input_size=trained.input_size,
+                                normalize=trained.normalize)[0]
+        top = torch.topk(probabilities, min(args.top_k, len(trained.classes)))
+        ranked = ", ".join(f"{trained.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        print(f"{path}: {ranked}")
+    return 2 if failures else 0
+
+
+def cmd_doctor(args) -> int:
+    import platform
+
+    import torch
+    import torchvision
+
+    from cnnzoo import __version__
+    from cnnzoo.data import DATASETS, dataset_status, resolve_data_root
+
+    print(f"cnnzoo {__version__}  torch {torch.__version__}  torchvision {torchvision.__version__}  "
+          f"python {platform.python_version()}")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            print(f"device cuda:{i}: {torch.cuda.get_device_name(i)}")
+    else:
+        print("device: cpu only (no CUDA GPU found)")
+    print(f"cpu threads: {torch.get_num_threads()}")
+    root = resolve_data_root(args.data_dir)
+    print(f"data root: {root}")
+    for name in DATASETS:
+        print(f"  {name}: {dataset_status(name, root)}")
+    return 0
+
+
+# ---------------------------------------------------------------- helpers
+def _human(n: int | float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(int(n))
+
+
+def _print_table(header, rows, right=()) -> None:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+
+    def line(values):
+        return "  ".join(str(v).rjust(w) if i in right else str(v).ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """Every TrainConfig field as a flag; unset flags keep the recipe's (or the default) value."""
+    g = p.add_argument_group("what to train")
+    g.add_argument("--model", help="model name (see `cnnzoo models`)")
+    g.add_argument("--dataset", help="fashion-mnist or mnist")
+    g.add_argument("--recipe", help="start from a shipped recipe (see `cnnzoo recipes`)")
+    g.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE", help="model option, repeatable")
+    g.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation for BN models")
+    g.add_argument("--init", choices=("default", "xavier", "kaiming"), help="weight initialization")
+    g.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the model's)")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"))
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--schedule", choices=("constant", "cosine", "onecycle"))
+    g.add_argument("--warmup-epochs", type=float)
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--grad-clip", type=float)
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else a per-user cache)")
+    g.add_argument("--val-split", type=float, help="fraction of train held out for validation, e.g. 0.2")
+    g.add_argument("--crop-padding", type=int, help="random-crop augmentation padding in pixels")
+    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
+    g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None, help="mean/std normalization")
+    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
+    g.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images")
+    g.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images")
+    g = p.add_argument_group("execution")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto, cpu or cuda")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"))
+    g.add_argument("--compile", choices=("auto", "on", "off"))
+    g.add_argument("--channels-last", choices=("auto", "on", "off"))
+    g.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
+    g.add_argument("--eval-batch-size", type=int)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cnnzoo import __version__
+
+    parser = argparse.ArgumentParser(prog="cnnzoo", description="Build, train, inspect and compare classic CNNs.")
+    parser.add_argument("--version", action="version", version=f"cnnzoo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list every model with its input, classes, parameters and mult-adds")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("summary", help="Keras-like layer table of a model")
+    p.add_argument("model")
+    p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
+    p.add_argument("--classes", type=int, help="number of classes (default: the model's)")
+    p.add_argument("--norm", choices=("torch", "scratch"), default="torch")
+    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train a model; writes a run directory")
+    _add_train_flags(p)
+    g = p.add_argument_group("run directory")
+    g.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
+    g.add_argument("--name", help="run name (default: <time>-<model>-<dataset>)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last completed epoch")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained model")
+    p.add_argument("run", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir")
+    p.add_argument("-o", "--out", help="confusion-matrix PNG (default: beside the run)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files with a trained model")
+    p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                   help="invert to white-on-black like the data (auto: when the background is light)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("doctor", help="versions, devices, data root and which data sets are present")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CnnzooError as error:
+        print(f"cnnzoo: error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("cnnzoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

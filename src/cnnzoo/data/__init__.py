@@ -1,0 +1,50 @@
+"""Data: Fashion-MNIST and MNIST loaded whole onto the device, batched, augmented and resized there.
+
+- :func:`load_data` / :func:`load_split` -> :class:`DataBundle` / :class:`DataSplit`
+- :class:`BatchIterator` (with :class:`Augment`) yields ``(x, y)`` batches on the device
+- :func:`preprocess` is the one uint8 -> model-input conversion
+- :func:`load_image` reads a user's image for ``predict``
+"""
+
+from cnnzoo.data.batches import Augment, BatchIterator, epoch_seed, preprocess, resolve_input_size
+from cnnzoo.data.datasets import (
+    DATASETS,
+    SPLITS,
+    DataBundle,
+    DataSplit,
+    DatasetInfo,
+    IdxFormatError,
+    canonical_dataset_name,
+    clear_cache,
+    decode_idx_gz,
+    get_dataset_info,
+    load_data,
+    load_split,
+    parse_idx,
+    resolve_data_root,
+)
+from cnnzoo.data.images import MAX_IMAGE_PIXELS, load_image
+
+__all__ = [
+    "Augment",
+    "BatchIterator",
+    "DATASETS",
+    "DataBundle",
+    "DataSplit",
+    "DatasetInfo",
+    "IdxFormatError",
+    "MAX_IMAGE_PIXELS",
+    "SPLITS",
+    "canonical_dataset_name",
+    "clear_cache",
+    "decode_idx_gz",
+    "epoch_seed",
+    "get_dataset_info",
+    "load_data",
+    "load_image",
+    "load_split",
+    "parse_idx",
+    "preprocess",
+    "resolve_data_root",
+    "resolve_input_size",
+]

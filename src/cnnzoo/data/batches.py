@@ -1,0 +1,314 @@
+"""Batches on the device: shuffling, augmentation, resizing and normalization without a
+DataLoader, worker processes or per-batch host-to-device copies.
+
+A :class:`~cnnzoo.data.DataSplit` already lives whole on the device as uint8; a
+:class:`BatchIterator` only gathers indices from it. Every random choice of epoch ``e`` (the
+permutation, the crop offsets, the flips) comes from a ``torch.Generator`` on the split's
+device seeded from ``(seed, e)`` -- never from the global RNG -- so an epoch is a pure function
+of ``(seed, e)`` and a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cnnzoo.errors import CnnzooError
+
+__all__ = ["Augment", "BatchIterator", "epoch_seed", "preprocess", "resolve_input_size"]
+
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training-time augmentation, applied on the device at the native 28x28 resolution.
+
+    ``crop_padding``: pad each image by this many zero pixels on every side and crop a random
+    window of the original size back out (a shift of up to ``crop_padding`` pixels, with
+    zeros filling in). ``hflip``: flip each image left-right with probability 1/2.
+    """
+
+    crop_padding: int = 0
+    hflip: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
+            raise CnnzooError(f"crop_padding must be a whole number of pixels >= 0, got {self.crop_padding!r}.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.crop_padding > 0 or bool(self.hflip)
+
+
+def resolve_input_size(input_size) -> tuple[int, int] | None:
+    """``None``, an int ``s`` (meaning ``(s, s)``) or ``(H, W)`` -> ``(H, W)`` or ``None``."""
+    if input_size is None:
+        return None
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        size = (input_size, input_size)
+    elif isinstance(input_size, Sequence) and len(input_size) == 2:
+        size = tuple(input_size)
+    else:
+        raise CnnzooError(f"input_size must be an int or (height, width), got {input_size!r}.")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
+        raise CnnzooError(f"input_size must be positive whole numbers of pixels, got {input_size!r}.")
+    return (int(size[0]), int(size[1]))
+
+
+def _resolve_normalize(normalize):
+    if normalize is None:
+        return None
+    try:
+        mean, std = normalize
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+    except (TypeError, ValueError):
+        raise CnnzooError(f"normalize must be (mean, std), got {normalize!r}.") from None
+    if not torch.isfinite(mean_t).all() or not torch.isfinite(std_t).all() or (std_t <= 0).any():
+        raise CnnzooError(f"normalize needs finite means and positive standard deviations, got {normalize!r}.")
+    return mean_t, std_t
+
+
+def preprocess(
+    images_uint8: torch.Tensor,
+    input_size=None,
+    normalize=None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The one conversion from uint8 pixels to model input, used by training, evaluation and
+    ``predict``; it runs on whatever device the images are on.
+
+    ``images_uint8`` is (N, C, H, W) or (C, H, W) uint8. Pixels become floats in [0, 1]
+    (like ``ToTensor``); with ``input_size`` (int or (H, W)) they are resized bilinearly like
+    torchvision's ``Resize`` on tensors (``antialias`` only matters when shrinking, where it is
+    on, as in torchvision); with ``normalize=(mean, std)`` (floats or per-channel sequences)
+    they become ``(x - mean) / std``. The result has ``dtype`` (float32 by default).
+    """
+    if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8:
+        raise TypeError(f"preprocess takes a uint8 tensor, got {getattr(images_uint8, 'dtype', type(images_uint8))}")
+    if images_uint8.ndim not in (3, 4):
+        raise ValueError(f"preprocess takes (N, C, H, W) or (C, H, W) images, got shape {tuple(images_uint8.shape)}")
+    single = images_uint8.ndim == 3
+    x = images_uint8.unsqueeze(0) if single else images_uint8
+    norm = _resolve_normalize(normalize)
+    if norm is not None:
+        channels = x.shape[1]
+        if norm[0].numel() not in (1, channels) or norm[1].numel() not in (1, channels):
+            raise CnnzooError(f"normalize has {norm[0].numel()} means / {norm[1].numel()} stds for {channels}-channel images.")
+        norm = tuple(t.to(x.device).view(1, -1, 1, 1) for t in norm)
+    x = _convert(x, resolve_input_size(input_size), norm, dtype, channels_last)
+    return x.squeeze(0) if single else x
+
+
+def _convert(x, size, norm, dtype, channels_last):
+    """uint8 (N, C, H, W) -> float: the body of :func:`preprocess`, with validated arguments
+    (``norm`` is (mean, std) already shaped (1, C, 1, 1) on ``x``'s device)."""
+    x = x.to(torch.float32).div_(255.0)
+    if size is not None and tuple(x.shape[-2:]) != size and x.shape[0] > 0:
+        shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+    if norm is not None:
+        x = (x - norm[0]) / norm[1]
+    if dtype != torch.float32:
+        x = x.to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A 63-bit seed that is a fixed function of ``(seed, epoch, stream)`` (SplitMix64 mixing),
+    so neighbouring seeds or epochs give unrelated random streams."""
+    state = 0
+    for value in (seed, epoch, stream):
+        state = (state ^ (int(value) & _MASK64)) & _MASK64
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        state = z ^ (z >> 31)
+    return state & ((1 << 63) - 1)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def _random_crop(x: torch.Tensor, pad: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Crop (B, C, H, W) ``x`` zero-padded by ``pad`` at per-sample ``offsets`` (B, 2) in
+    [0, 2*pad]: one gather, no Python loop over samples."""
+    b, c, h, w = x.shape
+    pw = w + 2 * pad
+    padded = F.pad(x, (pad, pad, pad, pad)).flatten(2)  # (B, C, (H+2p)*(W+2p))
+    rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # (B, W)
+    flat = (rows[:, :, None] * pw + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return torch.gather(padded, 2, flat).view(b, c, h, w)
+
+
+def apply_augment(x: torch.Tensor, augment: Augment, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
+    """Apply ``augment`` to the batch ``x`` (B, C, H, W) with pre-drawn randomness."""
+    if augment.crop_padding > 0 and offsets is not None:
+        x = _random_crop(x, augment.crop_padding, offsets)
+    if augment.hflip and flips is not None:
+        x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+class BatchIterator:
+    """Mini-batches ``(x, y)`` of a :class:`~cnnzoo.data.DataSplit`, on its device.
+
+    ``x`` is float (``dtype``) NCHW (``channels_last`` memory format if asked), already
+    augmented (at 28x28), resized to ``input_size`` and normalized with ``normalize=(mean, std)``
+    -- in that order; ``y`` is int64.
+
+    Epochs: call :meth:`set_epoch` before iterating (like ``DistributedSampler``); epoch
+    ``e``'s order and augmentation are a pure function of ``(seed, e)``, drawn from
+    ``torch.Generator`` objects on the split's device (so CPU and CUDA give different, but each
+    reproducible, orders). The global RNG is never touched.
+
+    Sharding: with ``world_size > 1`` every rank builds the same permutation and takes the
+    disjoint slice ``perm[rank::world_size]``, after padding the permutation with its own first
+    indices so all ranks get the same number of samples (or, with ``drop_last``, dropping the
+    tail instead). ``batch_size`` is the per-rank batch: the global batch is
+    ``batch_size * world_size``. ``drop_last`` also drops each rank's last incomplete batch.
+    """
+
+    def __init__(
+        self,
+        split,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        input_size=None,
+        normalize=None,
+        augment: Augment | None = None,
+        drop_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise CnnzooError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise CnnzooError(f"world_size must be a whole number >= 1, got {world_size!r}.")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise CnnzooError(f"rank must be in [0, {world_size}), got {rank!r}.")
+        if augment is not None and not isinstance(augment, Augment):
+            raise CnnzooError(f"augment must be an Augment or None, got {augment!r}.")
+        if not dtype.is_floating_point:
+            raise CnnzooError(f"dtype must be a floating-point dtype, got {dtype}.")
+        self.split = split
+        self.batch_size = batch_size
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.input_size = resolve_input_size(input_size)
+        self.normalize = normalize
+        norm = _resolve_normalize(normalize)  # validated and moved to the device once
+        if norm is not None:
+            channels = split.images.shape[1]
+            if norm[0].numel() not in (1, channels) or norm[1].numel() not in (1, channels):
+                raise CnnzooError(f"normalize has {norm[0].numel()} means / {norm[1].numel()} stds for {channels}-channel images.")
+            norm = tuple(t.to(split.images.device).view(1, -1, 1, 1) for t in norm)
+        self._norm = norm
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.drop_last = bool(drop_last)
+        self.dtype = dtype
+        self.channels_last = bool(channels_last)
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    # -- sizes -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.split.images.device
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch."""
+        n = len(self.split)
+        if self.drop_last:
+            return n // self.world_size
+        return math.ceil(n / self.world_size)
+
+    @property
+    def total_size(self) -> int:
+        """Length of the (padded or trimmed) permutation shared by all ranks."""
+        return self.num_samples * self.world_size
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select epoch ``epoch`` (0-based) for the next iteration."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise CnnzooError(f"epoch must be a whole number >= 0, got {epoch!r}.")
+        self.epoch = epoch
+
+    # -- the epoch's randomness ---------------------------------------------------------------
+    def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """This rank's sample indices for ``epoch`` (default: the current one), on the device."""
+        return self._plan(self.epoch if epoch is None else epoch)[0]
+
+    def _plan(self, epoch: int):
+        n = len(self.split)
+        dev = self.device
+        if self.shuffle:
+            perm = torch.randperm(n, generator=_generator(dev, epoch_seed(self.seed, epoch, 0)), device=dev)
+        else:
+            perm = torch.arange(n, device=dev)
+        total = self.total_size
+        if total > n:  # pad by repeating the start of the permutation (as DistributedSampler)
+            reps = math.ceil(total / max(n, 1))
+            perm = perm.repeat(reps)[:total]
+        else:
+            perm = perm[:total]
+        offsets = flips = None
+        if self.augment is not None:
+            # One draw per position of the shared permutation: independent of rank and batch size.
+            gen = _generator(dev, epoch_seed(self.seed, epoch, 1))
+            if self.augment.crop_padding > 0:
+                high = 2 * self.augment.crop_padding + 1
+                offsets = torch.randint(0, high, (total, 2), generator=gen, device=dev)
+            if self.augment.hflip:
+                flips = torch.rand(total, generator=gen, device=dev) < 0.5
+        sl = slice(self.rank, total, self.world_size)
+        return perm[sl], (offsets[sl] if offsets is not None else None), (flips[sl] if flips is not None else None)
+
+    # -- iteration ---------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        indices, offsets, flips = self._plan(self.epoch)
+        images, labels = self.split.images, self.split.labels
+        for b in range(len(self)):
+            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            idx = indices[sl]
+            x = images[idx]
+            if self.augment is not None:
+                x = apply_augment(
+                    x,
+                    self.augment,
+                    offsets[sl] if offsets is not None else None,
+                    flips[sl] if flips is not None else None,
+                )
+            x = _convert(x, self.input_size, self._norm, self.dtype, self.channels_last)
+            yield x, labels[idx]
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchIterator({self.split!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, seed={self.seed}, "
+            f"epoch={self.epoch}, rank={self.rank}/{self.world_size}, batches={len(self)})"
+        )

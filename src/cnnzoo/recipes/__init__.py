@@ -1,0 +1,69 @@
+"""Recipes: named, shipped training settings (TOML), each a TrainConfig plus what to expect of it.
+
+A recipe file has top-level `description`, `expected_accuracy` (Fashion-MNIST or MNIST test
+accuracy, a fraction), `expected_time` (free text, with the device) and a `[train]` table whose
+keys are TrainConfig fields.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from importlib import resources
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train.config import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_META = ("description", "expected_accuracy", "expected_time", "train")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    expected_accuracy: float | None
+    expected_time: str
+    config: TrainConfig
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.name[: -len(".toml")] for p in resources.files(__package__).iterdir() if p.name.endswith(".toml"))
+
+
+def load_recipe(name: str) -> Recipe:
+    names = list_recipes()
+    if name not in names:
+        raise CnnzooError(f"Unknown recipe {name!r}; choose one of: {', '.join(names)}.")
+    text = resources.files(__package__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    return parse_recipe(name, text)
+
+
+def parse_recipe(name: str, text: str) -> Recipe:
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise CnnzooError(f"Recipe {name!r} is not valid TOML ({error}).") from None
+    unknown = sorted(set(values) - set(_META))
+    if unknown:
+        raise CnnzooError(f"Recipe {name!r} has unknown top-level key(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(_META)}.")
+    train = values.get("train", {})
+    bad = sorted(set(train) - set(TrainConfig.field_names()))
+    if bad:
+        raise CnnzooError(f"Recipe {name!r} has unknown [train] field(s) {', '.join(bad)}; "
+                          f"valid fields: {', '.join(TrainConfig.field_names())}.")
+    config = TrainConfig.from_dict({**train, "recipe": name}).validate()
+    return Recipe(name=name, description=values.get("description", ""),
+                  expected_accuracy=values.get("expected_accuracy"), expected_time=values.get("expected_time", ""),
+                  config=config)
+
+
+def recipe_for(model: str, dataset: str) -> Recipe | None:
+    """The shipped recipe named `<model>-<dataset>`, which `cnnzoo train --model` uses as its defaults."""
+    name = f"{model}-{dataset}"
+    return load_recipe(name) if name in list_recipes() else None

@@ -1,0 +1,67 @@
+"""What a run measured: loss per batch, and one row of metrics per epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "time_s", "images_per_s")
+BATCH_COLUMNS = ("step", "epoch", "loss", "lr")
+
+
+@dataclass
+class History:
+    batch_loss: list[float] = field(default_factory=list)
+    batch_lr: list[float] = field(default_factory=list)
+    batch_epoch: list[int] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    compile_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_loss": self.batch_loss, "batch_lr": self.batch_lr, "batch_epoch": self.batch_epoch,
+            "epochs": self.epochs, "compile_s": self.compile_s,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> History:
+        return cls(**values)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per epoch with the columns of metrics.csv."""
+        return [{column: row.get(column) for column in EPOCH_COLUMNS} for row in self.epochs]
+
+    def batch_rows(self) -> list[dict[str, Any]]:
+        return [
+            {"step": step, "epoch": epoch, "loss": loss, "lr": lr}
+            for step, (epoch, loss, lr) in enumerate(zip(self.batch_epoch, self.batch_loss, self.batch_lr))
+        ]
+
+    def to_dataframe(self):
+        """Per-epoch metrics as a pandas DataFrame (needs pandas, which cnnzoo itself does not)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows(), columns=list(EPOCH_COLUMNS))
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.rows()[-1] if self.epochs else {}
+
+    def plot(self):
+        """Draw the course's two plots (loss per batch; train/test accuracy per epoch) and return the figures."""
+        from cnnzoo.viz.plots import accuracy_figure, loss_figure
+
+        steps_per_epoch = self.batch_epoch.count(self.batch_epoch[0]) if self.batch_epoch else None
+        loss = loss_figure(list(range(len(self.batch_loss))), self.batch_loss, steps_per_epoch=steps_per_epoch)
+        rows = self.rows()
+        accuracy = accuracy_figure(
+            [r["epoch"] for r in rows], [r["train_acc"] for r in rows],
+            test_acc=[r["test_acc"] for r in rows], val_acc=[r["val_acc"] for r in rows],
+        )
+        return loss, accuracy
+
+    def __repr__(self) -> str:
+        final = self.final
+        if not final:
+            return "History(empty)"
+        return f"History({len(self.epochs)} epochs, final train_acc={final['train_acc']:.4f}, test_acc={final['test_acc']})"

@@ -1,0 +1,320 @@
+"""fit / evaluate / predict. The whole training step is `_train_step`, on one screen."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from cnnzoo.data import BatchIterator, DataBundle, DataSplit, preprocess
+from cnnzoo.data.batches import Augment
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train.checkpoint import Checkpoint, load_model_state, restore_rng_state, save_checkpoint
+from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.device import Runtime
+from cnnzoo.train.history import History
+from cnnzoo.train.optim import LRSchedule, build_optimizer, set_lr
+from cnnzoo.train.rundir import RunDir
+
+EpochCallback = Callable[[int, dict[str, Any], History], None]
+
+
+class TrainingInterrupted(CnnzooError):
+    exit_code = 130
+
+
+class TrainingDiverged(CnnzooError):
+    exit_code = 3
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    predictions: torch.Tensor  # (N,) predicted class, on the CPU
+    confidences: torch.Tensor  # (N,) probability of the predicted class
+    labels: torch.Tensor
+
+    def confusion(self, num_classes: int) -> torch.Tensor:
+        index = self.labels * num_classes + self.predictions
+        return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int]) -> dict[str, Any]:
+    normalize = (data_info.mean, data_info.std) if config.normalize else None
+    return {"input_size": input_size, "normalize": normalize}
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    split: DataSplit,
+    *,
+    input_size: tuple[int, int] | None = None,
+    normalize: tuple[float, float] | None = None,
+    batch_size: int = 1024,
+    runtime: Runtime | None = None,
+    tta: bool = False,
+) -> EvalResult:
+    """Accuracy and loss in eval mode without autograd; `tta` averages with the mirrored image."""
+    was_training = model.training
+    model.eval()
+    autocast = runtime.autocast() if runtime else torch.autocast("cpu", enabled=False)
+    memory_format = runtime.memory_format if runtime else torch.contiguous_format
+    batches = BatchIterator(
+        split, batch_size, shuffle=False, input_size=input_size, normalize=normalize,
+        channels_last=memory_format == torch.channels_last,
+    )
+    total_loss = torch.zeros((), device=split.device)
+    predictions, confidences = [], []
+    with autocast:
+        for x, y in batches:
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(torch.flip(x, dims=(3,))).float()) / 2
+            total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
+            confidence, predicted = logits.softmax(1).max(1)
+            predictions.append(predicted)
+            confidences.append(confidence)
+    model.train(was_training)
+    predictions_t = torch.cat(predictions).cpu()
+    labels = split.labels.cpu()
+    return EvalResult(
+        loss=total_loss.item() / len(split),
+        accuracy=(predictions_t == labels).double().mean().item(),
+        predictions=predictions_t,
+        confidences=torch.cat(confidences).cpu(),
+        labels=labels,
+    )
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    input_size: tuple[int, int] | None = None,
+    normalize: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Class probabilities (N, classes) for uint8 images (N, 1, 28, 28)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    probabilities = model(preprocess(images.to(device), input_size, normalize)).float().softmax(1)
+    model.train(was_training)
+    return probabilities.cpu()
+
+
+class _Interrupt:
+    """First SIGINT/SIGTERM asks the loop to stop after the current step; a second exits at once."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\n{self.requested} received: stopping after this step (press Ctrl-C again to quit at once).",
+              file=sys.stderr, flush=True)
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _make_train_step(model, optimizer, loss_fn, runtime: Runtime, grad_clip: float | None):
+    def train_step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with runtime.autocast():
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    return train_step
+
+
+def _compile(model: nn.Module, runtime: Runtime, num_params: int) -> nn.Module:
+    if not runtime.compile:
+        return model
+    # CUDA graphs ("reduce-overhead") pay when kernel launches dominate, i.e. for small models;
+    # for big ones the kernels themselves dominate and graphs only cost memory.
+    small = num_params < 5_000_000
+    mode = "reduce-overhead" if runtime.cuda_graphs and small else "max-autotune-no-cudagraphs"
+    return torch.compile(model, mode=mode)
+
+
+def fit(
+    model: nn.Module,
+    data: DataBundle,
+    config: TrainConfig,
+    *,
+    run_dir: RunDir | None = None,
+    resume: Checkpoint | None = None,
+    callbacks: Iterable[EpochCallback] = (),
+    quiet: bool = False,
+    runtime: Runtime | None = None,
+    meta: dict[str, Any] | None = None,
+) -> History:
+    """Train `model` on `data.train`, evaluating on `data.val`/`data.test` after every epoch."""
+    config.validate()
+    runtime = runtime or Runtime.from_config(config)
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    input_size = _input_size(model, config)
+    transform = input_transform(config, data.info, input_size)
+    augment = Augment(crop_padding=config.crop_padding, hflip=config.hflip)
+    train_batches = BatchIterator(
+        data.train, config.batch_size, shuffle=True, seed=config.seed, augment=augment,
+        channels_last=runtime.channels_last, **transform,
+    )
+    steps_per_epoch = len(train_batches)
+
+    model.to(runtime.device, memory_format=runtime.memory_format)
+    optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer)
+    schedule = LRSchedule.from_config(config, steps_per_epoch)
+    history, start_epoch, best = History(), 0, -1.0
+    if resume is not None:
+        load_model_state(model, resume.model_state)
+        if resume.optimizer_state is not None:
+            optimizer.load_state_dict(resume.optimizer_state)
+        restore_rng_state(resume.rng)
+        history = History.from_dict(resume.meta["history"])
+        start_epoch, best = resume.meta["epoch"], resume.meta.get("best", -1.0)
+
+    num_params = sum(p.numel() for p in model.parameters())
+    compiled = _compile(model, runtime, num_params)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    train_step = _make_train_step(compiled, optimizer, loss_fn, runtime, config.grad_clip)
+    base_meta = {"config": config.to_dict(), "classes": list(data.train.classes), **(meta or {})}
+
+    def checkpoint(path, epoch: int) -> None:
+        save_checkpoint(path, model, {**base_meta, "epoch": epoch, "step": epoch * steps_per_epoch,
+                                      "best": best, "history": history.to_dict()}, optimizer)
+
+    if run_dir is not None and resume is None:
+        checkpoint(run_dir.last_checkpoint, 0)  # so even an interrupt in epoch 1 leaves something to resume
+    interrupt = _Interrupt()
+    progress_enabled = not quiet and sys.stderr.isatty()
+    with interrupt.installed():
+        for epoch in range(start_epoch, config.epochs):
+            model.train()
+            train_batches.set_epoch(epoch)
+            # Losses stay on the device and are read once per epoch: no host sync inside the loop.
+            losses = torch.zeros(steps_per_epoch, device=runtime.device)
+            correct = torch.zeros((), dtype=torch.long, device=runtime.device)
+            lrs, seen = [], 0
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                       disable=not progress_enabled, unit="batch")
+            start = time.perf_counter()
+            try:
+                for i, (x, y) in enumerate(train_batches):
+                    lr = schedule(epoch * steps_per_epoch + i)
+                    set_lr(optimizer, lr)
+                    lrs.append(lr)
+                    if epoch == start_epoch and i == 0 and runtime.compile:
+                        compile_start = time.perf_counter()
+                        losses[i], batch_correct = train_step(x, y)
+                        torch.cuda.synchronize(runtime.device)
+                        history.compile_s = time.perf_counter() - compile_start
+                        start += history.compile_s  # compilation is reported apart from epoch time
+                    else:
+                        losses[i], batch_correct = train_step(x, y)
+                    correct += batch_correct
+                    seen += len(y)
+                    if progress_enabled:
+                        bar.update()
+                        if i % 20 == 0:
+                            bar.set_postfix(loss=f"{losses[i].item():.3f}",
+                                            img_s=f"{seen / max(time.perf_counter() - start, 1e-9):.0f}")
+                    if interrupt.requested:
+                        break
+            except torch.OutOfMemoryError:
+                raise CnnzooError(
+                    f"The GPU ran out of memory at batch size {config.batch_size}; try a smaller one, "
+                    f"e.g. --batch-size {max(1, config.batch_size // 2)}."
+                ) from None
+            finally:
+                bar.close()
+            if interrupt.requested:
+                where = run_dir.path if run_dir else None
+                raise TrainingInterrupted(
+                    f"Training stopped by {interrupt.requested} in epoch {epoch + 1}; the last completed epoch "
+                    f"({epoch}) is saved" + (f", resume with: cnnzoo train --resume {where}" if where else ".")
+                )
+            batch_losses = losses.tolist()
+            if runtime.device.type == "cuda":
+                torch.cuda.synchronize(runtime.device)
+            elapsed = time.perf_counter() - start
+            bad = next((i for i, v in enumerate(batch_losses) if not math.isfinite(v)), None)
+            if bad is not None:
+                raise TrainingDiverged(
+                    f"The loss became {batch_losses[bad]} at epoch {epoch + 1}, step {bad + 1}; the learning rate "
+                    f"({config.lr}) is probably too high for this model, lower it (the last good checkpoint is kept)."
+                )
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": sum(batch_losses) / len(batch_losses),
+                "train_acc": correct.item() / seen,
+                "lr": lrs[-1],
+                "time_s": elapsed,
+                "images_per_s": seen / elapsed,
+            }
+            eval_args = {"batch_size": config.eval_batch_size, "runtime": runtime, "tta": config.tta, **transform}
+            row["val_acc"] = evaluate(compiled, data.val, **eval_args).accuracy if data.val is not None else None
+            row["test_acc"] = evaluate(compiled, data.test, **eval_args).accuracy if data.test is not None else None
+            history.batch_loss += batch_losses
+            history.batch_lr += lrs
+            history.batch_epoch += [epoch + 1] * len(batch_losses)
+            history.epochs.append(row)
+            score = row["val_acc"] if row["val_acc"] is not None else row["test_acc"]
+            improved = score is not None and score > best
+            best = max(best, score) if score is not None else best
+            if run_dir is not None:
+                run_dir.write_history(history)
+                checkpoint(run_dir.last_checkpoint, epoch + 1)
+                if improved:
+                    checkpoint(run_dir.best_checkpoint, epoch + 1)
+            log(_epoch_line(row, config.epochs))
+            for callback in callbacks:
+                callback(epoch + 1, row, history)
+    return history
+
+
+def _input_size(model: nn.Module, config: TrainConfig) -> tuple[int, int]:
+    if config.input_size is not None:
+        return (config.input_size, config.input_size)
+    from cnnzoo.models import get_model_spec
+
+    _, h, w = get_model_spec(config.model).input_shape
+    return (h, w)
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}", f"train {100 * row['train_acc']:.1f}%"]
+    if row["val_acc"] is not None:
+        parts.append(f"val {100 * row['val_acc']:.1f}%")
+    if row["test_acc"] is not None:
+        parts.append(f"test {100 * row['test_acc']:.1f}%")
+    parts.append(f"{row['time_s']:.1f} s")
+    return "  ".join(parts)

@@ -1,0 +1,166 @@
+"""A run end to end: config -> data + model -> fit -> run directory with metrics, checkpoints, plots."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from cnnzoo.data import DATASETS, DataBundle, load_data
+from cnnzoo.errors import CnnzooError
+from cnnzoo.models import build_model
+from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
+from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.device import Runtime
+from cnnzoo.train.history import History
+from cnnzoo.train.loop import EpochCallback, evaluate, fit, input_transform
+from cnnzoo.train.rundir import RunDir, default_run_name
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from cnnzoo import __version__
+
+    return {"cnnzoo": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version(), "cuda": torch.version.cuda or "none"}
+
+
+def model_for(config: TrainConfig, num_classes: int) -> nn.Module:
+    torch.manual_seed(config.seed)  # the same seed gives the same initial weights
+    return build_model(config.model, num_classes=num_classes, in_channels=1, input_size=config.input_size,
+                       norm=config.norm, init=config.init, **config.model_options)
+
+
+def data_for(config: TrainConfig, device: torch.device) -> DataBundle:
+    return load_data(config.dataset, root=config.data_dir, device=device, val_split=config.val_split,
+                     seed=config.seed, limit_train=config.limit_train, limit_test=config.limit_test)
+
+
+def read_config(run_dir: RunDir) -> TrainConfig:
+    values = run_dir.read_json("config.json")
+    return TrainConfig.from_dict({k: v for k, v in values.items() if k in TrainConfig.field_names()})
+
+
+def _finish(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime,
+            quiet: bool) -> None:
+    write_evaluation(run_dir, model, data, config, runtime)
+    try:
+        from cnnzoo.viz.plots import plot_run
+
+        plot_run(run_dir.path)
+    except ImportError as error:  # plotting is optional for the numbers; say so rather than fail the run
+        if not quiet:
+            print(f"plots skipped: {error}")
+
+
+def write_evaluation(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig,
+                     runtime: Runtime) -> dict[str, Any]:
+    _, h, w = _input_shape(config)
+    result = evaluate(model, data.test, batch_size=config.eval_batch_size, runtime=runtime, tta=config.tta,
+                      **input_transform(config, data.info, (h, w)))
+    report = evaluation_report(result, data.test.classes)
+    run_dir.write_json("evaluation.json", report)
+    return report
+
+
+def evaluation_report(result, classes, max_misclassified: int = 32) -> dict[str, Any]:
+    confusion = result.confusion(len(classes))
+    per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
+    wrong = (result.predictions != result.labels).nonzero().flatten()
+    order = wrong[result.confidences[wrong].argsort(descending=True)][:max_misclassified]
+    return {
+        "split": "test", "accuracy": result.accuracy, "loss": result.loss, "classes": list(classes),
+        "per_class_accuracy": per_class, "confusion": confusion.tolist(),
+        "misclassified": [{"index": int(i), "true": int(result.labels[i]), "pred": int(result.predictions[i]),
+                           "confidence": float(result.confidences[i])} for i in order],
+    }
+
+
+def _input_shape(config: TrainConfig) -> tuple[int, int, int]:
+    from cnnzoo.models import get_model_spec
+
+    _, h, w = get_model_spec(config.model).input_shape
+    if config.input_size is not None:
+        h = w = config.input_size
+    return (1, h, w)
+
+
+def train_run(
+    config: TrainConfig,
+    out: str | Path = "runs",
+    name: str | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    callbacks: Iterable[EpochCallback] = (),
+) -> tuple[RunDir, History]:
+    """Train as `cnnzoo train` does and return the run directory and history."""
+    config.validate()
+    runtime = Runtime.from_config(config)
+    data = data_for(config, runtime.device)
+    model = model_for(config, len(data.train.classes))
+    run_dir = RunDir.create(out, name or default_run_name(config.model, config.dataset), overwrite=overwrite)
+    run_dir.write_json("config.json", {
+        **config.to_dict(), "input_shape": list(_input_shape(config)), "classes": list(data.train.classes),
+        "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
+        "runtime": runtime.describe(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, quiet=quiet, runtime=runtime)
+    _finish(run_dir, model, data, config, runtime, quiet)
+    return run_dir, history
+
+
+def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochCallback] = (),
+               epochs: int | None = None) -> tuple[RunDir, History]:
+    """Continue a run from its last completed epoch; `epochs` may extend the run."""
+    run_dir = RunDir.open(path)
+    checkpoint = load_checkpoint(run_dir.last_checkpoint)
+    config = TrainConfig.from_dict(checkpoint.config)
+    if epochs is not None:
+        config = config.replace(epochs=epochs)
+    if checkpoint.meta["epoch"] >= config.epochs:
+        raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
+                          "larger N to train it further.")
+    runtime = Runtime.from_config(config)
+    data = data_for(config, runtime.device)
+    model = model_for(config, len(data.train.classes))
+    history = fit(model, data, config, run_dir=run_dir, resume=checkpoint, callbacks=callbacks, quiet=quiet,
+                  runtime=runtime)
+    _finish(run_dir, model, data, config, runtime, quiet)
+    return run_dir, history
+
+
+@dataclass
+class TrainedModel:
+    """A model restored from a checkpoint, with what is needed to feed it."""
+
+    model: nn.Module
+    config: TrainConfig
+    classes: list[str]
+    input_size: tuple[int, int]
+    normalize: tuple[float, float] | None
+    meta: dict[str, Any]
+
+
+def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> TrainedModel:
+    """Load a run directory's `which` checkpoint (falling back to last) or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        run_dir = RunDir.open(path)
+        path = run_dir.best_checkpoint if which == "best" and run_dir.best_checkpoint.is_file() else run_dir.last_checkpoint
+    checkpoint = load_checkpoint(path)
+    config = TrainConfig.from_dict(checkpoint.config)
+    classes = checkpoint.meta["classes"]
+    model = model_for(config, len(classes))
+    load_model_state(model, checkpoint.model_state, source=f"checkpoint {path}")
+    runtime_device = Runtime.from_config(config.replace(device=device)).device
+    model.to(runtime_device).eval()
+    _, h, w = _input_shape(config)
+    info = DATASETS[config.dataset]
+    return TrainedModel(model=model, config=config, classes=classes, input_size=(h, w),
+                        normalize=(info.mean, info.std) if config.normalize else None, meta=checkpoint.meta)

@@ -1,0 +1,323 @@
+"""Training curves, confusion matrices and image grids as matplotlib Figures.
+
+Every figure is built with ``matplotlib.figure.Figure`` directly instead of pyplot: that
+needs no backend at all (nothing is chosen at import, no window can pop up, nothing piles up
+in pyplot's figure registry), and a returned Figure still renders inline in Jupyter. Files are
+written by matplotlib's Agg/SVG/PDF canvases, chosen from the file extension.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from cnnzoo.errors import CnnzooError
+
+IMAGE_FORMATS = ("png", "svg", "pdf")
+SAVE_DPI = 110
+
+_TRAIN = "#1f77b4"
+_VAL = "#ff7f0e"
+_TEST = "#2ca02c"
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the body succeeds.
+
+    Readers (a browser refreshing report.html, a notebook showing loss.png during training)
+    then never see a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The image format named by ``path``'s extension, or a CnnzooError for an unsupported one."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in IMAGE_FORMATS:
+        raise CnnzooError(
+            f"Cannot write {str(path)!r}: use a file name ending in one of "
+            f"{', '.join('.' + f for f in IMAGE_FORMATS)}."
+        )
+    return fmt
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = SAVE_DPI) -> Path:
+    """Write ``fig`` to ``path`` atomically, as PNG, SVG or PDF according to the extension."""
+    fmt = image_format(path)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", facecolor="white")
+    return Path(path)
+
+
+def _floats(values: Sequence | None) -> np.ndarray | None:
+    """Values as a float array, with None and "" as NaN; None when nothing is known at all."""
+    if values is None:
+        return None
+    arr = np.array(
+        [math.nan if v is None or v == "" else float(v) for v in np.asarray(values, dtype=object).ravel()],
+        dtype=float,
+    )
+    return None if arr.size == 0 or np.isnan(arr).all() else arr
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=12, fontweight="bold")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average; the first points average what exists so the line starts at step 0."""
+    csum = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def loss_figure(steps: Sequence, losses: Sequence, steps_per_epoch: int | None = None) -> Figure:
+    """Loss per batch (the course plot) with a moving average; a top axis counts epochs."""
+    steps = np.asarray(steps, dtype=float)
+    losses = np.asarray(losses, dtype=float)
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, losses, color=_TRAIN, alpha=0.3, linewidth=0.8, label="loss per batch")
+    if len(losses) >= 10:
+        window = max(5, len(losses) // 50)
+        ax.plot(steps, _smooth(losses, window), color=_TRAIN, linewidth=2, label=f"moving average ({window} batches)")
+    _style(ax, "Training loss", "step (batch)", "cross-entropy loss")
+    if steps_per_epoch:
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
+        top.set_xlabel("epoch")
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(losses):
+        ax.legend(loc="upper right")
+    return fig
+
+
+def accuracy_figure(
+    epochs: Sequence, train_acc: Sequence, test_acc: Sequence | None = None, val_acc: Sequence | None = None
+) -> Figure:
+    """Train/validation/test accuracy per epoch, as percentages; the legend gives the last value."""
+    epochs = np.asarray(epochs, dtype=float)
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    for name, values, color, marker in (
+        ("train", train_acc, _TRAIN, "o"),
+        ("validation", val_acc, _VAL, "s"),
+        ("test", test_acc, _TEST, "^"),
+    ):
+        arr = _floats(values)
+        if arr is None:
+            continue
+        known = ~np.isnan(arr)
+        last = arr[known][-1]
+        ax.plot(epochs[known], arr[known], color=color, marker=marker, markersize=4, linewidth=2,
+                label=f"{name} (last {last * 100:.2f}%)")
+    _style(ax, "Accuracy per epoch", "epoch", "accuracy")
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.lines:
+        ax.legend(loc="lower right")
+    return fig
+
+
+def lr_figure(steps: Sequence, lrs: Sequence, xlabel: str = "step (batch)") -> Figure:
+    """The learning-rate schedule; log scale once it spans more than a factor of ten."""
+    steps = np.asarray(steps, dtype=float)
+    lrs = np.asarray(lrs, dtype=float)
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, lrs, color="#9467bd", linewidth=2)
+    _style(ax, "Learning rate", xlabel, "learning rate")
+    positive = lrs[lrs > 0]
+    if len(positive) and positive.min() * 10 < positive.max() and len(positive) == len(lrs):
+        ax.set_yscale("log")
+    return fig
+
+
+def _confusion_panel(fig: Figure, ax, matrix: np.ndarray, classes: Sequence[str], normalized: bool) -> None:
+    n = len(classes)
+    image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalized else max(matrix.max(), 1))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
+                 format=PercentFormatter(xmax=1.0) if normalized else None)
+    threshold = (1 if normalized else matrix.max()) / 2
+    fontsize = 8 if n <= 10 else max(4, 80 // n)
+    for i in range(n):
+        for j in range(n):
+            value = matrix[i, j]
+            text = f"{value * 100:.0f}" if normalized else f"{int(value)}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
+                    color="white" if value > threshold else "black")
+    ax.set_xticks(range(n), labels=classes, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticks(range(n), labels=classes, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Row-normalized (% of true class)" if normalized else "Counts", fontweight="bold")
+
+
+def confusion_figure(matrix, classes: Sequence[str], normalize: bool | None = None) -> Figure:
+    """Confusion matrix (rows = true class). ``normalize=None`` draws counts and row-normalized
+    side by side; ``False`` only counts; ``True`` only the row-normalized matrix."""
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(classes), len(classes)):
+        raise CnnzooError(
+            f"The confusion matrix is {matrix.shape} but there are {len(classes)} classes; "
+            "pass one row and one column per class."
+        )
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalized = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    panels = [(matrix, False), (normalized, True)] if normalize is None else [(normalized if normalize else matrix, bool(normalize))]
+    fig = Figure(figsize=(7.2 * len(panels), 6.4), layout="constrained")
+    for k, (values, is_normalized) in enumerate(panels):
+        _confusion_panel(fig, fig.add_subplot(1, len(panels), k + 1), values, classes, is_normalized)
+    fig.suptitle("Confusion matrix", fontsize=13, fontweight="bold")
+    return fig
+
+
+def _as_images(images) -> np.ndarray:
+    """(K,1,H,W) or (K,H,W) uint8 tensor/array as a (K,H,W) numpy array."""
+    if hasattr(images, "detach"):
+        images = images.detach().cpu().numpy()
+    images = np.asarray(images)
+    if images.ndim == 4:
+        if images.shape[1] != 1:
+            raise CnnzooError(f"Expected grayscale images shaped (K,1,H,W), got {tuple(images.shape)}.")
+        images = images[:, 0]
+    if images.ndim != 3:
+        raise CnnzooError(f"Expected images shaped (K,1,H,W) or (K,H,W), got {tuple(images.shape)}.")
+    return images
+
+
+def _grid(images: np.ndarray, titles: Sequence[str] | None, ncols: int, title: str,
+          panel_w: float, title_color: str = "black") -> Figure:
+    count = len(images)
+    ncols = max(1, min(ncols, count))
+    nrows = max(1, math.ceil(count / ncols))
+    fig = Figure(figsize=(panel_w * ncols, panel_w * nrows + 0.5), layout="constrained")
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    if count == 0:
+        fig.text(0.5, 0.5, "nothing to show", ha="center", va="center")
+        return fig
+    for k in range(count):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        ax.imshow(images[k], cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=8, color=title_color)
+    return fig
+
+
+def image_grid_figure(images_uint8, labels: Sequence[int] | None, classes: Sequence[str], ncols: int = 8,
+                      title: str = "Images") -> Figure:
+    """One panel per image, titled with its class name (no titles when ``labels`` is None)."""
+    images = _as_images(images_uint8)
+    titles = None if labels is None else [str(classes[int(y)]) for y in labels]
+    return _grid(images, titles, ncols, title, panel_w=1.3)
+
+
+def misclassified_figure(images_uint8, true: Sequence[int], pred: Sequence[int], confidence: Sequence[float],
+                         classes: Sequence[str], ncols: int = 6) -> Figure:
+    """The given wrong predictions, titled "true → pred (p%)"; pass them most confident first."""
+    images = _as_images(images_uint8)
+    titles = [f"{classes[int(t)]} → {classes[int(p)]} ({float(c) * 100:.0f}%)"
+              for t, p, c in zip(true, pred, confidence, strict=True)]
+    return _grid(images, titles, ncols, "Most confident mistakes (true → predicted, confidence)",
+                 panel_w=2.0, title_color="#b00020")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a metrics.csv or batch_loss.csv as dicts of the raw strings."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _column(rows: list[dict[str, str]], name: str) -> list[str]:
+    return [row.get(name, "") or "" for row in rows]
+
+
+def _steps_per_epoch(epochs: list[str]) -> int | None:
+    """The usual number of batches in an epoch (the last epoch of a run may be cut short)."""
+    counts = Counter(epochs)
+    return counts.most_common(1)[0][1] if counts else None
+
+
+def _misclassified_images(run_dir: Path, evaluation: dict):
+    """The test images named in evaluation.json, read back through cnnzoo.data."""
+    from cnnzoo.data import load_split
+
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    # Never download here: a missing data set costs only this one figure.
+    split = load_split(config["dataset"], evaluation.get("split", "test"), root=config.get("data_dir"), download=False)
+    indices = [int(m["index"]) for m in evaluation["misclassified"]]
+    return split.images[indices]
+
+
+def plot_run(run_dir: str | os.PathLike) -> list[Path]:
+    """Draw a run directory's curves (and, once evaluation.json exists, its confusion matrix and
+    most confident mistakes) as PNGs inside it; return the paths written."""
+    run_dir = Path(run_dir)
+    metrics_path, batch_path, eval_path = (run_dir / n for n in ("metrics.csv", "batch_loss.csv", "evaluation.json"))
+    if not metrics_path.is_file() and not batch_path.is_file():
+        raise CnnzooError(f"{str(run_dir)!r} has no metrics.csv or batch_loss.csv; pass a run directory written by `cnnzoo train`.")
+    written: list[Path] = []
+    metrics = read_metrics(metrics_path) if metrics_path.is_file() else []
+    batches = read_metrics(batch_path) if batch_path.is_file() else []
+
+    if batches:
+        steps = _column(batches, "step")
+        written.append(save_figure(loss_figure(steps, _column(batches, "loss"),
+                                               _steps_per_epoch(_column(batches, "epoch"))), run_dir / "loss.png"))
+    if metrics:
+        epochs = _column(metrics, "epoch")
+        written.append(save_figure(accuracy_figure(epochs, _column(metrics, "train_acc"), _column(metrics, "test_acc"),
+                                                   _column(metrics, "val_acc")), run_dir / "accuracy.png"))
+    lrs = _column(batches, "lr")
+    if batches and all(lrs):
+        written.append(save_figure(lr_figure(_column(batches, "step"), lrs), run_dir / "lr.png"))
+    elif metrics and all(_column(metrics, "lr")):
+        written.append(save_figure(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr"), xlabel="epoch"),
+                                   run_dir / "lr.png"))
+
+    if eval_path.is_file():
+        evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
+        classes = evaluation["classes"]
+        written.append(save_figure(confusion_figure(evaluation["confusion"], classes), run_dir / "confusion.png"))
+        wrong = evaluation.get("misclassified") or []
+        try:
+            images = _misclassified_images(run_dir, evaluation) if wrong else np.zeros((0, 28, 28), np.uint8)
+        except (CnnzooError, OSError, KeyError) as exc:
+            # The figures above are still worth having when the data set is not on this machine.
+            warnings.warn(f"misclassified.png not drawn: {exc}", stacklevel=2)
+        else:
+            fig = misclassified_figure(images, [m["true"] for m in wrong], [m["pred"] for m in wrong],
+                                       [m["confidence"] for m in wrong], classes)
+            written.append(save_figure(fig, run_dir / "misclassified.png"))
+    return written

@@ -1,0 +1,228 @@
+"""One self-contained HTML page per run: config, model summary, curves and evaluation.
+
+Images are embedded as data URIs and the styling is inline, so the file can be mailed,
+attached to an issue or opened offline and shows the same everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.viz.plots import atomic_target, plot_run, read_metrics
+
+_CSS = """
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+  color:#1d2330;background:#f4f6f9}
+main{max-width:1100px;margin:0 auto;padding:12px}
+header h1{font-size:1.5rem;margin:.3em 0 .1em;overflow-wrap:anywhere}
+header p{margin:0;color:#5b6475;overflow-wrap:anywhere}
+section{background:#fff;border-radius:10px;padding:14px;margin:14px 0;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h2{font-size:1.15rem;margin:0 0 .6em}
+h3{font-size:1rem;margin:1em 0 .4em}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px;margin-top:14px}
+.card{background:#fff;border-radius:10px;padding:10px 12px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+.card .v{display:block;font-size:1.35rem;font-weight:700}
+.card .k{color:#5b6475;font-size:.85rem}
+img{display:block;max-width:100%;height:auto;margin:8px auto}
+.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{padding:4px 8px;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top}
+th{background:#f4f6f9}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.kv td:first-child{white-space:nowrap;color:#5b6475}
+.kv td:last-child{overflow-wrap:anywhere}
+pre{margin:0;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.bar{background:#e3e6eb;border-radius:3px;height:8px;min-width:60px;margin-top:6px}
+.bar span{display:block;height:100%;background:#2ca02c;border-radius:3px}
+.note{color:#6b4200;background:#fff6e5;padding:8px 10px;border-radius:6px}
+"""
+
+_CURVES = (("loss.png", "Training loss per batch"), ("accuracy.png", "Accuracy per epoch"),
+           ("lr.png", "Learning rate"))
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _percent(fraction: str | float | None) -> str:
+    try:
+        return f"{float(fraction) * 100:.2f}%"
+    except (TypeError, ValueError):
+        return "—"
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" loading="eager">'
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _stale(run_dir: Path, evaluation: dict | None) -> bool:
+    """Whether a figure is missing or older than the data it is drawn from."""
+    sources = [p for p in (run_dir / "metrics.csv", run_dir / "batch_loss.csv", run_dir / "evaluation.json") if p.is_file()]
+    newest = max((p.stat().st_mtime for p in sources), default=0.0)
+    wanted = [run_dir / "accuracy.png", run_dir / "lr.png"]
+    if (run_dir / "batch_loss.csv").is_file():
+        wanted.append(run_dir / "loss.png")
+    if evaluation is not None:
+        wanted.append(run_dir / "confusion.png")
+        if evaluation.get("misclassified"):
+            wanted.append(run_dir / "misclassified.png")
+    return any(not p.is_file() or p.stat().st_mtime < newest for p in wanted)
+
+
+def _model_summary(config: dict[str, Any]) -> str:
+    """The Keras-like summary of the run's model, rebuilt from config.json on the meta device."""
+    try:
+        import torch
+
+        from cnnzoo.models import build_model, get_model_spec, summarize
+
+        name = config["model"]
+        spec = get_model_spec(name)
+        input_shape = tuple(config.get("input_shape") or spec.input_shape)
+        if not config.get("input_shape") and config.get("input_size"):
+            input_shape = (input_shape[0], config["input_size"], config["input_size"])
+        classes = config.get("classes")
+        with torch.device("meta"):  # the weights are not needed, only the layers and shapes
+            model = build_model(name, num_classes=len(classes) if classes else config.get("num_classes"),
+                                in_channels=input_shape[0], input_size=config.get("input_size"),
+                                norm=config.get("norm", "torch"), init=config.get("init", "default"),
+                                **(config.get("model_options") or {}))
+        summary = str(summarize(model, input_shape))
+    except Exception as exc:  # the rest of the report is still worth having
+        return f'<p class="note">The model could not be rebuilt from config.json to summarize it: {_e(exc)}</p>'
+    return f'<div class="scroll"><pre>{_e(summary)}</pre></div>'
+
+
+def _kv_table(values: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)}</td></tr>"
+        for k, v in values.items()
+    )
+    return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
+
+
+def _metrics_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return '<p class="note">No epoch has finished yet (metrics.csv is empty).</p>'
+    columns = list(rows[0])
+    head = "".join(f'<th class="num">{_e(c)}</th>' for c in columns)
+    body = "".join("<tr>" + "".join(f'<td class="num">{_e(r.get(c, ""))}</td>' for c in columns) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _per_class_table(evaluation: dict[str, Any]) -> str:
+    classes = evaluation.get("classes") or []
+    accuracy = evaluation.get("per_class_accuracy") or []
+    confusion = evaluation.get("confusion") or []
+    body = []
+    for k, name in enumerate(classes):
+        value = float(accuracy[k]) if k < len(accuracy) else float("nan")
+        total = sum(confusion[k]) if k < len(confusion) else 0
+        correct = confusion[k][k] if k < len(confusion) and k < len(confusion[k]) else 0
+        width = max(0.0, min(100.0, value * 100)) if value == value else 0.0
+        body.append(
+            f'<tr><td>{_e(name)}<div class="bar"><span style="width:{width:.1f}%"></span></div></td>'
+            f'<td class="num">{_e(_percent(value))}</td><td class="num">{int(correct)} / {int(total)}</td></tr>'
+        )
+    return ('<div class="scroll"><table><thead><tr><th>class</th><th class="num">accuracy</th>'
+            f'<th class="num">correct / total</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _card(label: str, value: str, element_id: str | None = None, data_value: str | None = None) -> str:
+    attrs = (f' id="{_e(element_id)}"' if element_id else "") + (
+        f' data-value="{_e(data_value)}"' if data_value is not None else "")
+    return f'<div class="card"><span class="k">{_e(label)}</span><span class="v"{attrs}>{_e(value)}</span></div>'
+
+
+def render_report(run_dir: str | os.PathLike) -> str:
+    """The report's HTML text; draws the run's figures first when they are missing or stale."""
+    run_dir = Path(run_dir)
+    config = _read_json(run_dir / "config.json")
+    if config is None:
+        raise CnnzooError(f"{str(run_dir)!r} has no config.json; pass a run directory written by `cnnzoo train`.")
+    evaluation = _read_json(run_dir / "evaluation.json")
+    metrics = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
+    if _stale(run_dir, evaluation):
+        plot_run(run_dir)
+
+    last = metrics[-1] if metrics else {}
+    test_raw = last.get("test_acc") or None
+    if test_raw is None and evaluation is not None and evaluation.get("accuracy") is not None:
+        test_raw = str(evaluation["accuracy"])
+    total_time = sum(float(r["time_s"]) for r in metrics if r.get("time_s"))
+    params = config.get("num_params")
+    cards = [
+        _card("test accuracy", _percent(test_raw), "test-accuracy", test_raw),
+        _card("train accuracy", _percent(last.get("train_acc"))),
+        _card("epochs", str(last.get("epoch", "0"))),
+        _card("training time", f"{total_time:.1f} s" if metrics else "—"),
+    ]
+    if last.get("val_acc"):
+        cards.insert(1, _card("validation accuracy", _percent(last["val_acc"])))
+    if isinstance(params, int):
+        cards.append(_card("parameters", f"{params:,}"))
+
+    model, dataset = config.get("model", "?"), config.get("dataset", "?")
+    sections = [f'<section><h2>Metrics per epoch</h2>{_metrics_table(metrics)}</section>']
+    curves = "".join(f"<h3>{_e(title)}</h3>{_image(run_dir / name, title)}"
+                     for name, title in _CURVES if (run_dir / name).is_file())
+    sections.append(f"<section><h2>Curves</h2>{curves or '<p class=note>No curves yet.</p>'}</section>")
+    if evaluation is not None:
+        parts = [f"<p>{_e(evaluation.get('split', 'test'))} accuracy <strong>{_e(_percent(evaluation.get('accuracy')))}"
+                 f"</strong>, loss {_e(evaluation.get('loss', '—'))}</p>",
+                 "<h3>Accuracy per class</h3>", _per_class_table(evaluation)]
+        if (run_dir / "confusion.png").is_file():
+            parts += ["<h3>Confusion matrix</h3>", _image(run_dir / "confusion.png", "confusion matrix")]
+        if (run_dir / "misclassified.png").is_file():
+            parts += ["<h3>Most confident mistakes</h3>", _image(run_dir / "misclassified.png", "misclassified examples")]
+        elif evaluation.get("misclassified"):
+            parts.append('<p class="note">The misclassified images could not be drawn: the data set was not found '
+                         "on this machine (see config.json's data_dir).</p>")
+        sections.append(f"<section><h2>Evaluation</h2>{''.join(parts)}</section>")
+    else:
+        sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: '
+                        "the run has not finished.</p></section>")
+    sections.append(f"<section><h2>Model</h2>{_model_summary(config)}</section>")
+    sections.append(f"<section><h2>Configuration</h2>{_kv_table(config)}</section>")
+
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(model)} on {_e(dataset)} — cnnzoo report</title>
+<link rel="icon" href="data:,">
+<style>{_CSS}</style>
+</head>
+<body>
+<main>
+<header><h1>{_e(model)} on {_e(dataset)}</h1><p>run {_e(run_dir.name)}{
+    " · " + _e(config["created"]) if config.get("created") else ""}</p></header>
+<div class="cards">{''.join(cards)}</div>
+{''.join(sections)}
+</main>
+</body>
+</html>
+"""
+
+
+def write_report(run_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
+    """Write the run's self-contained HTML report (default ``<run_dir>/report.html``)."""
+    path = Path(path) if path is not None else Path(run_dir) / "report.html"
+    text = render_report(run_dir)
+    with atomic_target(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

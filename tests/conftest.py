@@ -1,0 +1,40 @@
+"""Shared fixtures: the real data from $CNNZOO_DATA (set by .ci/run); missing data FAILS, never skips."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _data_root() -> Path:
+    from cnnzoo.data import DATASETS
+
+    value = os.environ.get("CNNZOO_DATA")
+    if not value:
+        pytest.fail("CNNZOO_DATA is not set; point it at the folder holding FashionMNIST/raw and MNIST/raw "
+                    "(e.g. CNNZOO_DATA=../shared/data).", pytrace=False)
+    root = Path(value)
+    missing = [
+        str(root / info.folder / "raw" / name)
+        for info in DATASETS.values()
+        for split in ("train", "test")
+        for name, _ in info.files(split)
+        if not (root / info.folder / "raw" / name).is_file()
+    ]
+    if missing:
+        pytest.fail(f"CNNZOO_DATA={root} lacks the data files: {', '.join(missing)}", pytrace=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return _data_root()
+
+
+@pytest.fixture
+def quick_config(data_root):
+    """A LeNet-5 run small enough for the CPU in a few seconds."""
+    from cnnzoo.train import TrainConfig
+
+    return TrainConfig(model="lenet5", dataset="fashion-mnist", epochs=2, batch_size=64, optimizer="adamw",
+                       lr=3e-3, limit_train=1024, limit_test=256, data_dir=str(data_root), device="cpu")

@@ -1,0 +1,204 @@
+"""BatchIterator, augmentation and preprocess."""
+
+import pytest
+import torch
+import torchvision.transforms as T
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+
+from cnnzoo.data import DATASETS, Augment, BatchIterator, DataSplit, load_split, preprocess
+from cnnzoo.errors import CnnzooError
+
+
+def toy_split(n=103, size=28):
+    """Images whose pixels are random, labels = sample index (to track samples)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, size, size), generator=g, dtype=torch.uint8)
+    return DataSplit(images, torch.arange(n), tuple(str(i) for i in range(10)), "toy", "train")
+
+
+def epoch_labels(it, epoch):
+    it.set_epoch(epoch)
+    return torch.cat([y for _, y in it])
+
+
+@pytest.mark.parametrize("batch_size, drop_last", [(10, False), (16, False), (103, False), (200, False), (10, True)])
+def test_every_index_once_per_epoch(batch_size, drop_last):
+    split = toy_split()
+    it = BatchIterator(split, batch_size, shuffle=True, seed=1, drop_last=drop_last)
+    batches = [(x, y) for x, y in it]
+    assert len(batches) == len(it)
+    seen = torch.cat([y for _, y in batches])
+    if drop_last:
+        assert len(seen) == (103 // batch_size) * batch_size and len(set(seen.tolist())) == len(seen)
+        assert all(len(y) == batch_size for _, y in batches)
+    else:
+        assert sorted(seen.tolist()) == list(range(103))
+    x, y = batches[0]
+    assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28) and y.dtype == torch.int64
+    assert torch.equal(x, split.images[y].float() / 255)
+
+
+def test_epochs_differ_and_repeat_exactly():
+    split = toy_split()
+    it = BatchIterator(split, 10, seed=5, augment=Augment(crop_padding=2, hflip=True))
+    e0, e1 = epoch_labels(it, 0), epoch_labels(it, 1)
+    assert not torch.equal(e0, e1)
+    fresh = BatchIterator(split, 10, seed=5, augment=Augment(crop_padding=2, hflip=True))
+    fresh.set_epoch(1)
+    it.set_epoch(1)
+    for (xa, ya), (xb, yb) in zip(it, fresh, strict=True):
+        assert torch.equal(ya, yb) and torch.equal(xa, xb)
+    assert not torch.equal(epoch_labels(BatchIterator(split, 10, seed=6), 0), e0)
+
+
+def test_global_rng_untouched():
+    state = torch.get_rng_state()
+    it = BatchIterator(toy_split(), 10, seed=0, augment=Augment(crop_padding=4, hflip=True))
+    for _ in it:
+        pass
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_no_shuffle_is_in_order():
+    assert epoch_labels(BatchIterator(toy_split(), 7, shuffle=False), 3).tolist() == list(range(103))
+
+
+@pytest.mark.parametrize("n, drop_last", [(103, False), (104, False), (103, True)])
+def test_sharding_two_ranks(n, drop_last):
+    split = toy_split(n)
+    ranks = [BatchIterator(split, 8, seed=2, world_size=2, rank=r, drop_last=drop_last) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1])
+    shards = [epoch_labels(it, 4) for it in ranks]
+    if drop_last:
+        assert len(shards[0]) == len(shards[1]) == (n // 2 // 8) * 8
+        assert not set(shards[0].tolist()) & set(shards[1].tolist())
+    else:
+        assert len(shards[0]) == len(shards[1]) == -(-n // 2)
+        assert sorted(set(torch.cat(shards).tolist())) == list(range(n))
+        if n % 2 == 0:
+            assert not set(shards[0].tolist()) & set(shards[1].tolist())
+    # both ranks are slices of the same permutation
+    whole = BatchIterator(split, 1000, seed=2).epoch_indices(4)
+    assert torch.equal(ranks[0].epoch_indices(4), whole.repeat(2)[: 2 * -(-n // 2)][0::2][: len(ranks[0].epoch_indices(4))])
+
+
+def test_bad_arguments():
+    split = toy_split()
+    for kwargs in [dict(batch_size=0), dict(batch_size=4, rank=2, world_size=2), dict(batch_size=4, world_size=0)]:
+        with pytest.raises(CnnzooError):
+            BatchIterator(split, **kwargs)
+    with pytest.raises(CnnzooError):
+        Augment(crop_padding=-1)
+    with pytest.raises(CnnzooError):
+        BatchIterator(split, 4, normalize=(0.5, 0.0))
+    with pytest.raises(CnnzooError):
+        BatchIterator(split, 4, input_size=(0, 4))
+
+
+def test_flip_correctness():
+    split = toy_split(64)
+    it = BatchIterator(split, 64, seed=0, augment=Augment(hflip=True))
+    x, y = next(iter(it))
+    orig = split.images[y].float() / 255
+    same = (x == orig).flatten(1).all(1)
+    flipped = (x == orig.flip(-1)).flatten(1).all(1)
+    assert torch.all(same | flipped)
+    assert same.sum() > 10 and flipped.sum() > 10
+
+
+def test_crop_stays_within_padding():
+    pad = 3
+    split = toy_split(64)
+    it = BatchIterator(split, 64, seed=0, augment=Augment(crop_padding=pad))
+    x, y = next(iter(it))
+    orig = split.images[y].float() / 255
+    padded = torch.nn.functional.pad(orig, (pad, pad, pad, pad))
+    matched = torch.zeros(64, dtype=torch.bool)
+    shifts = set()
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            ok = (padded[..., dy : dy + 28, dx : dx + 28] == x).flatten(1).all(1)
+            if ok.any():
+                shifts.add((dy, dx))
+            matched |= ok
+    assert matched.all()  # every output is the original shifted by at most `pad` pixels
+    assert len(shifts) > 10  # and the offsets vary per sample
+
+
+def test_order_augment_then_resize_then_normalize():
+    split = toy_split(16)
+    mean, std = 0.3, 0.4
+    it = BatchIterator(split, 16, shuffle=False, seed=0, input_size=56, normalize=(mean, std),
+                       augment=Augment(hflip=True), dtype=torch.float64, channels_last=True)
+    x, y = next(iter(it))
+    assert x.shape == (16, 1, 56, 56) and x.dtype == torch.float64
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    ref = preprocess(split.images[y], 56, (mean, std)).double()
+    ref_flipped = preprocess(split.images[y].flip(-1), 56, (mean, std)).double()
+    per = torch.minimum((x - ref).abs().flatten(1).amax(1), (x - ref_flipped).abs().flatten(1).amax(1))
+    assert per.max() < 1e-5
+
+
+def test_preprocess_basic():
+    x = torch.tensor([[[[0, 255], [51, 102]]]], dtype=torch.uint8)
+    assert torch.allclose(preprocess(x), torch.tensor([[[[0.0, 1.0], [0.2, 0.4]]]]))
+    assert preprocess(x[0]).shape == (1, 2, 2)
+    assert preprocess(x, normalize=(0.5, 0.5))[0, 0, 0, 1].item() == pytest.approx(1.0)
+    assert preprocess(x, input_size=(4, 6)).shape == (1, 1, 4, 6)
+    with pytest.raises(TypeError):
+        preprocess(x.float())
+
+
+@pytest.mark.parametrize("size", [224, 96, 32, 14])
+def test_resize_matches_torchvision(data_root, size):
+    images = load_split("fashion-mnist", "test", root=data_root).images[:32]
+    ours = preprocess(images, size)
+    assert ours.shape == (32, 1, size, size)
+    # torchvision Resize on float tensors: the same computation
+    ref = TF.resize(images.float() / 255, [size, size])
+    assert (ours - ref).abs().max() < 1e-5
+    # torchvision Resize on uint8 tensors works in fixed point and rounds to whole levels
+    ref_u8 = TF.resize(images, [size, size]).float() / 255
+    assert (ours - ref_u8).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_resize_close_to_course_pil_pipeline(data_root):
+    """The course resized PIL images then ToTensor; our device-side resize stays within a few levels."""
+    images = load_split("fashion-mnist", "test", root=data_root).images[:8]
+    course = T.Compose([T.Resize(224), T.ToTensor()])
+    ref = torch.stack([course(Image.fromarray(img[0].numpy())) for img in images])
+    ours = preprocess(images, 224)
+    assert (ours - ref).abs().mean() < 1.0 / 255
+    assert (ours - ref).abs().max() < 8.0 / 255
+
+
+def test_normalize_gives_zero_mean_unit_std(data_root):
+    info = DATASETS["fashion-mnist"]
+    x = preprocess(load_split("fashion-mnist", "train", root=data_root).images, normalize=info.normalize)
+    assert x.mean().item() == pytest.approx(0.0, abs=2e-4)
+    assert x.std().item() == pytest.approx(1.0, abs=2e-4)
+
+
+def test_real_data_epoch(data_root):
+    split = load_split("mnist", "test", root=data_root)
+    it = BatchIterator(split, 256, seed=0, normalize=DATASETS["mnist"].normalize, augment=Augment(2, True))
+    assert len(it) == 40
+    total = 0
+    for x, y in it:
+        assert x.shape[1:] == (1, 28, 28) and torch.isfinite(x).all()
+        total += len(y)
+    assert total == 10000
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_stay_on_device(data_root):
+    split = load_split("fashion-mnist", "test", root=data_root, device="cuda")
+    it = BatchIterator(split, 128, seed=0, input_size=224, normalize=(0.286, 0.353), augment=Augment(4, True),
+                       dtype=torch.bfloat16, channels_last=True)
+    x, y = next(iter(it))
+    assert x.device.type == "cuda" and y.device.type == "cuda" and x.dtype == torch.bfloat16
+    it2 = BatchIterator(split, 128, seed=0, input_size=224, normalize=(0.286, 0.353), augment=Augment(4, True),
+                        dtype=torch.bfloat16, channels_last=True)
+    assert torch.equal(next(iter(it2))[0], x)
+    assert sorted(torch.cat([y for _, y in BatchIterator(split, 1000, seed=0)]).cpu().tolist()) == sorted(split.labels.cpu().tolist())

@@ -1,0 +1,69 @@
+import math
+
+import pytest
+import torch
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train import TrainConfig
+from cnnzoo.train.optim import LRSchedule, build_optimizer
+
+
+@pytest.mark.parametrize("change, word", [
+    ({"epochs": 0}, "--epochs"), ({"epochs": -3}, "--epochs"), ({"batch_size": 0}, "--batch-size"),
+    ({"lr": 0.0}, "--lr"), ({"lr": -1.0}, "--lr"), ({"lr": float("nan")}, "--lr"),
+    ({"optimizer": "lbfgs"}, "optimizer"), ({"schedule": "step"}, "schedule"), ({"val_split": 1.0}, "--val-split"),
+    ({"label_smoothing": 1.5}, "--label-smoothing"), ({"input_size": 0}, "--resize"),
+])
+def test_validate_rejects_values_no_run_could_use(change, word):
+    with pytest.raises(CnnzooError, match=word):
+        TrainConfig(**change).validate()
+
+
+def test_config_round_trips_through_dict_and_rejects_unknown_fields():
+    config = TrainConfig(model="alexnet", lr=0.02, model_options={"dropout": 0.3})
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(CnnzooError, match="Unknown config field"):
+        TrainConfig.from_dict({"modle": "lenet5"})
+
+
+def test_constant_schedule_with_warmup_ramps_then_holds():
+    schedule = LRSchedule("constant", 0.1, total_steps=100, warmup_steps=10)
+    assert schedule(0) == pytest.approx(0.01)
+    assert schedule(9) == pytest.approx(0.1)
+    assert schedule(50) == pytest.approx(0.1)
+
+
+def test_cosine_schedule_decays_to_zero():
+    schedule = LRSchedule("cosine", 0.2, total_steps=100)
+    values = [schedule(s) for s in range(101)]
+    assert values[0] == pytest.approx(0.2)
+    assert values[50] == pytest.approx(0.1)
+    assert values[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_onecycle_matches_torch_onecycle_lr():
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    total = 200
+    reference = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.5, total_steps=total, pct_start=0.3,
+                                                    anneal_strategy="cos", cycle_momentum=False)
+    ours = LRSchedule("onecycle", 0.5, total_steps=total)
+    for step in range(total - 1):
+        assert ours(step) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9, abs=1e-12), step
+        optimizer.step()
+        reference.step()
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                       ("adamw", torch.optim.AdamW), ("rmsprop", torch.optim.RMSprop)])
+def test_build_optimizer_honours_config(name, cls):
+    model = torch.nn.Linear(3, 2)
+    config = TrainConfig(optimizer=name, lr=0.05, weight_decay=1e-4, momentum=0.8, nesterov=True)
+    optimizer = build_optimizer(model, config)
+    assert isinstance(optimizer, cls)
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 0.05 and group["weight_decay"] == 1e-4
+    if name == "sgd":
+        assert group["nesterov"] and group["momentum"] == 0.8
+    assert not math.isnan(group["lr"])

@@ -1,0 +1,119 @@
+"""fit/evaluate on real data: determinism, resume equality, divergence, and the accuracy floors."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train import (
+    RunDir, TrainConfig, TrainingDiverged, load_checkpoint, load_trained, resume_run, train_run,
+)
+from cnnzoo.train.checkpoint import load_model_state
+
+
+def _metrics(history):
+    return [{k: v for k, v in row.items() if k not in ("time_s", "images_per_s")} for row in history.epochs]
+
+
+def test_same_seed_twice_gives_identical_numbers(tmp_path, quick_config):
+    _, first = train_run(quick_config, out=tmp_path, name="a", quiet=True)
+    _, second = train_run(quick_config, out=tmp_path, name="b", quiet=True)
+    assert _metrics(first) == _metrics(second)
+    assert first.batch_loss == second.batch_loss
+    a = load_checkpoint(tmp_path / "a").model_state
+    b = load_checkpoint(tmp_path / "b").model_state
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    _, other = train_run(quick_config.replace(seed=1), out=tmp_path, name="c", quiet=True)
+    assert other.batch_loss != first.batch_loss
+
+
+class _StopAfter(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model", ["lenet5", "alexnet_bn"])
+def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path, quick_config, model):
+    # alexnet_bn has dropout and BN running statistics: RNG state and buffers must both survive resume.
+    config = quick_config.replace(model=model, epochs=3, schedule="cosine", warmup_epochs=1, hflip=True,
+                                  crop_padding=2, limit_train=256 if model != "lenet5" else 1024,
+                                  limit_test=64 if model != "lenet5" else 256, input_size=None if model == "lenet5" else 72)
+    _, full = train_run(config, out=tmp_path, name="full", quiet=True)
+
+    def stop_after_first(epoch, row, history):
+        if epoch == 1:
+            raise _StopAfter
+
+    with pytest.raises(_StopAfter):
+        train_run(config, out=tmp_path, name="cut", quiet=True, callbacks=[stop_after_first])
+    assert load_checkpoint(tmp_path / "cut").meta["epoch"] == 1
+    _, resumed = resume_run(tmp_path / "cut", quiet=True)
+    assert _metrics(resumed) == _metrics(full)
+    assert resumed.batch_loss == full.batch_loss
+    a = load_checkpoint(tmp_path / "full").model_state
+    b = load_checkpoint(tmp_path / "cut").model_state
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_directory_is_complete_and_parses(tmp_path, quick_config):
+    run_dir, history = train_run(quick_config.replace(val_split=0.2), out=tmp_path, name="run", quiet=True)
+    for name in ("config.json", "metrics.csv", "batch_loss.csv", "evaluation.json", "loss.png", "accuracy.png",
+                 "checkpoints/last.safetensors", "checkpoints/best.safetensors"):
+        assert (run_dir.path / name).is_file(), name
+    config = json.loads((run_dir.path / "config.json").read_text())
+    assert config["model"] == "lenet5" and config["versions"]["torch"] == torch.__version__
+    assert config["runtime"]["device"] == "cpu"
+    rows = list(csv.DictReader(open(run_dir.path / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(0 <= float(r["val_acc"]) <= 1 and 0 <= float(r["test_acc"]) <= 1 for r in rows)
+    batches = list(csv.DictReader(open(run_dir.path / "batch_loss.csv")))
+    assert len(batches) == len(history.batch_loss) == 2 * 13  # 819 train images after the 20% split, batch 64
+    evaluation = json.loads((run_dir.path / "evaluation.json").read_text())
+    assert sum(map(sum, evaluation["confusion"])) == 256
+    assert evaluation["accuracy"] == pytest.approx(float(rows[-1]["test_acc"]))
+
+
+def test_absurd_learning_rate_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path, quick_config):
+    # ReLU, unlike sigmoid, lets the activations blow up, so the loss reaches inf/NaN quickly.
+    config = quick_config.replace(model="lenet5_classic", model_options={"activation": "relu"}, optimizer="sgd",
+                                  lr=1e6, momentum=0.0, epochs=2)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, step \d+.*learning rate"):
+        train_run(config, out=tmp_path, name="nan", quiet=True)
+    checkpoint = load_checkpoint(tmp_path / "nan")
+    assert checkpoint.meta["epoch"] == 0
+    assert all(torch.isfinite(t).all() for t in checkpoint.model_state.values())
+
+
+def test_existing_run_name_is_refused_unless_overwrite(tmp_path, quick_config):
+    config = quick_config.replace(epochs=1, limit_train=128, limit_test=64)
+    train_run(config, out=tmp_path, name="same", quiet=True)
+    with pytest.raises(CnnzooError, match="already exists.*--overwrite"):
+        train_run(config, out=tmp_path, name="same", quiet=True)
+    train_run(config, out=tmp_path, name="same", quiet=True, overwrite=True)
+
+
+def test_load_trained_restores_the_model(tmp_path, quick_config):
+    run_dir, history = train_run(quick_config.replace(epochs=1), out=tmp_path, name="r", quiet=True)
+    trained = load_trained(run_dir.path, which="last")
+    assert trained.classes[0] == "T-shirt/top"
+    with pytest.raises(CnnzooError, match="does not fit"):
+        from cnnzoo.models import build_model
+
+        load_model_state(build_model("lenet5", num_classes=7), trained.model.state_dict())
+
+
+@pytest.mark.slow
+def test_lenet_bn_one_epoch_full_fashion_mnist_reaches_80_percent(tmp_path, data_root):
+    config = TrainConfig(model="lenet_bn", dataset="fashion-mnist", epochs=1, batch_size=128, optimizer="adamw",
+                         lr=3e-3, data_dir=str(data_root), device="cpu")
+    _, history = train_run(config, out=tmp_path, name="bn", quiet=True)
+    assert history.final["test_acc"] >= 0.80
+
+
+@pytest.mark.slow
+def test_lenet5_one_epoch_full_mnist_reaches_90_percent(tmp_path, data_root):
+    config = TrainConfig(model="lenet5", dataset="mnist", epochs=1, batch_size=128, optimizer="adamw", lr=3e-3,
+                         init="xavier", data_dir=str(data_root), device="cpu")
+    _, history = train_run(config, out=tmp_path, name="mnist", quiet=True)
+    assert history.final["test_acc"] >= 0.90

@@ -1,0 +1,95 @@
+import pytest
+import torch
+from matplotlib.patches import FancyArrowPatch
+from matplotlib.text import Annotation
+from PIL import Image
+from torch import nn
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.models import list_models
+from cnnzoo.viz import draw_model, graph_figure
+from cnnzoo.viz.diagrams import _SKIP_COLOR
+
+# The registry's models with residual connections; every other model is a plain chain.
+RESIDUAL = {name for name in list_models() if name.startswith("resnet")}
+
+
+def assert_sensible_png(path):
+    assert path.stat().st_size > 0
+    with Image.open(path) as image:
+        w, h = image.size
+    assert 200 <= w <= 6000 and 200 <= h <= 6000, (path.name, w, h)
+
+
+def skip_arrows(fig) -> int:
+    ax = fig.axes[0]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    arrows += [t.arrow_patch for t in ax.texts if isinstance(t, Annotation) and t.arrow_patch is not None]
+    return sum(1 for a in arrows if a.get_edgecolor()[:3] == pytest.approx(tuple(int(_SKIP_COLOR[i:i + 2], 16) / 255 for i in (1, 3, 5))))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_graph_view_of_every_model(name, tmp_path):
+    assert_sensible_png(draw_model(name, tmp_path / f"{name}.png", style="graph"))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_layered_view_of_every_sequential_model(name, tmp_path):
+    path = tmp_path / f"{name}.png"
+    if name in RESIDUAL:
+        with pytest.raises(CnnzooError, match="--style graph"):
+            draw_model(name, path, style="layered")
+        assert not path.exists()
+    else:
+        assert_sensible_png(draw_model(name, path, style="layered"))
+
+
+def test_svg_output(tmp_path):
+    for style, name in (("graph", "resnet18"), ("layered", "lenet5")):
+        text = draw_model(name, tmp_path / f"{name}.svg", style=style).read_text()
+        assert text.lstrip().startswith("<?xml") and "<svg" in text
+
+
+def test_resnet_graph_shows_its_skip_connections():
+    assert skip_arrows(graph_figure("resnet18")) >= 8  # one per residual block at least
+    assert skip_arrows(graph_figure("vgg11_small")) == 0
+
+
+class TinyResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.body = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+
+    def forward(self, x):
+        x = self.bn(self.stem(x))
+        return self.head(torch.relu(x + self.body(x)))
+
+
+def test_stand_in_modules(tmp_path):
+    chain = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 2))
+    assert_sensible_png(draw_model(chain, tmp_path / "chain.png", input_shape=(1, 8, 8)))
+
+    model = TinyResidual().train()
+    before = model.bn.running_mean.clone()
+    fig = graph_figure(model, input_shape=(1, 8, 8))
+    assert skip_arrows(fig) == 1
+    assert model.training and model.bn.training, "drawing must leave the train/eval mode as it was"
+    assert torch.equal(model.bn.running_mean, before), "drawing must not update batch-norm statistics"
+    with pytest.raises(CnnzooError, match="skip connections"):
+        draw_model(model, tmp_path / "tiny.png", style="layered", input_shape=(1, 8, 8))
+
+
+def test_user_errors(tmp_path):
+    with pytest.raises(CnnzooError, match="input_shape"):
+        draw_model(nn.Linear(2, 2), tmp_path / "x.png")
+    with pytest.raises(CnnzooError, match="style"):
+        draw_model("lenet5", tmp_path / "x.png", style="sideways")
+    with pytest.raises(CnnzooError, match=r"\.svg"):
+        draw_model("lenet5", tmp_path / "x.gif")
+    with pytest.raises(CnnzooError, match="Unknown model"):
+        draw_model("lenet6", tmp_path / "x.png")
+    with pytest.raises(CnnzooError, match="input of shape"):
+        draw_model(nn.Sequential(nn.Conv2d(1, 2, 5), nn.Flatten(), nn.Linear(8, 2)), tmp_path / "x.png", input_shape=(1, 3, 3))

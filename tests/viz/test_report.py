@@ -1,0 +1,91 @@
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from cnnzoo.viz import write_report
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_report(browser, path: Path, viewport: dict):
+    """The page plus every console error, page error and non-local request it made."""
+    page = browser.new_page(viewport=viewport)
+    problems = []
+    page.on("console", lambda msg: msg.type == "error" and problems.append(f"console: {msg.text}"))
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on("request", lambda req: req.url.startswith(("file:", "data:")) or problems.append(f"request: {req.url}"))
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    return page, problems
+
+
+def last_test_acc(run_dir: Path) -> str:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))[-1]["test_acc"]
+
+
+def test_report_in_a_real_browser(browser, run_dir, tmp_path):
+    path = write_report(run_dir)
+    assert path == run_dir / "report.html"
+    text = path.read_text()
+    hostile = json.loads((run_dir / "config.json").read_text())["recipe"]
+    assert "<script>" in hostile
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(|@import""", text), "the report must be self-contained"
+    assert hostile not in text and "&lt;script&gt;" in text
+
+    page, problems = open_report(browser, path, {"width": 1366, "height": 900})
+    assert page.title().startswith("lenet5 on fashion-mnist")
+    images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.alt, i.complete, i.naturalWidth])")
+    assert [alt for alt, _, _ in images] == ["Training loss per batch", "Accuracy per epoch", "Learning rate",
+                                             "confusion matrix", "misclassified examples"]
+    assert all(complete and width > 0 for _, complete, width in images), images
+    expected = last_test_acc(run_dir)
+    shown = page.locator("#test-accuracy")
+    assert shown.get_attribute("data-value") == expected
+    assert shown.inner_text() == f"{float(expected) * 100:.2f}%"
+    assert "61,706" in page.inner_text("pre"), "the model summary should show LeNet-5's parameter count"
+    assert page.evaluate("document.title").find("pwned") < 0
+    page.screenshot(path=tmp_path / "report-desktop.png", full_page=True)
+
+    phone, phone_problems = open_report(browser, path, {"width": 390, "height": 844})
+    overflow = phone.evaluate(
+        "[document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
+    assert overflow[0] <= overflow[2] and overflow[1] <= overflow[2], f"horizontal overflow on a phone: {overflow}"
+    phone.screenshot(path=tmp_path / "report-phone.png", full_page=True)
+    assert (tmp_path / "report-phone.png").stat().st_size > 0
+    assert problems == [] and phone_problems == []
+
+
+def test_report_of_a_running_run_and_of_an_unknown_model(browser, new_run, tmp_path):
+    run = new_run("running", evaluation=False, model="no_such_model")
+    path = write_report(run, tmp_path / "elsewhere" / "r.html")
+    page, problems = open_report(browser, path, {"width": 1024, "height": 768})
+    body = page.inner_text("body")
+    assert "No evaluation.json yet" in body and "could not be rebuilt" in body
+    assert page.eval_on_selector_all("img", "imgs => imgs.every(i => i.naturalWidth > 0) && imgs.length")  == 3
+    assert page.locator("#test-accuracy").get_attribute("data-value") == last_test_acc(run)
+    assert problems == []
+
+
+def test_report_redraws_figures_that_are_missing(run_dir):
+    write_report(run_dir)
+    (run_dir / "confusion.png").unlink()
+    write_report(run_dir)
+    assert (run_dir / "confusion.png").is_file()
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "temporary files left behind"
