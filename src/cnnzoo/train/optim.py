@@ -14,8 +14,10 @@ from torch import nn
 from cnnzoo.train.config import TrainConfig
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = False, params=None) -> torch.optim.Optimizer:
+    """`params` may be parameter groups with an `lr_scale` each; by default every trainable parameter."""
+    if params is None:
+        params = [p for p in model.parameters() if p.requires_grad]
     extra = {"fused": True} if fused else {}
     if config.optimizer == "sgd":
         return torch.optim.SGD(
@@ -72,5 +74,6 @@ class LRSchedule:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Write lr into every parameter group, scaled by the group's `lr_scale` (discriminative fine-tuning)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
