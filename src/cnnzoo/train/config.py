@@ -36,6 +36,10 @@ class TrainConfig:
     crop_padding: int = 0
     hflip: bool = False
     normalize: bool = True
+    normalize_mean: float | None = None  # None: the data set's; set by fine-tuning to what the source expects
+    normalize_std: float | None = None
+    finetune_from: str | None = None  # "torchvision:resnet18" or a run directory (cnnzoo finetune)
+    head_epochs: int = 0  # fine-tuning: epochs training only the new head before all layers
     val_split: float = 0.0
     tta: bool = False
     seed: int = 0
@@ -102,6 +106,15 @@ class TrainConfig:
         for name in ("compile", "channels_last", "cuda_graphs"):
             if getattr(self, name) not in AUTO_BOOL:
                 raise CnnzooError(f"--{name.replace('_', '-')} must be one of {', '.join(AUTO_BOOL)}, got {getattr(self, name)!r}.")
+        if (self.normalize_mean is None) != (self.normalize_std is None):
+            raise CnnzooError("normalize_mean and normalize_std must be given together.")
+        if self.normalize_std is not None and not self.normalize_std > 0:
+            raise CnnzooError(f"normalize_std must be positive, got {self.normalize_std!r}.")
+        if not (isinstance(self.head_epochs, int) and 0 <= self.head_epochs <= self.epochs):
+            raise CnnzooError(f"--head-epochs must be a whole number between 0 and --epochs ({self.epochs}), "
+                              f"got {self.head_epochs!r}.")
+        if self.head_epochs and not self.finetune_from:
+            raise CnnzooError("--head-epochs applies only to fine-tuning; use `cnnzoo finetune --from ...`.")
         for name in ("limit_train", "limit_test"):
             value = getattr(self, name)
             if value is not None and value < 1:

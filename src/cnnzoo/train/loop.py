@@ -50,8 +50,10 @@ class EvalResult:
 
 
 def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int]) -> dict[str, Any]:
-    normalize = (data_info.mean, data_info.std) if config.normalize else None
-    return {"input_size": input_size, "normalize": normalize}
+    # normalize_mean/std override the data set's statistics: a pretrained body expects its own.
+    mean = data_info.mean if config.normalize_mean is None else config.normalize_mean
+    std = data_info.std if config.normalize_std is None else config.normalize_std
+    return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None}
 
 
 @torch.inference_mode()
@@ -176,8 +178,12 @@ def fit(
     quiet: bool = False,
     runtime: Runtime | None = None,
     meta: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
 ) -> History:
-    """Train `model` on `data.train`, evaluating on `data.val`/`data.test` after every epoch."""
+    """Train `model` on `data.train`, evaluating on `data.val`/`data.test` after every epoch.
+
+    `params`: optimizer parameter groups (each may carry an `lr_scale`); by default every trainable parameter.
+    """
     config.validate()
     runtime = runtime or Runtime.from_config(config)
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
@@ -191,7 +197,7 @@ def fit(
     steps_per_epoch = len(train_batches)
 
     model.to(runtime.device, memory_format=runtime.memory_format)
-    optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer)
+    optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer, params=params)
     schedule = LRSchedule.from_config(config, steps_per_epoch)
     history, start_epoch, best = History(), 0, -1.0
     if resume is not None:

@@ -126,6 +126,10 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochC
     if checkpoint.meta["epoch"] >= config.epochs:
         raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
                           "larger N to train it further.")
+    if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
+        from cnnzoo.train.finetune import resume_finetune
+
+        return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
     runtime = Runtime.from_config(config)
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
@@ -163,4 +167,4 @@ def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> 
     _, h, w = _input_shape(config)
     info = DATASETS[config.dataset]
     return TrainedModel(model=model, config=config, classes=classes, input_size=(h, w),
-                        normalize=(info.mean, info.std) if config.normalize else None, meta=checkpoint.meta)
+                        normalize=input_transform(config, info, (h, w))["normalize"], meta=checkpoint.meta)

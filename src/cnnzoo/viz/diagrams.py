@@ -268,7 +268,7 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
                              facecolor=_shade(color, 0.75), edgecolor="#333333", linewidth=0.6, zorder=3 + 2 * k))
         if k + 1 < len(boxes):
             ax.annotate("", xy=(boxes[k + 1][0], 0), xytext=(x0 + t, 0),
-                        arrowprops=dict(arrowstyle="-|>", color="#555555", lw=0.8, shrinkA=0, shrinkB=0), zorder=2 + 2 * k)
+                        arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 0.8, "shrinkA": 0, "shrinkB": 0}, zorder=2 + 2 * k)
         ax.text(x0 + (t + d) / 2, top_u + 0.15 / inch, node.label, rotation=90, ha="center", va="bottom", fontsize=7.5)
         ax.text(x0 + t / 2, -bottom_u - 0.12 / inch, _dims(node.shape), rotation=90, ha="center", va="top",
                 fontsize=7.5, color="#333333")
@@ -316,8 +316,8 @@ def _layout(nodes: list[_Node]):
         if i not in row:
             hi[i] = min((row.get(j, hi.get(j, len(main) - 1)) for j in consumers[i]), default=len(main) - 1)
     side_groups: dict[tuple[float, float], list[int]] = {}
-    for i in lo:
-        side_groups.setdefault((lo[i], hi[i]), []).append(i)
+    for i, start in lo.items():
+        side_groups.setdefault((start, hi[i]), []).append(i)
     side_row: dict[int, float] = {}
     for (a, b), members in side_groups.items():
         for k, i in enumerate(members):
@@ -330,7 +330,7 @@ def _layout(nodes: list[_Node]):
             b = row.get(i, hi.get(i))
             if j in row and i in row and b == a + 1:
                 continue
-            for r in range(int(a), int(math.ceil(b))):
+            for r in range(int(a), math.ceil(b)):
                 blocked[r] = True
     ncols = max(1, math.ceil(len(main) / _MAX_ROWS))
     target = math.ceil(len(main) / ncols)
@@ -339,7 +339,7 @@ def _layout(nodes: list[_Node]):
         column_of_row.append((col, start))
         if r - start + 1 >= target and not blocked[r] and r + 1 < len(main):
             col, start = col + 1, r + 1
-    return main, row, side_row, column_of_row
+    return row, side_row, column_of_row
 
 
 def graph_figure(model_or_name, input_shape=None) -> Figure:
@@ -348,7 +348,7 @@ def graph_figure(model_or_name, input_shape=None) -> Figure:
     (e.g. ResNet's strided 1×1 convs) in a lane beside the main path."""
     model, input_shape, title = _resolve(model_or_name, input_shape)
     nodes = _trace(model, input_shape, title)
-    main, row, side_row, column_of_row = _layout(nodes)
+    row, side_row, column_of_row = _layout(nodes)
     has_side = bool(side_row)
     col_w = _BOX_W + _ARC_SPACE + (_SIDE_W + 0.4 if has_side else 0) + _COL_GAP
     ncols = column_of_row[-1][0] + 1
@@ -374,7 +374,7 @@ def graph_figure(model_or_name, input_shape=None) -> Figure:
     ax.set_ylim(-(rows_per_col - 1) - 0.8, 0.8)
     fig.suptitle(_title(title, model, input_shape), fontsize=11, fontweight="bold", y=1 - 0.1 / fig_h, va="top")
 
-    arrow = dict(arrowstyle="-|>", color="#444444", lw=0.8, shrinkA=0, shrinkB=0, mutation_scale=8)
+    arrow = {"arrowstyle": "-|>", "color": "#444444", "lw": 0.8, "shrinkA": 0, "shrinkB": 0, "mutation_scale": 8}
     for i, node in enumerate(nodes):
         x, y, w = position(i)
         ax.add_patch(Rectangle((x, y - _BOX_H / 2), w, _BOX_H, facecolor=_shade(CATEGORIES[node.category][1], 1.25),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def _model_summary(config: dict[str, Any]) -> str:
                                 norm=config.get("norm", "torch"), init=config.get("init", "default"),
                                 **(config.get("model_options") or {}))
         summary = str(summarize(model, input_shape))
-    except Exception as exc:  # the rest of the report is still worth having
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the rest of the report is still worth having
         return f'<p class="note">The model could not be rebuilt from config.json to summarize it: {_e(exc)}</p>'
     return f'<div class="scroll"><pre>{_e(summary)}</pre></div>'
 
@@ -132,7 +133,7 @@ def _per_class_table(evaluation: dict[str, Any]) -> str:
         value = float(accuracy[k]) if k < len(accuracy) else float("nan")
         total = sum(confusion[k]) if k < len(confusion) else 0
         correct = confusion[k][k] if k < len(confusion) and k < len(confusion[k]) else 0
-        width = max(0.0, min(100.0, value * 100)) if value == value else 0.0
+        width = 0.0 if math.isnan(value) else max(0.0, min(100.0, value * 100))
         body.append(
             f'<tr><td>{_e(name)}<div class="bar"><span style="width:{width:.1f}%"></span></div></td>'
             f'<td class="num">{_e(_percent(value))}</td><td class="num">{int(correct)} / {int(total)}</td></tr>'
@@ -155,7 +156,8 @@ def render_report(run_dir: str | os.PathLike) -> str:
         raise CnnzooError(f"{str(run_dir)!r} has no config.json; pass a run directory written by `cnnzoo train`.")
     evaluation = _read_json(run_dir / "evaluation.json")
     metrics = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
-    if _stale(run_dir, evaluation):
+    has_curves = (run_dir / "metrics.csv").is_file() or (run_dir / "batch_loss.csv").is_file()
+    if has_curves and _stale(run_dir, evaluation):
         plot_run(run_dir)
 
     last = metrics[-1] if metrics else {}
@@ -181,8 +183,8 @@ def render_report(run_dir: str | os.PathLike) -> str:
                      for name, title in _CURVES if (run_dir / name).is_file())
     sections.append(f"<section><h2>Curves</h2>{curves or '<p class=note>No curves yet.</p>'}</section>")
     if evaluation is not None:
-        parts = [f"<p>{_e(evaluation.get('split', 'test'))} accuracy <strong>{_e(_percent(evaluation.get('accuracy')))}"
-                 f"</strong>, loss {_e(evaluation.get('loss', '—'))}</p>",
+        parts = [(f"<p>{_e(evaluation.get('split', 'test'))} accuracy <strong>{_e(_percent(evaluation.get('accuracy')))}"
+                  f"</strong>, loss {_e(evaluation.get('loss', '—'))}</p>"),
                  "<h3>Accuracy per class</h3>", _per_class_table(evaluation)]
         if (run_dir / "confusion.png").is_file():
             parts += ["<h3>Confusion matrix</h3>", _image(run_dir / "confusion.png", "confusion matrix")]

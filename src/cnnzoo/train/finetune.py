@@ -1,0 +1,266 @@
+"""Transfer learning: a pretrained body, a new head, the head trained alone first, then every layer.
+
+Sources (``TrainConfig.finetune_from``):
+
+- ``torchvision:resnet18``: torchvision's ImageNet ResNet-18 (``ResNet18_Weights.IMAGENET1K_V1``),
+  downloaded by torchvision, or a state_dict file saved with ``torch.save`` (``weights=PATH``),
+  loaded with ``weights_only=True`` so a pickle that would run code is refused. It becomes the
+  zoo's ``resnet18_tv`` with a 1-channel stem whose filters are the sums of the RGB filters: a
+  grayscale image then gives exactly what the RGB network gives for that image replicated to
+  three channels. Inputs are normalized with ImageNet's channel statistics averaged over the
+  three channels (mean 0.449, std 0.226), the plain average because the summed stem weighs the
+  channels equally; the default input size is ImageNet's 224.
+- a cnnzoo run directory (or checkpoint): the same architecture, input size and normalization
+  as that run, starting from its best checkpoint.
+
+Unless ``keep_head``, the last linear layer is replaced by a freshly initialized one for the new
+class count. Training runs ``head_epochs`` epochs with only the head trainable, then every layer
+with discriminative learning rates: the top-level stages get geometrically growing fractions of
+the scheduled rate, from ``FIRST_STAGE_LR_SCALE`` for the first (the stem) to 1 for the last
+(containing the head). One schedule spans both phases; ``epochs`` counts both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from cnnzoo.data import DATASETS
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
+from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.device import Runtime
+from cnnzoo.train.history import History
+from cnnzoo.train.loop import EpochCallback, fit, input_transform
+from cnnzoo.train.rundir import RunDir, default_run_name
+from cnnzoo.train.run import _finish, _input_shape, data_for, model_for, versions
+
+TORCHVISION_SOURCES = {"torchvision:resnet18": "resnet18_tv"}
+IMAGENET_GRAY_MEAN = (0.485 + 0.456 + 0.406) / 3
+IMAGENET_GRAY_STD = (0.229 + 0.224 + 0.225) / 3
+FIRST_STAGE_LR_SCALE = 0.1
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "epochs": 3, "head_epochs": 1, "batch_size": 128, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
+    "weight_decay": 1e-4, "schedule": "cosine",
+}
+
+
+def finetune_config(source: str, **overrides: Any) -> TrainConfig:
+    """The TrainConfig of a fine-tuning run from `source`; `overrides` are TrainConfig fields."""
+    if source in TORCHVISION_SOURCES:
+        base = TrainConfig(model=TORCHVISION_SOURCES[source], input_size=224,
+                           normalize_mean=IMAGENET_GRAY_MEAN, normalize_std=IMAGENET_GRAY_STD)
+    elif source.startswith("torchvision:"):
+        raise CnnzooError(f"Unknown pretrained model {source!r}; choose one of: {', '.join(TORCHVISION_SOURCES)}.")
+    else:
+        checkpoint = _source_checkpoint(source)
+        src = TrainConfig.from_dict(checkpoint.config)
+        _, h, w = _input_shape(src)
+        normalize = input_transform(src, DATASETS[src.dataset], (h, w))["normalize"]
+        base = TrainConfig(model=src.model, model_options=src.model_options, norm=src.norm, init=src.init,
+                           input_size=src.input_size, normalize=normalize is not None,
+                           normalize_mean=normalize[0] if normalize else None,
+                           normalize_std=normalize[1] if normalize else None)
+        source = str(checkpoint.path.resolve())
+    return base.replace(finetune_from=source, **{**FINETUNE_DEFAULTS, **overrides})
+
+
+def _source_checkpoint(source: str) -> Checkpoint:
+    path = Path(source)
+    if path.is_dir() and (path / "checkpoints" / "best.safetensors").is_file():
+        path = path / "checkpoints" / "best.safetensors"
+    return load_checkpoint(path)
+
+
+def load_torchvision_weights(source: str, weights: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The source's state_dict from `weights` (a torch.save file) or else torchvision's download."""
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CnnzooError(f"Weights file {weights} does not exist.") from None
+        except Exception as error:  # whatever the file holds, it is not loadable weights
+            raise CnnzooError(f"Cannot load {weights} as a state_dict of tensors ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else 'no details'}); cnnzoo loads "
+                              "only plain torch.save state_dicts and refuses pickles that would run code.") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CnnzooError(f"{weights} does not hold a state_dict (a dict of tensors); save one with "
+                              "torch.save(model.state_dict(), PATH).")
+        return state
+    import torchvision
+
+    try:
+        return torchvision.models.ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False, weights_only=True)
+    except Exception as error:  # no network, proxy, full disk: all mean "get the file another way"
+        raise CnnzooError(f"Cannot download torchvision's ImageNet weights for {source} ({type(error).__name__}); "
+                          "pass --weights PATH to a state_dict saved with torch.save.") from None
+
+
+def _source_state(config: TrainConfig, weights: str | Path | None) -> dict[str, torch.Tensor]:
+    source = config.finetune_from
+    if source not in TORCHVISION_SOURCES:
+        return _source_checkpoint(source).model_state
+    state = dict(load_torchvision_weights(source, weights))
+    stem = state.get("conv1.weight")
+    if stem is None or stem.ndim != 4:
+        raise CnnzooError(f"{weights} is not a torchvision ResNet-18 state_dict (it has no 4-d conv1.weight).")
+    # Summing the RGB filters makes a gray image x give what the RGB stem gives for (x, x, x).
+    state["conv1.weight"] = stem.sum(1, keepdim=True)
+    return state
+
+
+def head_name(model: nn.Module) -> str:
+    """The name of the model's last linear layer, which fine-tuning replaces."""
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linear:
+        raise CnnzooError(f"{type(model).__name__} has no linear layer to use as a classification head.")
+    return linear[-1]
+
+
+def pretrained_model(config: TrainConfig, num_classes: int, weights: str | Path | None = None,
+                     keep_head: bool = False) -> nn.Module:
+    """`config.model` with the source's weights and, unless `keep_head`, a new head for `num_classes`."""
+    model = model_for(config, num_classes)  # its freshly initialized head is the new head
+    state = _source_state(config, weights)
+    head = head_name(model)
+    if keep_head:
+        source_classes = state[f"{head}.weight"].shape[0] if f"{head}.weight" in state else None
+        if source_classes != num_classes:
+            raise CnnzooError(f"--keep-head needs the source's class count ({source_classes}) to equal the "
+                              f"data set's ({num_classes}); drop --keep-head to train a new head.")
+    else:
+        fresh = model.state_dict()
+        state.update({k: fresh[k] for k in fresh if k.rpartition(".")[0] == head})
+    load_model_state(model, state, source=f"{config.finetune_from} weights")
+    return model
+
+
+def _is_norm(module: nn.Module) -> bool:
+    # Running statistics mark batch norm, torch's and cnnzoo.nn's alike.
+    return isinstance(getattr(module, "running_mean", None), torch.Tensor)
+
+
+def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """One optimizer group per top-level stage (a norm layer joins the stage before it), with an
+    `lr_scale` growing geometrically from FIRST_STAGE_LR_SCALE for the first to 1 for the last."""
+    stages: list[list[nn.Parameter]] = []
+    for child in model.children():
+        params = list(child.parameters())
+        if not params:
+            continue
+        if stages and _is_norm(child):
+            stages[-1] += params
+        else:
+            stages.append(params)
+    last = max(len(stages) - 1, 1)
+    return [{"params": params, "lr_scale": FIRST_STAGE_LR_SCALE ** ((last - i) / last)}
+            for i, params in enumerate(stages)]
+
+
+@contextmanager
+def head_only(model: nn.Module):
+    """Freeze everything but the head while inside, with the frozen norm layers kept in eval mode.
+
+    In train mode batch norm would normalize with each batch's statistics and overwrite its
+    running statistics, so the "frozen" body would drift and the head would learn on features
+    other than the ones it is evaluated on. fit() calls model.train() every epoch, hence the
+    per-instance override of `train` rather than a single eval() call.
+    """
+    head = model.get_submodule(head_name(model))
+    head_params = {id(p) for p in head.parameters()}
+    head_modules = {id(m) for m in head.modules()}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in head_params]
+    norms = [m for m in model.modules() if _is_norm(m) and id(m) not in head_modules]
+    for p in frozen:
+        p.requires_grad_(False)
+    for m in norms:
+        m.train = lambda mode=True, m=m: nn.Module.train(m, False)
+        m.eval()
+    try:
+        yield model
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        for m in norms:
+            del m.train
+
+
+class _HeadPhaseDone(Exception):
+    """Ends fit() after the head-only epochs; not an error."""
+
+
+def _train_phases(model: nn.Module, data, config: TrainConfig, run_dir: RunDir, runtime: Runtime, quiet: bool,
+                  callbacks: Iterable[EpochCallback], resume: Checkpoint | None = None) -> History:
+    callbacks = list(callbacks)
+    if (resume.meta["epoch"] if resume else 0) < config.head_epochs:
+        def stop_after_head(epoch: int, row: dict[str, Any], history: History) -> None:
+            if epoch == config.head_epochs:
+                raise _HeadPhaseDone
+
+        with head_only(model):
+            try:
+                fit(model, data, config, run_dir=run_dir, resume=resume, callbacks=[*callbacks, stop_after_head],
+                    quiet=quiet, runtime=runtime)
+            except _HeadPhaseDone:
+                pass
+        # Continuing from the checkpoint makes an uninterrupted run and a resumed one the same.
+        resume = load_checkpoint(run_dir.last_checkpoint)
+    if resume is not None and resume.meta["epoch"] == config.head_epochs:
+        resume = dataclasses.replace(resume, optimizer_state=None)  # that optimizer knew only the head
+        if config.head_epochs == config.epochs:
+            return History.from_dict(resume.meta["history"])
+    return fit(model, data, config, run_dir=run_dir, resume=resume, callbacks=callbacks, quiet=quiet,
+               runtime=runtime, params=param_groups(model))
+
+
+def finetune_run(
+    config: TrainConfig,
+    weights: str | Path | None = None,
+    keep_head: bool = False,
+    out: str | Path = "runs",
+    name: str | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    callbacks: Iterable[EpochCallback] = (),
+) -> tuple[RunDir, History]:
+    """Fine-tune as `cnnzoo finetune` does (config from `finetune_config`); returns the run directory and history."""
+    config.validate()
+    if not config.finetune_from:
+        raise CnnzooError("A fine-tuning run needs finetune_from; build its config with finetune_config(source).")
+    if weights is not None and config.finetune_from not in TORCHVISION_SOURCES:
+        raise CnnzooError("--weights applies only to torchvision: sources; a run directory brings its own weights.")
+    runtime = Runtime.from_config(config)
+    data = data_for(config, runtime.device)
+    model = pretrained_model(config, len(data.train.classes), weights=weights, keep_head=keep_head)
+    run_dir = RunDir.create(out, name or default_run_name(f"{config.model}-finetuned", config.dataset),
+                            overwrite=overwrite)
+    weights_from = str(Path(weights).resolve()) if weights is not None else (
+        "torchvision ResNet18_Weights.IMAGENET1K_V1" if config.finetune_from in TORCHVISION_SOURCES
+        else config.finetune_from)
+    run_dir.write_json("config.json", {
+        **config.to_dict(), "input_shape": list(_input_shape(config)), "classes": list(data.train.classes),
+        "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
+        "runtime": runtime.describe(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finetune": {"weights": weights_from, "keep_head": keep_head, "head": head_name(model),
+                     "lr_scales": [g["lr_scale"] for g in param_groups(model)]},
+    })
+    history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks)
+    _finish(run_dir, model, data, config, runtime, quiet)
+    return run_dir, history
+
+
+def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig, quiet: bool = False,
+                    callbacks: Iterable[EpochCallback] = ()) -> tuple[RunDir, History]:
+    """Continue an interrupted fine-tuning run in whichever phase it stopped (used by resume_run)."""
+    runtime = Runtime.from_config(config)
+    data = data_for(config, runtime.device)
+    model = model_for(config, len(data.train.classes))
+    history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks, resume=checkpoint)
+    _finish(run_dir, model, data, config, runtime, quiet)
+    return run_dir, history

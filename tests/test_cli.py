@@ -1,0 +1,183 @@
+"""The command line end to end, and every bad input answered with one line and exit status 2."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from cnnzoo.cli import main
+
+QUICK = ["--epochs", "1", "--batch-size", "64", "--limit-train", "512", "--limit-test", "256", "--device", "cpu",
+         "--quiet"]
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("cnnzoo: error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def test_models_lists_every_model_with_counts(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0
+    assert "61,706" in out and "46,764,746" in out and "resnet18_tv" in out
+
+
+def test_summary_is_a_keras_like_table(capsys):
+    code, out, _ = run_cli(capsys, "summary", "lenet5")
+    assert code == 0
+    assert "61,706" in out and "Conv2d" in out and "[1, 6, 28, 28]" in out.replace("(", "[").replace(")", "]")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["summary", "lenet6"], ["Unknown model", "lenet5"]),
+    (["summary", "alexnet", "--input", "1x32x32"], ["at least 65x65"]),
+    (["summary", "lenet5_classic", "--option", "activaton=relu"], ["activaton", "activation"]),
+])
+def test_summary_errors_are_one_sentence(capsys, args, words):
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, *words)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("runs")
+    code = main(["train", "--model", "lenet_bn", "--dataset", "fashion-mnist", "--out", str(out), "--name", "r",
+                 "--warmup-epochs", "0", *QUICK[:-1], "--limit-train", "2048", "--batch-size", "32"])
+    assert code == 0
+    return out / "r"
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    for name in ("config.json", "metrics.csv", "batch_loss.csv", "evaluation.json", "loss.png", "accuracy.png",
+                 "checkpoints/last.safetensors", "checkpoints/best.safetensors"):
+        assert (trained_run / name).stat().st_size > 0, name
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["epochs"] == 1 and config["optimizer"] == "adamw" and config["recipe"] == "lenet_bn-fashion-mnist"
+    rows = list(csv.DictReader(open(trained_run / "metrics.csv")))
+    assert len(rows) == 1 and float(rows[0]["test_acc"]) > 0.5
+    assert len(list(csv.DictReader(open(trained_run / "batch_loss.csv")))) == 64
+
+
+def test_evaluate_prints_accuracy_per_class_and_confusion(capsys, trained_run):
+    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--device", "cpu")
+    assert code == 0
+    assert "test accuracy" in out and "Ankle boot" in out and "confusion matrix" in out
+    assert (trained_run / "confusion-test.png").stat().st_size > 0
+
+
+def test_predict_a_png_written_from_a_test_image(capsys, tmp_path, trained_run, data_root):
+    from cnnzoo.data import load_split
+
+    test = load_split("fashion-mnist", "test", root=data_root)
+    png = tmp_path / "boot.png"
+    Image.fromarray(test.images[0, 0].numpy()).save(png)  # test image 0 is an ankle boot
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    code, out, err = run_cli(capsys, "predict", trained_run, png, not_image, empty, "--device", "cpu",
+                             "--top-k", "2")
+    assert code == 2  # some inputs were bad
+    assert out.startswith(f"{png}: ") and out.count("%") == 2
+    errors = err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("cnnzoo: error: ") for e in errors)
+    assert "notes.png" in errors[0] and "empty.png" in errors[1]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--epochs", "0"], ["--epochs"]),
+    (["--epochs", "-2"], ["--epochs"]),
+    (["--batch-size", "0"], ["--batch-size"]),
+    (["--lr", "0"], ["--lr"]),
+    (["--lr", "-0.1"], ["--lr"]),
+    (["--model", "alexnet", "--resize", "32"], ["at least 65x65"]),
+    (["--model", "nonet"], ["Unknown model"]),
+    (["--dataset", "cifar10"], ["cifar10"]),
+    (["--recipe", "nope"], ["Unknown recipe"]),
+])
+def test_train_bad_flags(capsys, tmp_path, data_root, args, words):
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", *QUICK, *args)
+    assert_one_line_error(code, err, *words)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA on a machine without it")
+def test_train_on_cuda_without_gpu(capsys, tmp_path, data_root):
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", *QUICK, "--device", "cuda")
+    assert_one_line_error(code, err, "no CUDA GPU")
+
+
+def test_existing_run_name_and_unwritable_out(capsys, tmp_path, trained_run):
+    code, _, err = run_cli(capsys, "train", "--out", trained_run.parent, "--name", trained_run.name, *QUICK)
+    assert_one_line_error(code, err, "already exists", "--resume", "--overwrite")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run_cli(capsys, "train", "--out", blocker / "runs", "--name", "x", *QUICK)
+    assert_one_line_error(code, err, "Cannot write the run directory")
+
+
+def test_evaluate_and_predict_refuse_bad_checkpoints(capsys, tmp_path):
+    bogus = tmp_path / "model.safetensors"
+    bogus.write_bytes(b"\x80\x04K\x01.")
+    code, _, err = run_cli(capsys, "evaluate", bogus)
+    assert_one_line_error(code, err, "pickle")
+    code, _, err = run_cli(capsys, "predict", tmp_path, bogus)
+    assert_one_line_error(code, err, "config.json")
+
+
+def test_out_of_memory_names_the_batch_size(capsys, tmp_path, data_root, monkeypatch):
+    import cnnzoo.train.loop as loop
+
+    def oom_step(*args, **kwargs):
+        def step(x, y):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return step
+
+    monkeypatch.setattr(loop, "_make_train_step", oom_step)
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", *QUICK, "--batch-size", "512")
+    assert_one_line_error(code, err, "batch size 512", "--batch-size 256")
+
+
+def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path, data_root):
+    args = ["--model", "lenet5", "--epochs", "3", "--batch-size", "32", "--limit-train", "3072",
+            "--limit-test", "256", "--device", "cpu", "--optimizer", "adamw", "--lr", "0.003", "--out", str(tmp_path)]
+    env = {**os.environ, "CNNZOO_DATA": str(data_root)}
+    assert main(["train", *args, "--name", "full", "--quiet"]) == 0
+
+    process = subprocess.Popen([sys.executable, "-m", "cnnzoo", "train", *args, "--name", "cut"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "cut" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while not metrics.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (out, err)
+    assert "--resume" in err and "Traceback" not in err
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+
+    def numbers(run):
+        rows = list(csv.DictReader(open(tmp_path / run / "metrics.csv")))
+        return [{k: v for k, v in r.items() if k not in ("time_s", "images_per_s")} for r in rows]
+
+    assert numbers("cut") == numbers("full")
+    from cnnzoo.train import load_checkpoint
+
+    a, b = load_checkpoint(tmp_path / "full").model_state, load_checkpoint(tmp_path / "cut").model_state
+    assert all(torch.equal(a[k], b[k]) for k in a)
