@@ -181,3 +181,19 @@ def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path, data_
 
     a, b = load_checkpoint(tmp_path / "full").model_state, load_checkpoint(tmp_path / "cut").model_state
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_draw_show_and_report_commands_write_files(capsys, tmp_path, trained_run, data_root):
+    from PIL import Image as PILImage
+
+    code, out, _ = run_cli(capsys, "draw", "lenet5", "-o", tmp_path / "lenet5.svg")
+    assert code == 0 and (tmp_path / "lenet5.svg").read_text().lstrip().startswith("<?xml")
+    code, _, _ = run_cli(capsys, "show", "mnist", "--n", "12", "-o", tmp_path / "grid.png")
+    assert code == 0 and min(PILImage.open(tmp_path / "grid.png").size) > 200
+    code, _, _ = run_cli(capsys, "report", trained_run, "-o", tmp_path / "report.html")
+    assert code == 0 and "test-accuracy" in (tmp_path / "report.html").read_text()
+    assert (trained_run / "report.html").is_file()  # every training run writes its report too
+    code, _, err = run_cli(capsys, "draw", "resnet18", "-o", tmp_path / "r.png")
+    assert_one_line_error(code, err, "--style graph")
+    code, _, err = run_cli(capsys, "report", tmp_path)
+    assert_one_line_error(code, err, "not a cnnzoo run directory")

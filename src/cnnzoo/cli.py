@@ -184,6 +184,38 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- pictures
+def cmd_draw(args) -> int:
+    from cnnzoo.viz.diagrams import draw_model
+
+    print(f"wrote {draw_model(args.model, args.output, style=args.style, input_shape=args.input)}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from cnnzoo.data import load_split
+    from cnnzoo.viz.plots import image_grid_figure, save_figure
+
+    if args.n < 1:
+        raise CnnzooError(f"--n must be a positive number of images, got {args.n}.")
+    split = load_split(args.dataset, args.split, root=args.data_dir)
+    n = min(args.n, len(split))
+    figure = image_grid_figure(split.images[:n], split.labels[:n].tolist(), split.classes,
+                               title=f"{args.dataset} {args.split}: first {n} images")
+    output = args.output or f"{args.dataset}-{args.split}.png"
+    print(f"wrote {save_figure(figure, output)}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from cnnzoo.train import RunDir
+    from cnnzoo.viz.report import write_report
+
+    run_dir = RunDir.open(args.run)
+    print(f"wrote {write_report(run_dir.path, args.output)}")
+    return 0
+
+
 # ---------------------------------------------------------------- helpers
 def _human(n: int | float) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
@@ -291,6 +323,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="invert to white-on-black like the data (auto: when the background is light)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
+    p.add_argument("model")
+    p.add_argument("--style", choices=("layered", "graph"), default="layered")
+    p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
+    p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.svg")
+    p.set_defaults(func=cmd_draw)
+
+    p = sub.add_parser("show", help="a grid of data-set images with their class names, as PNG")
+    p.add_argument("dataset")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--n", type=int, default=32, help="number of images (default 32)")
+    p.add_argument("--data-dir")
+    p.add_argument("-o", "--output", help="PNG file (default: DATASET-SPLIT.png)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a run")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", help="HTML file (default: RUN_DIR/report.html)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("doctor", help="versions, devices, data root and which data sets are present")
     p.add_argument("--data-dir")
