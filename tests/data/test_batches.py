@@ -78,9 +78,14 @@ def test_sharding_two_ranks(n, drop_last):
         assert sorted(set(torch.cat(shards).tolist())) == list(range(n))
         if n % 2 == 0:
             assert not set(shards[0].tolist()) & set(shards[1].tolist())
-    # both ranks are slices of the same permutation
+    # step i of the two ranks together is batch i of one process with the global batch (16), split in halves
     whole = BatchIterator(split, 1000, seed=2).epoch_indices(4)
-    assert torch.equal(ranks[0].epoch_indices(4), whole.repeat(2)[: 2 * -(-n // 2)][0::2][: len(ranks[0].epoch_indices(4))])
+    padded = whole.repeat(2)[: 2 * (n // 2 if drop_last else -(-n // 2))]
+    steps = list(zip(*([y for _, y in it] for it in ranks)))
+    assert len(steps) == len(ranks[0])
+    for i, (first, second) in enumerate(steps):
+        assert len(first) == len(second)
+        assert torch.equal(torch.cat([first, second]), padded[16 * i: 16 * i + 2 * len(first)])
 
 
 def test_bad_arguments():

@@ -176,11 +176,12 @@ class BatchIterator:
     ``torch.Generator`` objects on the split's device (so CPU and CUDA give different, but each
     reproducible, orders). The global RNG is never touched.
 
-    Sharding: with ``world_size > 1`` every rank builds the same permutation and takes the
-    disjoint slice ``perm[rank::world_size]``, after padding the permutation with its own first
-    indices so all ranks get the same number of samples (or, with ``drop_last``, dropping the
-    tail instead). ``batch_size`` is the per-rank batch: the global batch is
-    ``batch_size * world_size``. ``drop_last`` also drops each rank's last incomplete batch.
+    Sharding: with ``world_size > 1`` every rank builds the same permutation (padded with its
+    own first indices to a multiple of ``world_size``, or with ``drop_last`` trimmed to one),
+    cuts it into global batches of ``batch_size * world_size`` and takes the ``rank``-th equal
+    part of each. So step ``i`` of all ranks together sees exactly batch ``i`` of one process
+    with the global batch size, and every rank's batch of a step has the same size.
+    ``batch_size`` is the per-rank batch. ``drop_last`` drops the last incomplete step.
     """
 
     def __init__(
@@ -286,8 +287,15 @@ class BatchIterator:
                 offsets = torch.randint(0, high, (total, 2), generator=gen, device=dev)
             if self.augment.hflip:
                 flips = torch.rand(total, generator=gen, device=dev) < 0.5
-        sl = slice(self.rank, total, self.world_size)
-        return perm[sl], (offsets[sl] if offsets is not None else None), (flips[sl] if flips is not None else None)
+        mine = self._positions(total)
+        return perm[mine], (offsets[mine] if offsets is not None else None), (flips[mine] if flips is not None else None)
+
+    def _positions(self, total: int) -> torch.Tensor:
+        """This rank's positions in the shared permutation: its part of every global batch."""
+        whole = self.batch_size * self.world_size * (total // (self.batch_size * self.world_size))
+        positions = torch.arange(total, device=self.device)
+        full = positions[:whole].view(-1, self.world_size, self.batch_size)[:, self.rank].flatten()
+        return torch.cat([full, positions[whole:].view(self.world_size, -1)[self.rank]])
 
     # -- iteration ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -48,6 +48,7 @@ class TrainConfig:
     compile: str = "auto"  # auto: on for CUDA
     channels_last: str = "auto"
     cuda_graphs: str = "auto"
+    sync_bn: bool = False  # with several processes: batch norm over the global batch
     eval_batch_size: int = 1024
     limit_train: int | None = None
     limit_test: int | None = None
@@ -115,6 +116,8 @@ class TrainConfig:
                               f"got {self.head_epochs!r}.")
         if self.head_epochs and not self.finetune_from:
             raise CnnzooError("--head-epochs applies only to fine-tuning; use `cnnzoo finetune --from ...`.")
+        if self.sync_bn and self.norm != "torch":
+            raise CnnzooError("--sync-bn converts torch's batch-norm layers; it cannot sync --norm scratch, use --norm torch.")
         for name in ("limit_train", "limit_test"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -43,9 +44,14 @@ class Runtime:
     fused_optimizer: bool
 
     @classmethod
-    def from_config(cls, config) -> Runtime:
-        device = resolve_device(config.device)
+    def from_config(cls, config, device: torch.device | None = None) -> Runtime:
+        """`device` overrides `config.device`: under torchrun each rank gets its own GPU."""
+        device = device or resolve_device(config.device)
         cuda = device.type == "cuda"
+        if not cuda and "OMP_NUM_THREADS" not in os.environ:  # torchrun and users set it on purpose
+            # OpenMP sizes its pool from the host's cores; in a container pinned to fewer, the extra
+            # threads share cores and every parallel region waits on a descheduled one.
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
         if config.precision == "bf16":
             amp_dtype = torch.bfloat16
         elif config.precision == "fp32":

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -21,11 +21,13 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.train.checkpoint import Checkpoint, load_model_state, restore_rng_state, save_checkpoint
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
+from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, set_lr
 from cnnzoo.train.rundir import RunDir
 
 EpochCallback = Callable[[int, dict[str, Any], History], None]
+SINGLE_PROCESS = DistContext()
 
 
 class TrainingInterrupted(CnnzooError):
@@ -179,23 +181,31 @@ def fit(
     runtime: Runtime | None = None,
     meta: dict[str, Any] | None = None,
     params: list[dict[str, Any]] | None = None,
+    dist: DistContext = SINGLE_PROCESS,
 ) -> History:
     """Train `model` on `data.train`, evaluating on `data.val`/`data.test` after every epoch.
 
     `params`: optimizer parameter groups (each may carry an `lr_scale`); by default every trainable parameter.
+    `dist`: with torchrun's context this is one rank of data-parallel training: `config.batch_size` is the
+    global batch, each rank trains on its part, and the metrics are the global batches'. Every rank
+    evaluates the whole test set itself and runs the callbacks; only rank 0 prints, and only it should
+    be given a `run_dir`.
     """
     config.validate()
-    runtime = runtime or Runtime.from_config(config)
+    runtime = runtime or Runtime.from_config(config, dist.device)
+    quiet = quiet or not dist.is_main
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     input_size = _input_size(model, config)
     transform = input_transform(config, data.info, input_size)
     augment = Augment(crop_padding=config.crop_padding, hflip=config.hflip)
     train_batches = BatchIterator(
-        data.train, config.batch_size, shuffle=True, seed=config.seed, augment=augment,
-        channels_last=runtime.channels_last, **transform,
+        data.train, dist.per_rank_batch(config.batch_size), shuffle=True, seed=config.seed, augment=augment,
+        channels_last=runtime.channels_last, rank=dist.rank, world_size=dist.world_size, **transform,
     )
     steps_per_epoch = len(train_batches)
 
+    if config.sync_bn:
+        model = dist.sync_batchnorm(model)
     model.to(runtime.device, memory_format=runtime.memory_format)
     optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer, params=params)
     schedule = LRSchedule.from_config(config, steps_per_epoch)
@@ -211,7 +221,7 @@ def fit(
     num_params = sum(p.numel() for p in model.parameters())
     compiled = _compile(model, runtime, num_params)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    train_step = _make_train_step(compiled, optimizer, loss_fn, runtime, config.grad_clip)
+    train_step = _make_train_step(dist.wrap(compiled), optimizer, loss_fn, runtime, config.grad_clip)
     base_meta = {"config": config.to_dict(), "classes": list(data.train.classes), **(meta or {})}
 
     def checkpoint(path, epoch: int) -> None:
@@ -222,7 +232,9 @@ def fit(
         checkpoint(run_dir.last_checkpoint, 0)  # so even an interrupt in epoch 1 leaves something to resume
     interrupt = _Interrupt()
     progress_enabled = not quiet and sys.stderr.isatty()
-    with interrupt.installed():
+    # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
+    # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
+    with interrupt.installed() if dist.world_size == 1 else nullcontext():
         for epoch in range(start_epoch, config.epochs):
             model.train()
             train_batches.set_epoch(epoch)
@@ -241,7 +253,8 @@ def fit(
                     if epoch == start_epoch and i == 0 and runtime.compile:
                         compile_start = time.perf_counter()
                         losses[i], batch_correct = train_step(x, y)
-                        torch.cuda.synchronize(runtime.device)
+                        if runtime.device.type == "cuda":
+                            torch.cuda.synchronize(runtime.device)
                         history.compile_s = time.perf_counter() - compile_start
                         start += history.compile_s  # compilation is reported apart from epoch time
                     else:
@@ -268,7 +281,9 @@ def fit(
                     f"Training stopped by {interrupt.requested} in epoch {epoch + 1}; the last completed epoch "
                     f"({epoch}) is saved" + (f", resume with: cnnzoo train --resume {where}" if where else ".")
                 )
-            batch_losses = losses.tolist()
+            # Equal-sized rank batches: the mean of their losses is the global batch's loss.
+            batch_losses = dist.mean(losses).tolist()
+            correct, seen = dist.sum(correct), seen * dist.world_size
             if runtime.device.type == "cuda":
                 torch.cuda.synchronize(runtime.device)
             elapsed = time.perf_counter() - start

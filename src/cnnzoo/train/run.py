@@ -17,6 +17,7 @@ from cnnzoo.models import build_model
 from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
+from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.history import History
 from cnnzoo.train.loop import EpochCallback, evaluate, fit, input_transform
 from cnnzoo.train.rundir import RunDir, default_run_name
@@ -50,13 +51,11 @@ def read_config(run_dir: RunDir) -> TrainConfig:
 def _finish(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime,
             quiet: bool) -> None:
     write_evaluation(run_dir, model, data, config, runtime)
-    try:
-        from cnnzoo.viz.plots import plot_run
+    from cnnzoo.viz.plots import plot_run
+    from cnnzoo.viz.report import write_report
 
-        plot_run(run_dir.path)
-    except ImportError as error:  # plotting is optional for the numbers; say so rather than fail the run
-        if not quiet:
-            print(f"plots skipped: {error}")
+    plot_run(run_dir.path)
+    write_report(run_dir.path)
 
 
 def write_evaluation(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig,
@@ -98,20 +97,28 @@ def train_run(
     overwrite: bool = False,
     quiet: bool = False,
     callbacks: Iterable[EpochCallback] = (),
-) -> tuple[RunDir, History]:
-    """Train as `cnnzoo train` does and return the run directory and history."""
+) -> tuple[RunDir | None, History]:
+    """Train as `cnnzoo train` does and return the run directory and history.
+
+    Under torchrun this is one rank; only rank 0 writes a run directory, the others return None for it.
+    """
     config.validate()
-    runtime = Runtime.from_config(config)
+    dist = DistContext.from_env(config.device)
+    runtime = Runtime.from_config(config, dist.device)
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
-    run_dir = RunDir.create(out, name or default_run_name(config.model, config.dataset), overwrite=overwrite)
-    run_dir.write_json("config.json", {
-        **config.to_dict(), "input_shape": list(_input_shape(config)), "classes": list(data.train.classes),
-        "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
-        "runtime": runtime.describe(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
-    history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, quiet=quiet, runtime=runtime)
-    _finish(run_dir, model, data, config, runtime, quiet)
+    run_dir = None
+    if dist.is_main:  # so only rank 0's clock names the run
+        run_dir = RunDir.create(out, name or default_run_name(config.model, config.dataset), overwrite=overwrite)
+        run_dir.write_json("config.json", {
+            **config.to_dict(), "input_shape": list(_input_shape(config)), "classes": list(data.train.classes),
+            "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
+            "runtime": runtime.describe(), "world_size": dist.world_size,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+    history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, quiet=quiet, runtime=runtime, dist=dist)
+    if dist.is_main:
+        _finish(run_dir, model, data, config, runtime, quiet)
     return run_dir, history
 
 
@@ -130,12 +137,14 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochC
         from cnnzoo.train.finetune import resume_finetune
 
         return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
-    runtime = Runtime.from_config(config)
+    dist = DistContext.from_env(config.device)
+    runtime = Runtime.from_config(config, dist.device)
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
-    history = fit(model, data, config, run_dir=run_dir, resume=checkpoint, callbacks=callbacks, quiet=quiet,
-                  runtime=runtime)
-    _finish(run_dir, model, data, config, runtime, quiet)
+    history = fit(model, data, config, run_dir=run_dir if dist.is_main else None, resume=checkpoint,
+                  callbacks=callbacks, quiet=quiet, runtime=runtime, dist=dist)
+    if dist.is_main:
+        _finish(run_dir, model, data, config, runtime, quiet)
     return run_dir, history
 
 

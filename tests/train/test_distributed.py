@@ -1,0 +1,131 @@
+"""Data-parallel training on 2 CPU processes (gloo, loopback) equals one process with the same global batch."""
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from cnnzoo.cli import _without_nproc, main
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train import RunDir, TrainConfig, fit, load_checkpoint
+from cnnzoo.train.distributed import DistContext
+from cnnzoo.train.run import data_for, model_for, read_config
+
+LOOPBACK = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _single_process(config: TrainConfig):
+    """The reference: one process, the same config and global batch."""
+    data = data_for(config, torch.device("cpu"))
+    model = model_for(config, len(data.train.classes))
+    history = fit(model, data, config, quiet=True)
+    return model.state_dict(), history
+
+
+def _assert_same_run(run_path, config, atol=1e-5):
+    expected_state, expected = _single_process(config)
+    state = load_checkpoint(run_path).model_state
+    assert state.keys() == expected_state.keys()
+    for key, value in state.items():
+        torch.testing.assert_close(value, expected_state[key], atol=atol, rtol=1e-4, msg=key)
+    rows = list(csv.DictReader((run_path / "metrics.csv").read_text().splitlines()))
+    assert len(rows) == len(expected.epochs)
+    for row, want in zip(rows, expected.epochs):
+        for column in ("train_loss", "train_acc", "test_acc"):
+            assert float(row[column]) == pytest.approx(want[column], abs=1e-4), column
+    assert len(expected.batch_loss) == len((run_path / "batch_loss.csv").read_text().splitlines()) - 1
+
+
+def test_torchrun_sync_batchnorm_equals_one_process_and_writes_one_run(tmp_path, data_root):
+    # A real torchrun, as a user starts it; no --name, so rank 0's clock alone names the run.
+    # Batch norm over the global batch makes the 2-rank run the same function as the 1-process one.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "cnnzoo", "train", "--model", "lenet_bn", "--sync-bn", "--optimizer", "sgd", "--lr", "0.05",
+               "--momentum", "0.9", "--schedule", "constant", "--hflip", "--crop-padding", "2", "--epochs", "2",
+               "--batch-size", "64", "--limit-train", "256", "--limit-test", "64", "--device", "cpu",
+               "--data-dir", str(data_root), "--out", str(tmp_path / "runs")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, **LOOPBACK, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("done: test accuracy") == 1  # only rank 0 prints
+    (run_path,) = (tmp_path / "runs").iterdir()
+    assert (run_path / "evaluation.json").is_file()
+    assert RunDir.open(run_path).read_json("config.json")["world_size"] == 2
+    config = read_config(RunDir.open(run_path))
+    assert config.sync_bn
+    _assert_same_run(run_path, config)
+
+
+MODELS = {"lenet5": False, "lenet_bn": True}  # model: sync_bn
+
+
+def _rank(rank: int, port: int, out: str, config: TrainConfig) -> None:
+    from cnnzoo.train import run
+
+    os.environ.update({**LOOPBACK, "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "WORLD_SIZE": "2"})
+    torch.set_num_threads(1)
+    run._finish = lambda *args: None  # plots and evaluation.json are the torchrun test's business
+    for model, sync_bn in MODELS.items():
+        run.train_run(config.replace(model=model, sync_bn=sync_bn, epochs=1), out=out, name=model, quiet=True)
+        torch.distributed.barrier()  # rank 0's checkpoint is on disk before every rank resumes from it
+        run.resume_run(f"{out}/{model}", quiet=True, epochs=config.epochs)
+
+
+def test_two_ranks_resumed_from_a_checkpoint_equal_one_process(tmp_path, quick_config):
+    # Both models in one pair of processes: starting a Python with torch costs seconds.
+    config = quick_config.replace(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64, limit_train=256,
+                                  limit_test=64, crop_padding=2)
+    mp.spawn(_rank, args=(_free_port(), str(tmp_path), config), nprocs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(MODELS)
+    for model, sync_bn in MODELS.items():
+        _assert_same_run(tmp_path / model, config.replace(model=model, sync_bn=sync_bn))
+
+
+def test_global_batch_must_split_evenly_over_processes():
+    assert DistContext(world_size=4).per_rank_batch(256) == 64
+    with pytest.raises(CnnzooError, match="global batch.*multiple of 3"):
+        DistContext(world_size=3).per_rank_batch(256)
+
+
+def test_sync_bn_refuses_the_scratch_batch_norm():
+    with pytest.raises(CnnzooError, match="--norm torch"):
+        TrainConfig(model="lenet_bn", norm="scratch", sync_bn=True).validate()
+
+
+def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch, tmp_path):
+    launched = []
+
+    class FakePopen:
+        def __init__(self, command):
+            launched.append(command)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def wait(self):
+            return 7
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    args = ["train", "--model", "lenet5", "--nproc=2", "--batch-size", "64", "--out", str(tmp_path)]
+    assert main(args) == 7
+    assert launched == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                         "-m", "cnnzoo", "train", "--model", "lenet5", "--batch-size", "64", "--out", str(tmp_path)]]
+    assert main(["train", "--nproc", "3", "--batch-size", "64"]) == 2  # refused before anything starts
+    assert len(launched) == 1
+    assert _without_nproc(["train", "--npr", "2", "--name", "x", "--nproc=4"]) == ["train", "--name", "x"]
