@@ -23,10 +23,12 @@ the scheduled rate, from ``FIRST_STAGE_LR_SCALE`` for the first (the stem) to 1 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,8 +40,8 @@ from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.history import History
 from cnnzoo.train.loop import EpochCallback, fit, input_transform
-from cnnzoo.train.rundir import RunDir, default_run_name
 from cnnzoo.train.run import _finish, _input_shape, data_for, model_for, versions
+from cnnzoo.train.rundir import RunDir, default_run_name
 
 TORCHVISION_SOURCES = {"torchvision:resnet18": "resnet18_tv"}
 IMAGENET_GRAY_MEAN = (0.485 + 0.456 + 0.406) / 3
@@ -85,7 +87,7 @@ def load_torchvision_weights(source: str, weights: str | Path | None = None) -> 
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise CnnzooError(f"Weights file {weights} does not exist.") from None
-        except Exception as error:  # whatever the file holds, it is not loadable weights
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError) as error:
             raise CnnzooError(f"Cannot load {weights} as a state_dict of tensors ({type(error).__name__}: "
                               f"{str(error).splitlines()[0] if str(error) else 'no details'}); cnnzoo loads "
                               "only plain torch.save state_dicts and refuses pickles that would run code.") from None
@@ -97,7 +99,7 @@ def load_torchvision_weights(source: str, weights: str | Path | None = None) -> 
 
     try:
         return torchvision.models.ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False, weights_only=True)
-    except Exception as error:  # no network, proxy, full disk: all mean "get the file another way"
+    except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError; all mean: get the file another way
         raise CnnzooError(f"Cannot download torchvision's ImageNet weights for {source} ({type(error).__name__}); "
                           "pass --weights PATH to a state_dict saved with torch.save.") from None
 

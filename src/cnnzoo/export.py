@@ -1,0 +1,144 @@
+"""Export a trained model to ONNX or TorchScript, with its preprocessing inside the graph.
+
+The exported model takes what the data sets hold: uint8 images (N, 1, 28, 28), white on black,
+0-255, any batch size N. It converts them to [0, 1], resizes them bilinearly to the model's input
+size and normalizes them exactly as training did (`cnnzoo.data.preprocess`), then returns the
+logits (N, classes); a softmax gives probabilities. Baking the preprocessing in means a consumer
+needs no knowledge of the run's input size or normalization constants, which are the usual
+source of silent accuracy loss after export. The class names travel with the file (ONNX
+metadata "classes", TorchScript extra file "classes.json"), as JSON lists.
+
+ONNX goes through torch.onnx.export (the dynamo exporter, opset 18) with a dynamic batch axis;
+TorchScript through torch.jit.trace, whose graph has no batch-size-dependent branches here. Both
+are written to a temporary file beside the target, checked against PyTorch on real test images
+(batch sizes 1 and 7; the largest absolute logit difference must be at most CHECK_TOLERANCE) and
+only then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnzoo.errors import CnnzooError
+
+FORMATS = ("onnx", "torchscript")
+IMAGE_SHAPE = (1, 28, 28)
+CHECK_TOLERANCE = 1e-4
+CHECK_BATCH_SIZES = (1, 7)
+
+
+class Preprocessed(nn.Module):
+    """uint8 (N, 1, 28, 28) -> logits: `cnnzoo.data.preprocess` followed by the model."""
+
+    def __init__(self, model: nn.Module, input_size: tuple[int, int], normalize: tuple[float, float] | None):
+        super().__init__()
+        self.model = model
+        self.input_size = tuple(input_size)
+        mean, std = normalize if normalize is not None else (0.0, 1.0)
+        self.register_buffer("mean", torch.tensor(float(mean)).view(1, 1, 1, 1))
+        self.register_buffer("std", torch.tensor(float(std)).view(1, 1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(torch.float32) / 255.0
+        if self.input_size != IMAGE_SHAPE[1:]:
+            shrinking = self.input_size[0] < IMAGE_SHAPE[1] or self.input_size[1] < IMAGE_SHAPE[2]
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=shrinking)
+        return self.model((x - self.mean) / self.std)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    classes: list[str]
+    max_abs_diff: float | None  # None when the check was skipped
+
+
+def export_model(source: str | Path, output: str | Path, format: str = "onnx", check: bool = True,
+                 data_dir: str | None = None) -> ExportResult:
+    """Export the model of a run directory or checkpoint `source` to `output` (see the module docstring)."""
+    from cnnzoo.train import load_trained
+
+    if format not in FORMATS:
+        raise CnnzooError(f"Unknown export format {format!r}; choose one of: {', '.join(FORMATS)}.")
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise CnnzooError(f"The folder {output.parent} does not exist; create it or choose another -o path.")
+    trained = load_trained(source, device="cpu")
+    wrapper = Preprocessed(trained.model, trained.input_size, trained.normalize).eval()
+    images = _check_images(trained.config, data_dir) if check else None
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    try:
+        example = torch.zeros((2, *IMAGE_SHAPE), dtype=torch.uint8)
+        (_export_onnx if format == "onnx" else _export_torchscript)(wrapper, example, Path(tmp), trained.classes)
+        diff = _max_abs_diff(wrapper, Path(tmp), format, images) if check else None
+        if diff is not None and not diff <= CHECK_TOLERANCE:
+            raise CnnzooError(f"The exported {format} model's logits differ from PyTorch's by up to {diff:.2e} "
+                              f"(more than {CHECK_TOLERANCE:g}); nothing was written.")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from whoever serves it
+        os.replace(tmp, output)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return ExportResult(path=output, format=format, classes=list(trained.classes), max_abs_diff=diff)
+
+
+def _check_images(config, data_dir: str | None) -> torch.Tensor:
+    from cnnzoo.data import load_split
+
+    try:
+        split = load_split(config.dataset, "test", root=data_dir or config.data_dir, download=False)
+    except CnnzooError as error:
+        raise CnnzooError(f"Cannot load test images to check the export ({error}); pass --data-dir or --no-check.") from None
+    return split.images[: max(CHECK_BATCH_SIZES)]
+
+
+def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, classes: list[str]) -> None:
+    import onnx
+
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's progress chatter is not the user's concern
+        program = torch.onnx.export(wrapper, (example,), input_names=["images"], output_names=["logits"],
+                                    dynamic_shapes={"images": {0: batch}}, opset_version=18, dynamo=True,
+                                    external_data=False, verbose=False)
+    model = program.model_proto
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "classes", json.dumps(classes)
+    onnx.save_model(model, str(path))
+
+
+def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, path: Path, classes: list[str]) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        traced = torch.jit.trace(wrapper, example)
+        torch.jit.save(traced, str(path), _extra_files={"classes.json": json.dumps(classes)})
+
+
+@torch.no_grad()
+def _max_abs_diff(wrapper: nn.Module, path: Path, format: str, images: torch.Tensor) -> float:
+    if format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(["logits"], {"images": x.numpy()})[0])
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+            run = torch.jit.load(str(path), map_location="cpu")
+    diff = 0.0
+    for n in CHECK_BATCH_SIZES:
+        x = images[:n]
+        diff = max(diff, (run(x).float() - wrapper(x)).abs().max().item())
+    return diff

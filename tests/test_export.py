@@ -1,0 +1,88 @@
+"""Export round trips: ONNX through onnxruntime and TorchScript through torch.jit.load match PyTorch on real images."""
+
+import json
+import warnings
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+import torchvision
+
+from cnnzoo.cli import main
+from cnnzoo.data import load_split, preprocess
+from cnnzoo.errors import CnnzooError
+from cnnzoo.export import export_model
+from cnnzoo.train import TrainConfig, load_trained, save_checkpoint
+from cnnzoo.train.finetune import finetune_config, pretrained_model
+from cnnzoo.train.run import model_for
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, data_root):
+    """Checkpoints of an untrained LeNet-5 and a ResNet-18 fine-tuning start (resize 28->64, ImageNet stats)."""
+    folder = tmp_path_factory.mktemp("export")
+    classes = list(load_split("fashion-mnist", "test", root=data_root).classes)
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None)
+    for m in reference.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save(reference.state_dict(), folder / "tv.pth")
+    lenet = TrainConfig(model="lenet5", dataset="fashion-mnist", data_dir=str(data_root))
+    resnet = finetune_config("torchvision:resnet18", input_size=64, data_dir=str(data_root))
+    paths = {}
+    for name, config, model in (("lenet5", lenet, model_for(lenet, 10)),
+                                ("resnet18", resnet, pretrained_model(resnet, 10, weights=folder / "tv.pth"))):
+        paths[name] = save_checkpoint(folder / f"{name}.safetensors", model,
+                                      {"config": config.to_dict(), "classes": classes, "epoch": 0})
+    return paths
+
+
+def _run_exported(path, fmt):
+    if fmt == "onnx":
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda x: torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("name", ["lenet5", "resnet18"])
+def test_exported_model_matches_pytorch_on_real_images(tmp_path, checkpoints, data_root, name, fmt):
+    out = tmp_path / f"{name}.{fmt}"
+    result = export_model(checkpoints[name], out, format=fmt)
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary file left behind
+
+    trained = load_trained(checkpoints[name])
+    run = _run_exported(out, fmt)
+    images = load_split("fashion-mnist", "test", root=data_root).images[100:107]
+    for n in (1, 7):
+        with torch.no_grad():
+            expected = trained.model(preprocess(images[:n], trained.input_size, trained.normalize))
+        torch.testing.assert_close(run(images[:n]), expected, rtol=0, atol=1e-4)
+
+    if fmt == "onnx":
+        metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    else:
+        extra = {"classes.json": ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.load(str(out), _extra_files=extra)
+        metadata = {"classes": extra["classes.json"]}
+    assert json.loads(metadata["classes"]) == trained.classes
+
+
+def test_cli_export_and_its_errors(tmp_path, checkpoints, capsys):
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(checkpoints["lenet5"]), "-o", str(out)]) == 0
+    assert "matches PyTorch" in capsys.readouterr().out and out.is_file()
+    assert main(["export", str(checkpoints["lenet5"]), "--format", "torchscript", "--no-check",
+                 "-o", str(tmp_path / "model.pt")]) == 0
+    assert "not checked" in capsys.readouterr().out
+    assert main(["export", str(checkpoints["lenet5"]), "-o", str(tmp_path / "missing" / "m.onnx")]) == 2
+    with pytest.raises(CnnzooError, match="Unknown export format"):
+        export_model(checkpoints["lenet5"], tmp_path / "m.tflite", format="tflite")
