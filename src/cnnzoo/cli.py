@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+# OpenMP threads otherwise spin while waiting for each other; on a shared or oversubscribed CPU
+# that spinning starves the work itself (measured: 3x slower LeNet epochs on a busy 2-core box).
+# Must be set before torch is imported, which the commands below do lazily.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from cnnzoo.errors import CnnzooError
 
@@ -83,7 +89,12 @@ def _config_from_args(args):
 
 def cmd_train(args) -> int:
     from cnnzoo.train import resume_run, train_run
+    from cnnzoo.train.distributed import launched_rank
 
+    if args.nproc is not None:
+        return _launch_torchrun(args)
+    main_rank = launched_rank() == 0
+    args.quiet = args.quiet or not main_rank  # rank 0 speaks for all
     if args.resume:
         run_dir, history = resume_run(args.resume, quiet=args.quiet, epochs=args.epochs)
     else:
@@ -92,8 +103,44 @@ def cmd_train(args) -> int:
                                      quiet=args.quiet)
     final = history.final
     test = f"{100 * final['test_acc']:.2f}%" if final.get("test_acc") is not None else "n/a"
-    print(f"done: test accuracy {test}; run directory {run_dir.path}")
+    if main_rank:
+        print(f"done: test accuracy {test}; run directory {run_dir.path}")
     return 0
+
+
+def _launch_torchrun(args) -> int:
+    import os
+    import subprocess
+
+    from cnnzoo.train.distributed import DistContext
+
+    if "LOCAL_RANK" in os.environ:
+        raise CnnzooError("--nproc starts torchrun itself; leave it out when launching cnnzoo with torchrun.")
+    if args.nproc < 1:
+        raise CnnzooError(f"--nproc must be a positive number of processes, got {args.nproc}.")
+    if not args.resume:  # a bad flag fails here once rather than once in every process
+        config = _config_from_args(argparse.Namespace(**{**vars(args), "quiet": True})).validate()
+        DistContext(world_size=args.nproc).per_rank_batch(config.batch_size)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
+               "-m", "cnnzoo", *_without_nproc(args.argv)]
+    with subprocess.Popen(command) as launcher:
+        try:
+            return launcher.wait()
+        except KeyboardInterrupt:  # the terminal's Ctrl-C reached torchrun too: let it stop its workers
+            return launcher.wait()
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """`argv` minus --nproc and its value, in every spelling argparse accepts (--nproc=2, --npr 2)."""
+    kept, i = [], 0
+    while i < len(argv):
+        name, equals, _ = argv[i].partition("=")
+        if len(name) >= 4 and "--nproc".startswith(name):
+            i += 1 if equals else 2
+        else:
+            kept.append(argv[i])
+            i += 1
+    return kept
 
 
 def cmd_evaluate(args) -> int:
@@ -156,6 +203,30 @@ def cmd_predict(args) -> int:
     return 2 if failures else 0
 
 
+def cmd_finetune(args) -> int:
+    from cnnzoo.train import TrainConfig
+    from cnnzoo.train.finetune import finetune_config, finetune_run
+
+    overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
+                 if name != "finetune_from" and getattr(args, name, None) is not None}
+    config = finetune_config(args.finetune_from, **overrides).validate()
+    run_dir, history = finetune_run(config, weights=args.weights, keep_head=args.keep_head, out=args.out,
+                                    name=args.name, overwrite=args.overwrite, quiet=args.quiet)
+    test = history.final.get("test_acc")
+    print(f"done: test accuracy {'n/a' if test is None else f'{100 * test:.2f}%'}; run directory {run_dir.path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from cnnzoo.export import export_model
+
+    result = export_model(args.source, args.output, format=args.format, check=args.check, data_dir=args.data_dir)
+    checked = ("not checked" if result.max_abs_diff is None
+               else f"matches PyTorch to {result.max_abs_diff:.1e} on real test images")
+    print(f"wrote {result.path} ({result.format}, uint8 N×1×28×28 in, {len(result.classes)} logits out; {checked})")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     import platform
 
@@ -213,6 +284,64 @@ def cmd_report(args) -> int:
 
     run_dir = RunDir.open(args.run)
     print(f"wrote {write_report(run_dir.path, args.output)}")
+    return 0
+
+
+# ---------------------------------------------------------------- bench / recipes / compare
+def cmd_bench(args) -> int:
+    import json
+
+    from cnnzoo.recipes import recipe_for
+    from cnnzoo.train import TrainConfig
+    from cnnzoo.train.bench import bench, course_batch_size, format_table
+
+    found = recipe_for(args.model, args.dataset)
+    base = found.config if found else TrainConfig(model=args.model, dataset=args.dataset, **FALLBACK_DEFAULTS)
+    switches = {k: getattr(args, k) for k in ("device", "precision", "compile", "channels_last", "cuda_graphs",
+                                              "limit_train", "data_dir") if getattr(args, k) is not None}
+    config = base.replace(epochs=args.epochs, batch_size=args.batch_size or course_batch_size(args.model), **switches)
+    result = bench(config, baseline=args.baseline)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_table(("measure", "value"), format_table(result))
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    from cnnzoo.recipes import list_recipes, load_recipe
+
+    rows = []
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        c = recipe.config
+        expected = "n/a" if recipe.expected_accuracy is None else f"{100 * recipe.expected_accuracy:.2f}%"
+        rows.append((name, c.model, c.dataset, str(c.epochs), expected, recipe.expected_time))
+    _print_table(("recipe", "model", "dataset", "epochs", "expected", "time / notes"), rows, right=(3, 4))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from cnnzoo.compare import compare_folder, expand_runs, read_run, train_recipes, write_outputs
+    from cnnzoo.recipes import load_recipe
+
+    if bool(args.recipes) == bool(args.runs):
+        raise CnnzooError("Pass either --recipes NAME,NAME,... to train and compare, or --runs DIR ... to compare "
+                          "finished runs.")
+    if args.runs:
+        records = [read_run(path) for path in expand_runs(args.runs)]
+        folder = compare_folder(args.out)
+    else:
+        names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+        overrides = {k: getattr(args, k) for k in ("epochs", "limit_train", "limit_test", "device", "data_dir")
+                     if getattr(args, k) is not None}
+        for name in names:  # fail on a bad name before creating any folder
+            load_recipe(name)
+        folder = compare_folder(args.out)
+        records = train_recipes(names, args.seeds, folder, overrides)
+    table, md, png = write_outputs(records, folder)
+    print(table)
+    print(f"wrote {md} and {png}")
     return 0
 
 
@@ -276,6 +405,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels-last", choices=("auto", "on", "off"))
     g.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
     g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="with several processes, batch norm over the global batch (needs --norm torch)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last completed epoch")
     g.add_argument("--quiet", action="store_true", help="no progress output")
+    g = p.add_argument_group("several processes (see also: torchrun --nproc_per_node N -m cnnzoo train ...)")
+    g.add_argument("--nproc", type=int, metavar="N",
+                   help="train data-parallel on N processes of this machine (one per GPU) via torchrun; "
+                        "--batch-size stays the global batch")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained model")
@@ -344,6 +479,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="HTML file (default: RUN_DIR/report.html)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("bench", help="seconds per epoch, images/s, TFLOP/s and memory (optionally vs the course loop)")
+    p.add_argument("--model", default="alexnet")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--batch-size", type=int, help="default: the course's (256 for LeNet, 128 otherwise)")
+    p.add_argument("--epochs", type=int, default=2, help="the first epoch is warm-up, the rest steady state")
+    p.add_argument("--baseline", action="store_true", help="also time the course's DataLoader loop")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit-train", type=int, metavar="N", help="time on a seeded subset of N training images")
+    p.add_argument("--data-dir")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"))
+    p.add_argument("--compile", choices=("auto", "on", "off"))
+    p.add_argument("--channels-last", choices=("auto", "on", "off"))
+    p.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("recipes", help="list the shipped recipes with their expected accuracy and time")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("compare", help="train recipes over seeds (or read runs) into a leaderboard and a plot")
+    p.add_argument("--recipes", metavar="NAME,NAME,...", help="recipe names (see `cnnzoo recipes`)")
+    p.add_argument("--runs", nargs="+", metavar="DIR", help="finished run directories (or folders of them)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per recipe: the recipe's seed + 0, 1, ...")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--limit-train", type=int, metavar="N")
+    p.add_argument("--limit-test", type=int, metavar="N")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", default="runs", help="parent of the compare-<time> folder (default: ./runs)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("finetune", help="fine-tune a pretrained model (torchvision or a run); writes a run directory")
+    p.add_argument("--from", dest="finetune_from", required=True, metavar="torchvision:resnet18|RUN_DIR",
+                   help="the pretrained source: torchvision's ImageNet ResNet-18 or a cnnzoo run/checkpoint")
+    p.add_argument("--weights", metavar="PATH", help="torchvision state_dict saved with torch.save (no download)")
+    p.add_argument("--keep-head", action="store_true", help="keep the source's classifier instead of a new one")
+    p.add_argument("--dataset", help="fashion-mnist (default) or mnist")
+    p.add_argument("--epochs", type=int, help="all epochs, the head-only ones included (default 3)")
+    p.add_argument("--head-epochs", type=int, help="epochs training only the new head first (default 1)")
+    p.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the source's)")
+    for flag, kind in (("--batch-size", int), ("--lr", float), ("--momentum", float), ("--weight-decay", float),
+                       ("--warmup-epochs", float), ("--label-smoothing", float), ("--val-split", float),
+                       ("--crop-padding", int), ("--limit-train", int), ("--limit-test", int), ("--seed", int),
+                       ("--eval-batch-size", int)):
+        p.add_argument(flag, type=kind)
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"))
+    p.add_argument("--schedule", choices=("constant", "cosine", "onecycle"))
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--data-dir")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"))
+    p.add_argument("--compile", choices=("auto", "on", "off"))
+    p.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
+    p.add_argument("--name", help="run name (default: <time>-<model>-finetuned-<dataset>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript, preprocessing included")
+    p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare with PyTorch on real test images (default: on)")
+    p.add_argument("--data-dir", help="data root for the check (default: the run's, else $CNNZOO_DATA)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("doctor", help="versions, devices, data root and which data sets are present")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_doctor)
@@ -353,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # for commands that relaunch themselves
     try:
         return args.func(args) or 0
     except CnnzooError as error:

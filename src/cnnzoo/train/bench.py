@@ -199,10 +199,10 @@ def format_table(result: dict[str, Any]) -> list[tuple[str, str]]:
 
     switches = ", ".join(f"{k}={'on' if result[k] else 'off'}" for k in ("compile", "channels_last", "cuda_graphs"))
     rows = [
-        ("model", f"{result['model']} on {result['dataset']}, {result['train_images']:,} images, "
-                  f"{result['input_size'][0]}×{result['input_size'][1]} px, batch {result['batch_size']}"),
-        ("device", f"{result['device_name']} ({result['device']}, {result['threads']} threads), "
-                   f"{result['precision']}, {switches}"),
+        ("model", (f"{result['model']} on {result['dataset']}, {result['train_images']:,} images, "
+                   f"{result['input_size'][0]}×{result['input_size'][1]} px, batch {result['batch_size']}")),
+        ("device", (f"{result['device_name']} ({result['device']}, {result['threads']} threads), "
+                    f"{result['precision']}, {switches}")),
         ("epoch times (s)", ", ".join(f"{t:.2f}" for t in result["epoch_s"])),
         ("steady s/epoch", f"{result['steady_s_per_epoch']:.3f} (epochs {', '.join(map(str, result['steady_epochs']))})"),
         ("images/s", f"{result['images_per_s']:,.0f}"),

@@ -1,0 +1,72 @@
+"""Recipes (`cnnzoo recipes`, `train --recipe`) and `cnnzoo compare`."""
+
+import json
+
+import pytest
+import torch
+
+from cnnzoo.cli import main
+from cnnzoo.data import preprocess
+from cnnzoo.errors import CnnzooError
+from cnnzoo.recipes import list_recipes, load_recipe, parse_recipe
+from cnnzoo.train.run import _input_shape, data_for, model_for
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_every_shipped_recipe_builds_its_model_and_data(name, data_root):
+    config = load_recipe(name).config.replace(limit_train=64, limit_test=32, data_dir=str(data_root))
+    data = data_for(config, torch.device("cpu"))
+    assert len(data.train) == 64 and len(data.test) == 32
+    model = model_for(config, len(data.train.classes)).eval()
+    _, h, w = _input_shape(config)
+    with torch.inference_mode():
+        assert model(preprocess(data.test.images[:2], (h, w))).shape == (2, 10)
+
+
+def test_recipes_command_lists_every_recipe(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in list_recipes())
+
+
+def test_flags_override_the_recipe(tmp_path, data_root):
+    code = main(["train", "--recipe", "lenet5-course", "--epochs", "1", "--limit-train", "256", "--limit-test", "128",
+                 "--out", str(tmp_path), "--name", "r", "--device", "cpu", "--data-dir", str(data_root), "--quiet"])
+    assert code == 0
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (config["epochs"], config["lr"], config["recipe"]) == (1, 0.9, "lenet5-course")
+
+
+def test_an_unknown_recipe_field_is_one_clear_error():
+    with pytest.raises(CnnzooError, match=r"unknown \[train\] field\(s\) bogus") as caught:
+        parse_recipe("bad", '[train]\nmodel = "lenet5"\nbogus = 1\n')
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("argv", [["train", "--recipe", "nope"], ["compare", "--recipes", "lenet5"]])
+def test_an_unknown_recipe_name_is_one_line_and_exit_2(argv, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lenet5-course" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_compare_trains_then_rereads_runs(tmp_path, data_root, capsys):
+    code = main(["compare", "--recipes", "lenet5-fashion-mnist,lenet_bn-fashion-mnist", "--seeds", "2", "--epochs",
+                 "1", "--limit-train", "256", "--limit-test", "128", "--device", "cpu", "--data-dir", str(data_root),
+                 "--out", str(tmp_path)])
+    assert code == 0
+    (folder,) = tmp_path.iterdir()
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [
+        "lenet5-fashion-mnist-s0", "lenet5-fashion-mnist-s1", "lenet_bn-fashion-mnist-s0", "lenet_bn-fashion-mnist-s1"]
+    table = (folder / "leaderboard.md").read_text()
+    assert "| lenet5-fashion-mnist | lenet5 | 61,706 |" in table and "±" in table
+    assert (folder / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+
+    again = tmp_path / "again"
+    assert main(["compare", "--runs", str(folder), str(folder / "lenet5-fashion-mnist-s0"), "--out", str(again)]) == 0
+    out = capsys.readouterr().out
+    assert "| lenet_bn-fashion-mnist | lenet_bn | 44,878 |" in out
+    (second,) = again.iterdir()
+    assert (second / "leaderboard.md").is_file() and (second / "compare.png").is_file()

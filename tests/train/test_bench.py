@@ -1,0 +1,73 @@
+"""`cnnzoo bench` and the CPU-capable fast-path pieces (channels_last, bf16 autocast, the on-device
+batch iterator): they must change speed, never predictions."""
+
+import json
+
+import pytest
+import torch
+
+from cnnzoo.cli import main
+from cnnzoo.data import BatchIterator, load_data, preprocess
+from cnnzoo.train import TrainConfig, fit
+from cnnzoo.train.bench import FIELDS, steady
+from cnnzoo.train.device import Runtime
+from cnnzoo.train.run import model_for
+
+
+@pytest.fixture(scope="module")
+def trained(data_root):
+    # Two short epochs so the logits separate the classes; an untrained net's near-ties would make
+    # argmax agreement a test of rounding noise rather than of the fast path.
+    config = TrainConfig(model="lenet_bn", epochs=2, batch_size=64, optimizer="adamw", lr=3e-3, limit_train=1024,
+                         limit_test=512, data_dir=str(data_root), device="cpu", precision="fp32", channels_last="off")
+    data = load_data("fashion-mnist", root=data_root, limit_train=1024, limit_test=512)
+    model = model_for(config, 10)
+    fit(model, data, config, quiet=True)
+    return model.eval(), data
+
+
+def _logits(model, split, normalize, runtime):
+    model.to(memory_format=runtime.memory_format)
+    batches = BatchIterator(split, 100, shuffle=False, normalize=normalize, channels_last=runtime.channels_last)
+    with torch.inference_mode(), runtime.autocast():
+        out = torch.cat([model(x).float() for x, _ in batches])
+    model.to(memory_format=torch.contiguous_format)
+    return out
+
+
+@pytest.mark.parametrize("switches,atol", [
+    ({"channels_last": "on"}, 1e-4),
+    ({"precision": "bf16"}, 0.15),
+    ({"precision": "bf16", "channels_last": "on"}, 0.15),
+])
+def test_fast_path_pieces_give_the_plain_paths_predictions(trained, switches, atol):
+    model, data = trained
+    normalize = (data.info.mean, data.info.std)
+    with torch.inference_mode():  # the plain path: one preprocess of the whole split, no iterator
+        reference = model(preprocess(data.test.images, normalize=normalize))
+    plain = _logits(model, data.test, normalize, Runtime.from_config(TrainConfig(device="cpu", precision="fp32",
+                                                                                  channels_last="off")))
+    torch.testing.assert_close(plain, reference, atol=1e-5, rtol=1e-5)
+    fast = _logits(model, data.test, normalize, Runtime.from_config(TrainConfig(device="cpu", **switches)))
+    agreement = (fast.argmax(1) == reference.argmax(1)).double().mean().item()
+    assert agreement >= 0.99
+    assert (fast - reference).abs().max().item() < atol
+
+
+def test_steady_state_skips_the_first_epoch_when_there_is_another():
+    assert steady([5.0, 2.0, 4.0]) == ([2, 3], 3.0)
+    assert steady([5.0]) == ([1], 5.0)
+
+
+@pytest.mark.parametrize("extra,limit", [([], "2048"), (["--baseline"], "512")])
+def test_bench_json_has_every_field(data_root, capsys, extra, limit):
+    code = main(["bench", "--device", "cpu", "--model", "lenet5", "--epochs", "1", "--json", "--limit-train", limit,
+                 "--data-dir", str(data_root), *extra])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result) == list(FIELDS)
+    assert result["train_images"] == int(limit) and result["steady_epochs"] == [1]
+    assert result["steady_s_per_epoch"] > 0 and result["train_flops_per_image"] > 0
+    assert result["fraction_of_peak"] is None and result["peak_memory_kind"] == "cpu_peak_rss"
+    baseline = [result[k] for k in ("baseline_s_per_epoch", "baseline_images_per_s", "speedup_vs_baseline")]
+    assert all(v is not None and v > 0 for v in baseline) if extra else all(v is None for v in baseline)
