@@ -9,7 +9,8 @@ from cnnzoo.cli import main
 from cnnzoo.data import preprocess
 from cnnzoo.errors import CnnzooError
 from cnnzoo.recipes import list_recipes, load_recipe, parse_recipe
-from cnnzoo.train.run import _input_shape, data_for, model_for
+from cnnzoo.train.loop import input_size_for
+from cnnzoo.train.run import data_for, model_for
 
 
 @pytest.mark.parametrize("name", list_recipes())
@@ -18,7 +19,7 @@ def test_every_shipped_recipe_builds_its_model_and_data(name, data_root):
     data = data_for(config, torch.device("cpu"))
     assert len(data.train) == 64 and len(data.test) == 32
     model = model_for(config, len(data.train.classes)).eval()
-    _, h, w = _input_shape(config)
+    h, w = input_size_for(config)
     with torch.inference_mode():
         assert model(preprocess(data.test.images[:2], (h, w))).shape == (2, 10)
 

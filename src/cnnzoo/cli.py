@@ -145,7 +145,7 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 def cmd_evaluate(args) -> int:
     from cnnzoo.data import load_split
-    from cnnzoo.train import RunDir, evaluate, load_trained
+    from cnnzoo.train import evaluate, load_trained
     from cnnzoo.train.device import Runtime
     from cnnzoo.train.run import evaluation_report
 
@@ -322,7 +322,13 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from cnnzoo.compare import compare_folder, expand_runs, read_run, train_recipes, write_outputs
+    from cnnzoo.compare import (
+        compare_folder,
+        expand_runs,
+        read_run,
+        train_recipes,
+        write_outputs,
+    )
     from cnnzoo.recipes import load_recipe
 
     if bool(args.recipes) == bool(args.runs):

@@ -6,7 +6,14 @@ import torchvision.transforms as T
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from cnnzoo.data import DATASETS, Augment, BatchIterator, DataSplit, load_split, preprocess
+from cnnzoo.data import (
+    DATASETS,
+    Augment,
+    BatchIterator,
+    DataSplit,
+    load_split,
+    preprocess,
+)
 from cnnzoo.errors import CnnzooError
 
 

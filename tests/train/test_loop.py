@@ -8,7 +8,12 @@ import torch
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import (
-    RunDir, TrainConfig, TrainingDiverged, load_checkpoint, load_trained, resume_run, train_run,
+    TrainConfig,
+    TrainingDiverged,
+    load_checkpoint,
+    load_trained,
+    resume_run,
+    train_run,
 )
 from cnnzoo.train.checkpoint import load_model_state
 

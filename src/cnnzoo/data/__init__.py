@@ -6,13 +6,19 @@
 - :func:`load_image` reads a user's image for ``predict``
 """
 
-from cnnzoo.data.batches import Augment, BatchIterator, epoch_seed, preprocess, resolve_input_size
+from cnnzoo.data.batches import (
+    Augment,
+    BatchIterator,
+    epoch_seed,
+    preprocess,
+    resolve_input_size,
+)
 from cnnzoo.data.datasets import (
     DATASETS,
     SPLITS,
     DataBundle,
-    DataSplit,
     DatasetInfo,
+    DataSplit,
     IdxFormatError,
     canonical_dataset_name,
     clear_cache,

@@ -4,9 +4,16 @@ from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime, resolve_device
 from cnnzoo.train.history import History
-from cnnzoo.train.loop import EvalResult, TrainingDiverged, TrainingInterrupted, evaluate, fit, predict
-from cnnzoo.train.rundir import RunDir
+from cnnzoo.train.loop import (
+    EvalResult,
+    TrainingDiverged,
+    TrainingInterrupted,
+    evaluate,
+    fit,
+    predict,
+)
 from cnnzoo.train.run import TrainedModel, load_trained, resume_run, train_run
+from cnnzoo.train.rundir import RunDir
 
 __all__ = [
     "Checkpoint", "EvalResult", "History", "RunDir", "Runtime", "TrainConfig", "TrainedModel",

@@ -23,8 +23,8 @@ the scheduled rate, from ``FIRST_STAGE_LR_SCALE`` for the first (the stem) to 1 
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
-import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,8 +39,8 @@ from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_stat
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.history import History
-from cnnzoo.train.loop import EpochCallback, fit, input_transform
-from cnnzoo.train.run import _finish, _input_shape, data_for, model_for, versions
+from cnnzoo.train.loop import EpochCallback, fit, input_size_for, input_transform
+from cnnzoo.train.run import data_for, finish_run, model_for, write_run_config
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 TORCHVISION_SOURCES = {"torchvision:resnet18": "resnet18_tv"}
@@ -63,7 +63,7 @@ def finetune_config(source: str, **overrides: Any) -> TrainConfig:
     else:
         checkpoint = _source_checkpoint(source)
         src = TrainConfig.from_dict(checkpoint.config)
-        _, h, w = _input_shape(src)
+        h, w = input_size_for(src)
         normalize = input_transform(src, DATASETS[src.dataset], (h, w))["normalize"]
         base = TrainConfig(model=src.model, model_options=src.model_options, norm=src.norm, init=src.init,
                            input_size=src.input_size, normalize=normalize is not None,
@@ -233,6 +233,9 @@ def finetune_run(
 ) -> tuple[RunDir, History]:
     """Fine-tune as `cnnzoo finetune` does (config from `finetune_config`); returns the run directory and history."""
     config.validate()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Its two phases each build their own optimizer, which the data-parallel path does not do.
+        raise CnnzooError("cnnzoo finetune runs in a single process; start it without torchrun or --nproc.")
     if not config.finetune_from:
         raise CnnzooError("A fine-tuning run needs finetune_from; build its config with finetune_config(source).")
     if weights is not None and config.finetune_from not in TORCHVISION_SOURCES:
@@ -245,15 +248,11 @@ def finetune_run(
     weights_from = str(Path(weights).resolve()) if weights is not None else (
         "torchvision ResNet18_Weights.IMAGENET1K_V1" if config.finetune_from in TORCHVISION_SOURCES
         else config.finetune_from)
-    run_dir.write_json("config.json", {
-        **config.to_dict(), "input_shape": list(_input_shape(config)), "classes": list(data.train.classes),
-        "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
-        "runtime": runtime.describe(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "finetune": {"weights": weights_from, "keep_head": keep_head, "head": head_name(model),
-                     "lr_scales": [g["lr_scale"] for g in param_groups(model)]},
-    })
+    write_run_config(run_dir, config, data, model, runtime, finetune={
+        "weights": weights_from, "keep_head": keep_head, "head": head_name(model),
+        "lr_scales": [g["lr_scale"] for g in param_groups(model)]})
     history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks)
-    _finish(run_dir, model, data, config, runtime, quiet)
+    finish_run(run_dir, model, data, config, runtime)
     return run_dir, history
 
 
@@ -264,5 +263,5 @@ def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks, resume=checkpoint)
-    _finish(run_dir, model, data, config, runtime, quiet)
+    finish_run(run_dir, model, data, config, runtime)
     return run_dir, history

@@ -18,7 +18,12 @@ from tqdm.auto import tqdm
 from cnnzoo.data import BatchIterator, DataBundle, DataSplit, preprocess
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.checkpoint import Checkpoint, load_model_state, restore_rng_state, save_checkpoint
+from cnnzoo.train.checkpoint import (
+    Checkpoint,
+    load_model_state,
+    restore_rng_state,
+    save_checkpoint,
+)
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
@@ -195,7 +200,7 @@ def fit(
     runtime = runtime or Runtime.from_config(config, dist.device)
     quiet = quiet or not dist.is_main
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    input_size = _input_size(model, config)
+    input_size = input_size_for(config)
     transform = input_transform(config, data.info, input_size)
     augment = Augment(crop_padding=config.crop_padding, hflip=config.hflip)
     train_batches = BatchIterator(
@@ -250,15 +255,14 @@ def fit(
                     lr = schedule(epoch * steps_per_epoch + i)
                     set_lr(optimizer, lr)
                     lrs.append(lr)
+                    step_start = time.perf_counter()
+                    losses[i], batch_correct = train_step(x, y)
                     if epoch == start_epoch and i == 0 and runtime.compile:
-                        compile_start = time.perf_counter()
-                        losses[i], batch_correct = train_step(x, y)
+                        # The first call compiles: report that apart from the epoch time.
                         if runtime.device.type == "cuda":
                             torch.cuda.synchronize(runtime.device)
-                        history.compile_s = time.perf_counter() - compile_start
-                        start += history.compile_s  # compilation is reported apart from epoch time
-                    else:
-                        losses[i], batch_correct = train_step(x, y)
+                        history.compile_s = time.perf_counter() - step_start
+                        start += history.compile_s
                     correct += batch_correct
                     seen += len(y)
                     if progress_enabled:
@@ -322,7 +326,8 @@ def fit(
     return history
 
 
-def _input_size(model: nn.Module, config: TrainConfig) -> tuple[int, int]:
+def input_size_for(config: TrainConfig) -> tuple[int, int]:
+    """(H, W) the model is fed: `config.input_size`, else the registered model's default."""
     if config.input_size is not None:
         return (config.input_size, config.input_size)
     from cnnzoo.models import get_model_spec

@@ -19,7 +19,13 @@ from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.history import History
-from cnnzoo.train.loop import EpochCallback, evaluate, fit, input_transform
+from cnnzoo.train.loop import (
+    EpochCallback,
+    evaluate,
+    fit,
+    input_size_for,
+    input_transform,
+)
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 
@@ -48,8 +54,8 @@ def read_config(run_dir: RunDir) -> TrainConfig:
     return TrainConfig.from_dict({k: v for k, v in values.items() if k in TrainConfig.field_names()})
 
 
-def _finish(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime,
-            quiet: bool) -> None:
+def finish_run(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime) -> None:
+    """The end of every run: evaluation.json, the plots and the HTML report."""
     write_evaluation(run_dir, model, data, config, runtime)
     from cnnzoo.viz.plots import plot_run
     from cnnzoo.viz.report import write_report
@@ -60,9 +66,8 @@ def _finish(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainCo
 
 def write_evaluation(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig,
                      runtime: Runtime) -> dict[str, Any]:
-    _, h, w = _input_shape(config)
     result = evaluate(model, data.test, batch_size=config.eval_batch_size, runtime=runtime, tta=config.tta,
-                      **input_transform(config, data.info, (h, w)))
+                      **input_transform(config, data.info, input_size_for(config)))
     report = evaluation_report(result, data.test.classes)
     run_dir.write_json("evaluation.json", report)
     return report
@@ -81,13 +86,14 @@ def evaluation_report(result, classes, max_misclassified: int = 32) -> dict[str,
     }
 
 
-def _input_shape(config: TrainConfig) -> tuple[int, int, int]:
-    from cnnzoo.models import get_model_spec
-
-    _, h, w = get_model_spec(config.model).input_shape
-    if config.input_size is not None:
-        h = w = config.input_size
-    return (1, h, w)
+def write_run_config(run_dir: RunDir, config: TrainConfig, data: DataBundle, model: nn.Module, runtime: Runtime,
+                     **extra: Any) -> None:
+    """config.json: the TrainConfig plus what else a reader needs to reproduce and describe the run."""
+    run_dir.write_json("config.json", {
+        **config.to_dict(), "input_shape": [1, *input_size_for(config)], "classes": list(data.train.classes),
+        "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
+        "runtime": runtime.describe(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
+    })
 
 
 def train_run(
@@ -110,15 +116,10 @@ def train_run(
     run_dir = None
     if dist.is_main:  # so only rank 0's clock names the run
         run_dir = RunDir.create(out, name or default_run_name(config.model, config.dataset), overwrite=overwrite)
-        run_dir.write_json("config.json", {
-            **config.to_dict(), "input_shape": list(_input_shape(config)), "classes": list(data.train.classes),
-            "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
-            "runtime": runtime.describe(), "world_size": dist.world_size,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        write_run_config(run_dir, config, data, model, runtime, world_size=dist.world_size)
     history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, quiet=quiet, runtime=runtime, dist=dist)
     if dist.is_main:
-        _finish(run_dir, model, data, config, runtime, quiet)
+        finish_run(run_dir, model, data, config, runtime)
     return run_dir, history
 
 
@@ -144,7 +145,7 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochC
     history = fit(model, data, config, run_dir=run_dir if dist.is_main else None, resume=checkpoint,
                   callbacks=callbacks, quiet=quiet, runtime=runtime, dist=dist)
     if dist.is_main:
-        _finish(run_dir, model, data, config, runtime, quiet)
+        finish_run(run_dir, model, data, config, runtime)
     return run_dir, history
 
 
@@ -173,7 +174,7 @@ def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> 
     load_model_state(model, checkpoint.model_state, source=f"checkpoint {path}")
     runtime_device = Runtime.from_config(config.replace(device=device)).device
     model.to(runtime_device).eval()
-    _, h, w = _input_shape(config)
+    h, w = input_size_for(config)
     info = DATASETS[config.dataset]
     return TrainedModel(model=model, config=config, classes=classes, input_size=(h, w),
                         normalize=input_transform(config, info, (h, w))["normalize"], meta=checkpoint.meta)
