@@ -67,19 +67,27 @@ def cmd_summary(args) -> int:
 
 
 # ---------------------------------------------------------------- train / evaluate / predict
+def _base_config(model: str, dataset: str, announce: bool = False):
+    """The shipped recipe `<model>-<dataset>` when there is one, else plain defaults."""
+    from cnnzoo.recipes import recipe_for
+    from cnnzoo.train import TrainConfig
+
+    found = recipe_for(model, dataset)
+    if found is None:
+        return TrainConfig(model=model, dataset=dataset, **FALLBACK_DEFAULTS)
+    if announce:
+        print(f"defaults from recipe {found.name} (flags override them)")
+    return found.config
+
+
 def _config_from_args(args):
-    from cnnzoo.recipes import load_recipe, recipe_for
+    from cnnzoo.recipes import load_recipe
     from cnnzoo.train import TrainConfig
 
     if args.recipe:
         base = load_recipe(args.recipe).config
     else:
-        model = args.model or "lenet5"
-        dataset = args.dataset or "fashion-mnist"
-        found = recipe_for(model, dataset)
-        base = found.config if found else TrainConfig(model=model, dataset=dataset, **FALLBACK_DEFAULTS)
-        if found and not args.quiet:
-            print(f"defaults from recipe {found.name} (flags override them)")
+        base = _base_config(args.model or "lenet5", args.dataset or "fashion-mnist", announce=not args.quiet)
     overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
                  if getattr(args, name, None) is not None}
     if args.option:
@@ -101,11 +109,14 @@ def cmd_train(args) -> int:
         config = _config_from_args(args).validate()
         run_dir, history = train_run(config, out=args.out, name=args.name, overwrite=args.overwrite,
                                      quiet=args.quiet)
-    final = history.final
-    test = f"{100 * final['test_acc']:.2f}%" if final.get("test_acc") is not None else "n/a"
     if main_rank:
-        print(f"done: test accuracy {test}; run directory {run_dir.path}")
+        _print_done(run_dir, history)
     return 0
+
+
+def _print_done(run_dir, history) -> None:
+    test = history.final.get("test_acc")
+    print(f"done: test accuracy {'n/a' if test is None else f'{100 * test:.2f}%'}; run directory {run_dir.path}")
 
 
 def _launch_torchrun(args) -> int:
@@ -212,8 +223,7 @@ def cmd_finetune(args) -> int:
     config = finetune_config(args.finetune_from, **overrides).validate()
     run_dir, history = finetune_run(config, weights=args.weights, keep_head=args.keep_head, out=args.out,
                                     name=args.name, overwrite=args.overwrite, quiet=args.quiet)
-    test = history.final.get("test_acc")
-    print(f"done: test accuracy {'n/a' if test is None else f'{100 * test:.2f}%'}; run directory {run_dir.path}")
+    _print_done(run_dir, history)
     return 0
 
 
@@ -291,14 +301,11 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     import json
 
-    from cnnzoo.recipes import recipe_for
-    from cnnzoo.train import TrainConfig
     from cnnzoo.train.bench import bench, course_batch_size, format_table
 
-    found = recipe_for(args.model, args.dataset)
-    base = found.config if found else TrainConfig(model=args.model, dataset=args.dataset, **FALLBACK_DEFAULTS)
+    base = _base_config(args.model, args.dataset)
     switches = {k: getattr(args, k) for k in ("device", "precision", "compile", "channels_last", "cuda_graphs",
-                                              "limit_train", "data_dir") if getattr(args, k) is not None}
+                                              "limit_train", "data_dir", "norm") if getattr(args, k) is not None}
     config = base.replace(epochs=args.epochs, batch_size=args.batch_size or course_batch_size(args.model), **switches)
     result = bench(config, baseline=args.baseline)
     if args.json:
@@ -499,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", choices=("auto", "on", "off"))
     p.add_argument("--channels-last", choices=("auto", "on", "off"))
     p.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
+    p.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation (for BN models)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("recipes", help="list the shipped recipes with their expected accuracy and time")
