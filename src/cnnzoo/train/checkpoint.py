@@ -2,8 +2,10 @@
 
 Layout: model tensors under ``model.``, optimizer state tensors under ``optimizer.``, RNG states
 under ``rng.``; everything else (config, epoch, step, history, optimizer hyper-parameters, class
-names) is JSON in the safetensors header. A file is written beside its target and renamed over
-it, so a crash mid-write leaves the previous checkpoint intact.
+names) is JSON in the safetensors header. There is no scheduler or grad-scaler state to store:
+the learning rate is a pure function of the step (`LRSchedule`), and bf16 autocast needs no loss
+scaling. A file is written beside its target and renamed over it, so a crash mid-write leaves the
+previous checkpoint intact.
 """
 
 from __future__ import annotations
