@@ -115,12 +115,27 @@ def _kv_table(values: dict[str, Any]) -> str:
     return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
 
 
+# metrics.csv keeps full precision for machines; people read a few significant digits.
+_CELL_FORMATS = {
+    "train_loss": "{:.4f}", "train_acc": "{:.2%}", "val_acc": "{:.2%}", "test_acc": "{:.2%}",
+    "lr": "{:.3g}", "time_s": "{:.1f}", "images_per_s": "{:,.0f}",
+}
+
+
+def _cell(column: str, value: str | None) -> str:
+    try:
+        return _CELL_FORMATS[column].format(float(value))
+    except (KeyError, TypeError, ValueError):
+        return value or ""
+
+
 def _metrics_table(rows: list[dict[str, str]]) -> str:
     if not rows:
         return '<p class="note">No epoch has finished yet (metrics.csv is empty).</p>'
     columns = list(rows[0])
     head = "".join(f'<th class="num">{_e(c)}</th>' for c in columns)
-    body = "".join("<tr>" + "".join(f'<td class="num">{_e(r.get(c, ""))}</td>' for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f'<td class="num">{_e(_cell(c, r.get(c)))}</td>' for c in columns) + "</tr>"
+                   for r in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
