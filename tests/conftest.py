@@ -6,13 +6,20 @@ from pathlib import Path
 import pytest
 
 
+# The project's data sits in ../shared/data beside the checkout; use it when CNNZOO_DATA is unset so
+# that a plain `python3 -m pytest` works, and export it so that in-process CLI calls see it too.
+_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not os.environ.get("CNNZOO_DATA") and _SHARED_DATA.is_dir():
+    os.environ["CNNZOO_DATA"] = str(_SHARED_DATA)
+
+
 def _data_root() -> Path:
     from cnnzoo.data import DATASETS
 
     value = os.environ.get("CNNZOO_DATA")
     if not value:
-        pytest.fail("CNNZOO_DATA is not set; point it at the folder holding FashionMNIST/raw and MNIST/raw "
-                    "(e.g. CNNZOO_DATA=../shared/data).", pytrace=False)
+        pytest.fail("CNNZOO_DATA is not set and ../shared/data does not exist; point CNNZOO_DATA at the folder "
+                    "holding FashionMNIST/raw and MNIST/raw.", pytrace=False)
     root = Path(value)
     missing = [
         str(root / info.folder / "raw" / name)
