@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -133,4 +134,5 @@ def test_figures_choose_no_backend_and_never_load_pyplot():
         "assert 'matplotlib.pyplot' not in sys.modules\n"
         "assert matplotlib.rcParams._get_backend_or_none() is None\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # a user's choice would pre-empt ours
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
