@@ -45,3 +45,20 @@ def quick_config(data_root):
 
     return TrainConfig(model="lenet5", dataset="fashion-mnist", epochs=2, batch_size=64, optimizer="adamw",
                        lr=3e-3, limit_train=1024, limit_test=256, data_dir=str(data_root), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tv_weights(tmp_path_factory):
+    """A torchvision ResNet-18 state_dict saved as torchvision users do, with non-trivial BN statistics."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None)
+    for m in reference.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    return path

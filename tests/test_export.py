@@ -7,7 +7,6 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-import torchvision
 
 from cnnzoo.cli import main
 from cnnzoo.data import load_split, preprocess
@@ -19,22 +18,15 @@ from cnnzoo.train.run import model_for
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, data_root):
+def checkpoints(tmp_path_factory, data_root, tv_weights):
     """Checkpoints of an untrained LeNet-5 and a ResNet-18 fine-tuning start (resize 28->64, ImageNet stats)."""
     folder = tmp_path_factory.mktemp("export")
     classes = list(load_split("fashion-mnist", "test", root=data_root).classes)
-    torch.manual_seed(0)
-    reference = torchvision.models.resnet18(weights=None)
-    for m in reference.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    torch.save(reference.state_dict(), folder / "tv.pth")
     lenet = TrainConfig(model="lenet5", dataset="fashion-mnist", data_dir=str(data_root))
     resnet = finetune_config("torchvision:resnet18", input_size=64, data_dir=str(data_root))
     paths = {}
     for name, config, model in (("lenet5", lenet, model_for(lenet, 10)),
-                                ("resnet18", resnet, pretrained_model(resnet, 10, weights=folder / "tv.pth"))):
+                                ("resnet18", resnet, pretrained_model(resnet, 10, weights=tv_weights))):
         paths[name] = save_checkpoint(folder / f"{name}.safetensors", model,
                                       {"config": config.to_dict(), "classes": classes, "epoch": 0})
     return paths

@@ -33,20 +33,6 @@ from cnnzoo.train.run import data_for
 TINY = {"input_size": 32, "batch_size": 32, "limit_train": 32, "limit_test": 32, "device": "cpu"}
 
 
-@pytest.fixture(scope="module")
-def tv_weights(tmp_path_factory):
-    """A torchvision ResNet-18 state_dict saved as torchvision users do, with non-trivial BN statistics."""
-    torch.manual_seed(0)
-    reference = torchvision.models.resnet18(weights=None)
-    for m in reference.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
-    torch.save(reference.state_dict(), path)
-    return path
-
-
 def _config(data_root, **changes):
     return finetune_config("torchvision:resnet18", data_dir=str(data_root), **{**TINY, **changes})
 
