@@ -122,3 +122,12 @@ def test_lenet5_one_epoch_full_mnist_reaches_90_percent(tmp_path, data_root):
                          init="xavier", data_dir=str(data_root), device="cpu")
     _, history = train_run(config, out=tmp_path, name="mnist", quiet=True)
     assert history.final["test_acc"] >= 0.90
+
+
+def test_compiled_model_trains_on_the_cpu_and_reports_compile_time_apart(tmp_path, quick_config):
+    # The GPU fast path compiles too; this exercises the same branch where CI can run it.
+    config = quick_config.replace(epochs=1, limit_train=256, limit_test=128, compile="on")
+    _, compiled = train_run(config, out=tmp_path, name="compiled", quiet=True)
+    _, eager = train_run(config.replace(compile="off"), out=tmp_path, name="eager", quiet=True)
+    assert compiled.compile_s > 0 and eager.compile_s == 0
+    assert compiled.batch_loss == pytest.approx(eager.batch_loss, rel=1e-3, abs=1e-4)
