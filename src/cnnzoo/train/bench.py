@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnzoo.data import DataSplit, load_data
-from cnnzoo.models import build_model, get_model_spec
+from cnnzoo.data import DataSplit
+from cnnzoo.models import build_model
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
-from cnnzoo.train.loop import fit
-from cnnzoo.train.run import model_for, versions
+from cnnzoo.train.loop import fit, input_size_for
+from cnnzoo.train.run import data_for, model_for, versions
 
 # Dense peak TFLOP/s by (device-name fragment, precision); H200 has the H100 SXM's compute.
 PEAK_TFLOPS: dict[tuple[str, str], float] = {
@@ -152,11 +152,9 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     """Measure `fit` on `config` (and the course loop when `baseline`); every FIELDS key is set."""
     config = config.validate()
     runtime = Runtime.from_config(config)
-    data = load_data(config.dataset, root=config.data_dir, device=runtime.device, seed=config.seed,
-                     limit_train=config.limit_train, limit_test=config.limit_test)
+    data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
-    _, spec_h, spec_w = get_model_spec(config.model).input_shape
-    size = (config.input_size, config.input_size) if config.input_size else (spec_h, spec_w)
+    size = input_size_for(config)
     flops_per_image = train_step_flops(model, config.batch_size, (1, *size))
 
     if runtime.device.type == "cuda":
