@@ -302,10 +302,11 @@ def cmd_bench(args) -> int:
     import json
 
     from cnnzoo.train.bench import bench, course_batch_size, format_table
+    from cnnzoo.train.config import SWITCHES
 
     base = _base_config(args.model, args.dataset)
-    switches = {k: getattr(args, k) for k in ("device", "precision", "compile", "channels_last", "cuda_graphs",
-                                              "limit_train", "data_dir", "norm") if getattr(args, k) is not None}
+    switches = {k: getattr(args, k) for k in ("device", "precision", *SWITCHES, "limit_train", "data_dir", "norm")
+                if getattr(args, k) is not None}
     config = base.replace(epochs=args.epochs, batch_size=args.batch_size or course_batch_size(args.model), **switches)
     result = bench(config, baseline=args.baseline)
     if args.json:
@@ -417,6 +418,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", choices=("auto", "on", "off"))
     g.add_argument("--channels-last", choices=("auto", "on", "off"))
     g.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
+    g.add_argument("--fused-optimizer", choices=("auto", "on", "off"))
+    g.add_argument("--cudnn-benchmark", choices=("auto", "on", "off"))
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="with several processes, batch norm over the global batch (needs --norm torch)")
@@ -506,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", choices=("auto", "on", "off"))
     p.add_argument("--channels-last", choices=("auto", "on", "off"))
     p.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
+    p.add_argument("--fused-optimizer", choices=("auto", "on", "off"))
+    p.add_argument("--cudnn-benchmark", choices=("auto", "on", "off"))
     p.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation (for BN models)")
     p.set_defaults(func=cmd_bench)
 

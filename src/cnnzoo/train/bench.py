@@ -21,7 +21,7 @@ from torch import nn
 
 from cnnzoo.data import DataSplit
 from cnnzoo.models import build_model
-from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.config import SWITCHES, TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.loop import fit, input_size_for
 from cnnzoo.train.run import data_for, model_for, versions
@@ -36,7 +36,7 @@ PEAK_TFLOPS: dict[tuple[str, str], float] = {
 
 FIELDS = (
     "model", "dataset", "device", "device_name", "threads", "precision", "compile", "channels_last",
-    "cuda_graphs", "batch_size", "input_size", "train_images", "epochs", "epoch_s", "steady_epochs",
+    "cuda_graphs", "fused_optimizer", "cudnn_benchmark", "batch_size", "input_size", "train_images", "epochs", "epoch_s", "steady_epochs",
     "steady_s_per_epoch", "images_per_s", "compile_s", "train_flops_per_image", "achieved_tflops",
     "peak_tflops", "fraction_of_peak", "peak_memory_mb", "peak_memory_kind", "test_acc",
     "baseline_epoch_s", "baseline_s_per_epoch", "baseline_images_per_s", "speedup_vs_baseline", "versions",
@@ -195,7 +195,7 @@ def format_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     def num(value, fmt: str) -> str:
         return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
-    switches = ", ".join(f"{k}={'on' if result[k] else 'off'}" for k in ("compile", "channels_last", "cuda_graphs"))
+    switches = ", ".join(f"{k}={'on' if result[k] else 'off'}" for k in SWITCHES)
     rows = [
         ("model", (f"{result['model']} on {result['dataset']}, {result['train_images']:,} images, "
                    f"{result['input_size'][0]}×{result['input_size'][1]} px, batch {result['batch_size']}")),

@@ -12,6 +12,8 @@ from cnnzoo.errors import CnnzooError
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUTO_BOOL = ("auto", "on", "off")
+# The fast path's pieces, each auto/on/off so it can be measured alone.
+SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
 
 
 @dataclass
@@ -48,6 +50,8 @@ class TrainConfig:
     compile: str = "auto"  # auto: on for CUDA
     channels_last: str = "auto"
     cuda_graphs: str = "auto"
+    fused_optimizer: str = "auto"  # auto: on for CUDA
+    cudnn_benchmark: str = "auto"  # auto: on for CUDA (no effect on the CPU)
     sync_bn: bool = False  # with several processes: batch norm over the global batch
     eval_batch_size: int = 1024
     limit_train: int | None = None
@@ -104,7 +108,7 @@ class TrainConfig:
             raise CnnzooError(f"--resize must be a positive image size, got {self.input_size!r}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise CnnzooError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}.")
-        for name in ("compile", "channels_last", "cuda_graphs"):
+        for name in SWITCHES:
             if getattr(self, name) not in AUTO_BOOL:
                 raise CnnzooError(f"--{name.replace('_', '-')} must be one of {', '.join(AUTO_BOOL)}, got {getattr(self, name)!r}.")
         if (self.normalize_mean is None) != (self.normalize_std is None):

@@ -51,6 +51,7 @@ class Runtime:
     compile: bool
     cuda_graphs: bool
     fused_optimizer: bool
+    cudnn_benchmark: bool
 
     @classmethod
     def from_config(cls, config, device: torch.device | None = None) -> Runtime:
@@ -76,8 +77,16 @@ class Runtime:
             # Graph replay removes per-kernel launch cost, which dominates for LeNet-sized models.
             cuda_graphs=cuda and _switch(config.cuda_graphs, True),
             # One multi-tensor kernel per optimizer step instead of one per parameter.
-            fused_optimizer=cuda,
+            fused_optimizer=_switch(config.fused_optimizer, cuda),
+            # cuDNN times its convolution algorithms once per input shape and keeps the fastest;
+            # every training step repeats the same shapes, so the one-off search pays at once.
+            cudnn_benchmark=cuda and _switch(config.cudnn_benchmark, True),
         )
+
+    def apply_backend_settings(self) -> None:
+        """Set the process-wide backend flags this runtime asks for (call before the first step)."""
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -98,5 +107,6 @@ class Runtime:
             "compile": self.compile,
             "cuda_graphs": self.cuda_graphs,
             "fused_optimizer": self.fused_optimizer,
+            "cudnn_benchmark": self.cudnn_benchmark,
             "threads": torch.get_num_threads(),
         }

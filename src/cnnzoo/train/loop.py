@@ -87,9 +87,12 @@ def evaluate(
     predictions, confidences = [], []
     with autocast:
         for x, y in batches:
-            logits = model(x).float()
             if tta:
-                logits = (logits + model(torch.flip(x, dims=(3,))).float()) / 2
+                # One forward over image and mirror together: a second call of a CUDA-graphed model
+                # would overwrite the first call's output before it is read.
+                logits = model(torch.cat([x, torch.flip(x, dims=(3,))])).float().view(2, len(x), -1).mean(0)
+            else:
+                logits = model(x).float()
             total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
             confidence, predicted = logits.softmax(1).max(1)
             predictions.append(predicted)
@@ -171,7 +174,9 @@ def _compile(model: nn.Module, runtime: Runtime, num_params: int) -> nn.Module:
     # for big ones the kernels themselves dominate and graphs only cost memory.
     small = num_params < 5_000_000
     mode = "reduce-overhead" if runtime.cuda_graphs and small else "max-autotune-no-cudagraphs"
-    return torch.compile(model, mode=mode)
+    # A run sees a handful of batch shapes (full and last batch, train and eval): static kernels for
+    # each beat one dynamic-shape graph, and CUDA graphs are recorded per shape anyway.
+    return torch.compile(model, mode=mode, dynamic=False)
 
 
 def fit(
@@ -198,6 +203,7 @@ def fit(
     """
     config.validate()
     runtime = runtime or Runtime.from_config(config, dist.device)
+    runtime.apply_backend_settings()
     quiet = quiet or not dist.is_main
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     input_size = input_size_for(config)
