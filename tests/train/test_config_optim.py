@@ -5,7 +5,7 @@ import torch
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import TrainConfig
-from cnnzoo.train.optim import LRSchedule, build_optimizer
+from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state
 
 
 @pytest.mark.parametrize("change, word", [
@@ -67,3 +67,19 @@ def test_build_optimizer_honours_config(name, cls):
     if name == "sgd":
         assert group["nesterov"] and group["momentum"] == 0.8
     assert not math.isnan(group["lr"])
+
+
+def test_loaded_optimizer_state_keeps_this_runs_kernels_and_the_parameters_layout():
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    saved = build_optimizer(conv, TrainConfig(optimizer="adamw", lr=0.01), fused=True)
+    conv(torch.randn(2, 3, 5, 5)).sum().backward()
+    saved.step()
+    state = saved.state_dict()
+    # As a checkpoint stores it: plain contiguous tensors.
+    state["state"] = {i: {k: v.contiguous() for k, v in s.items()} for i, s in state["state"].items()}
+    resumed = build_optimizer(conv, TrainConfig(optimizer="adamw", lr=0.01), fused=False)
+    load_optimizer_state(resumed, state)
+    assert not resumed.param_groups[0]["fused"]
+    for param, values in resumed.state.items():
+        assert values["exp_avg"].stride() == param.stride()
+        torch.testing.assert_close(values["exp_avg"], saved.state[param]["exp_avg"], rtol=0, atol=0)

@@ -38,12 +38,14 @@ class _StopAfter(Exception):
     pass
 
 
-@pytest.mark.parametrize("model", ["lenet5", "alexnet_bn"])
-def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path, quick_config, model):
+@pytest.mark.parametrize("model,fused", [("lenet5", "off"), ("lenet5", "on"), ("alexnet_bn", "off")])
+def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path, quick_config, model, fused):
     # alexnet_bn has dropout and BN running statistics: RNG state and buffers must both survive resume.
+    # Fused kernels read optimizer state with the parameter's strides, which are channels_last here.
     config = quick_config.replace(model=model, epochs=3, schedule="cosine", warmup_epochs=1, hflip=True,
                                   crop_padding=2, limit_train=256 if model != "lenet5" else 1024,
-                                  limit_test=64 if model != "lenet5" else 256, input_size=None if model == "lenet5" else 72)
+                                  limit_test=64 if model != "lenet5" else 256, input_size=None if model == "lenet5" else 72,
+                                  fused_optimizer=fused, channels_last="on")
     _, full = train_run(config, out=tmp_path, name="full", quiet=True)
 
     def stop_after_first(epoch, row, history):

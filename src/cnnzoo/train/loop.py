@@ -28,7 +28,7 @@ from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.history import History
-from cnnzoo.train.optim import LRSchedule, build_optimizer, set_lr
+from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir
 
 EpochCallback = Callable[[int, dict[str, Any], History], None]
@@ -171,9 +171,11 @@ def _compile(model: nn.Module, runtime: Runtime, num_params: int) -> nn.Module:
     if not runtime.compile:
         return model
     # CUDA graphs ("reduce-overhead") pay when kernel launches dominate, i.e. for small models;
-    # for big ones the kernels themselves dominate and graphs only cost memory.
+    # for big ones the kernels themselves dominate and graphs only cost memory. The default mode, not
+    # max-autotune: its template search costs minutes per shape, and these convolutions go to cuDNN
+    # either way; what compiling buys here is fusing the elementwise work around them.
     small = num_params < 5_000_000
-    mode = "reduce-overhead" if runtime.cuda_graphs and small else "max-autotune-no-cudagraphs"
+    mode = "reduce-overhead" if runtime.cuda_graphs and small else "default"
     # A run sees a handful of batch shapes (full and last batch, train and eval): static kernels for
     # each beat one dynamic-shape graph, and CUDA graphs are recorded per shape anyway.
     return torch.compile(model, mode=mode, dynamic=False)
@@ -224,7 +226,7 @@ def fit(
     if resume is not None:
         load_model_state(model, resume.model_state)
         if resume.optimizer_state is not None:
-            optimizer.load_state_dict(resume.optimizer_state)
+            load_optimizer_state(optimizer, resume.optimizer_state)
         restore_rng_state(resume.rng)
         history = History.from_dict(resume.meta["history"])
         start_epoch, best = resume.meta["epoch"], resume.meta.get("best", -1.0)

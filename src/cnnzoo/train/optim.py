@@ -32,6 +32,25 @@ def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = False, 
     return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state into `optimizer` as this run executes it.
+
+    The kernel choice (fused / foreach) stays this run's, not the saving run's: a CUDA checkpoint
+    may resume on the CPU. Each state tensor takes its parameter's memory layout, since fused
+    kernels walk state and parameter with the parameter's strides: a contiguous momentum buffer
+    for a channels_last weight would be read in the wrong order (the CPU kernel silently, CUDA's
+    with an error).
+    """
+    kernels = [{k: group.get(k) for k in ("fused", "foreach")} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, chosen in zip(optimizer.param_groups, kernels):
+        group.update(chosen)
+    for param, values in optimizer.state.items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                values[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 class LRSchedule:
     """lr(step) for constant, cosine and one-cycle schedules, each with optional linear warm-up."""
 
