@@ -65,7 +65,7 @@ def smoke_items(quick: bool) -> list[Item]:
     items = [
         Item("versions", "cmd", [sys.executable, "-c", env_probe], 60),
         Item("cuda tests", "cmd", [sys.executable, "-m", "pytest", "-q", "-x", "tests/data/test_datasets.py",
-                                   "tests/data/test_batches.py", "-k", "cuda or device"], 240),
+                                   "tests/data/test_batches.py", "tests/train/test_loop.py", "-k", "cuda or device"], 240),
         # The fast path as `cnnzoo train` runs it by default, with TTA through the CUDA-graphed model.
         Item("lenet5 fast path + tta", "train", ["--model", "lenet5", "--tta", *small], 240),
         Item("lenet_bn scratch norm", "train", ["--model", "lenet_bn", "--norm", "scratch", *small], 240),

@@ -129,3 +129,25 @@ def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch, tmp_path)
     assert main(["train", "--nproc", "3", "--batch-size", "64"]) == 2  # refused before anything starts
     assert len(launched) == 1
     assert _without_nproc(["train", "--npr", "2", "--name", "x", "--nproc=4"]) == ["train", "--name", "x"]
+
+
+def test_gloo_sync_batchnorm_takes_bf16_activations_like_torchs_batchnorm(tmp_path):
+    # Under --precision bf16 the convolutions hand batch norm bf16 activations; the statistics must
+    # still be float32, as in torch's kernels (a one-process group runs the same collectives).
+    import torch.distributed as dist
+
+    from cnnzoo.train.distributed import _GlooSyncBatchNorm
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        reference = torch.nn.BatchNorm2d(6)
+        synced = _GlooSyncBatchNorm.convert(torch.nn.Sequential(torch.nn.BatchNorm2d(6)))[0]
+        x = (torch.randn(8, 6, 5, 5) * 3 + 1).to(torch.bfloat16)
+        out = synced(x)
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), reference(x.float()), atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(synced.running_mean, reference.running_mean)
+        torch.testing.assert_close(synced.running_var, reference.running_var)
+    finally:
+        dist.destroy_process_group()

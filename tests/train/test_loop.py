@@ -1,6 +1,7 @@
 """fit/evaluate on real data: determinism, resume equality, divergence, and the accuracy floors."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -132,6 +133,7 @@ def test_compiled_model_trains_on_the_cpu_and_reports_compile_time_apart(tmp_pat
     _, compiled = train_run(config, out=tmp_path, name="compiled", quiet=True)
     _, eager = train_run(config.replace(compile="off"), out=tmp_path, name="eager", quiet=True)
     assert compiled.compile_s > 0 and eager.compile_s == 0
+    assert (compiled.compile_mode, eager.compile_mode) == ("default", None)
     assert compiled.batch_loss == pytest.approx(eager.batch_loss, rel=1e-3, abs=1e-4)
 
 
@@ -161,3 +163,38 @@ def test_fused_optimizer_switch_trains_like_the_plain_optimizer(tmp_path, quick_
     _, plain = train_run(config.replace(fused_optimizer="off"), out=tmp_path, name="plain", quiet=True)
     assert json.loads((tmp_path / "fused" / "config.json").read_text())["runtime"]["fused_optimizer"] is True
     assert fused.batch_loss == pytest.approx(plain.batch_loss, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_on_cuda_takes_data_loaded_on_the_cpu(data_root):
+    # The README's API example: load_data's default device is the CPU, the run's is the GPU.
+    from cnnzoo.data import load_data
+    from cnnzoo.models import build_model
+    from cnnzoo.train import evaluate, fit
+
+    data = load_data("fashion-mnist", root=data_root, limit_train=4096, limit_test=1024)
+    model = build_model("lenet_bn")
+    history = fit(model, data, TrainConfig(model="lenet_bn", epochs=2, optimizer="adamw", lr=3e-3, device="cuda",
+                                           tta=True), quiet=True)
+    assert next(model.parameters()).is_cuda and history.final["test_acc"] > 0.6
+    assert evaluate(model, data.test, normalize=(data.info.mean, data.info.std)).accuracy > 0.6
+
+
+def test_data_bundle_to_its_own_device_is_the_same_data(data_root):
+    from cnnzoo.data import load_data
+
+    data = load_data("fashion-mnist", root=data_root, limit_train=64, limit_test=64, val_split=0.25)
+    moved = data.to("cpu")
+    assert (moved.train, moved.val, moved.test, moved.info) == (data.train, data.val, data.test, data.info)
+
+
+def test_cuda_graphs_only_for_small_models_in_one_process():
+    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.loop import _compile_mode
+
+    graphs = Runtime(device=torch.device("cpu"), amp_dtype=None, channels_last=False, compile=True, cuda_graphs=True,
+                     fused_optimizer=False, cudnn_benchmark=False)
+    assert _compile_mode(graphs, 61_706, distributed=False) == "reduce-overhead"
+    assert _compile_mode(graphs, 46_764_746, distributed=False) == "default"  # kernels, not launches, dominate
+    assert _compile_mode(graphs, 61_706, distributed=True) == "default"  # DDP hooks split the graph
+    assert _compile_mode(dataclasses.replace(graphs, compile=False), 61_706, distributed=False) is None

@@ -515,6 +515,11 @@ class DataBundle:
     def classes(self) -> tuple[str, ...]:
         return self.info.classes
 
+    def to(self, device: DeviceLike) -> "DataBundle":
+        """The same splits on ``device`` (each split unchanged where it is already there)."""
+        val = self.val.to(device) if self.val is not None else None
+        return DataBundle(self.train.to(device), val, self.test.to(device), self.info)
+
 
 def load_split(
     dataset: str,

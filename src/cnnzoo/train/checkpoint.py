@@ -61,15 +61,17 @@ def rng_state() -> dict[str, torch.Tensor]:
 def restore_rng_state(tensors: dict[str, torch.Tensor]) -> None:
     if "rng.cpu" in tensors:
         torch.set_rng_state(tensors["rng.cpu"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    cuda_keys = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    cuda = [tensors[k] for k in cuda_keys]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     # Compiled and DDP-wrapped models prefix their keys; checkpoints store the plain module's names.
-    module = getattr(model, "_orig_mod", model)
-    module = getattr(module, "module", module)
+    module = model
+    while isinstance(inner := getattr(module, "_orig_mod", None) or getattr(module, "module", None), nn.Module):
+        module = inner
     return {k: v.detach().contiguous().cpu().clone() for k, v in module.state_dict().items()}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
+import torch.distributed._functional_collectives as collectives
 from torch import nn
 
 from cnnzoo.errors import CnnzooError
@@ -101,6 +101,11 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
+def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks, differentiable: backward all-reduces the incoming gradient."""
+    return collectives.wait_tensor(collectives.all_reduce(tensor, "sum", dist.group.WORLD))
+
+
 class _GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm over the global batch for CPU tensors, which torch's SyncBatchNorm refuses (its kernels
     and DDP's support for it are GPU-only).
@@ -135,11 +140,12 @@ class _GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         self._check_input_dim(x)
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
-        sums = dist_nn.all_reduce(torch.cat([x.sum(dims), x.new_tensor([x.numel() / x.shape[1]])]))
+        out_dtype, x = x.dtype, x.float()  # statistics of bf16 activations (autocast) in float32, as torch's kernels
+        sums = _all_reduce(torch.cat([x.sum(dims), x.new_tensor([x.numel() / x.shape[1]])]))
         count, mean = sums[-1], sums[:-1] / sums[-1]
         centered = x - mean.view(shape)
         # Two passes, like the single-process kernel, rather than E[x²] - E[x]², which cancels badly.
-        var = dist_nn.all_reduce((centered * centered).sum(dims)) / count
+        var = _all_reduce((centered * centered).sum(dims)) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -147,4 +153,5 @@ class _GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.running_mean.lerp_(mean, momentum)
                 self.running_var.lerp_(var * count / (count - 1), momentum)
         y = centered * torch.rsqrt(var + self.eps).view(shape)
-        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        y = y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        return y.to(out_dtype)

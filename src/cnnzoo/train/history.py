@@ -16,11 +16,12 @@ class History:
     batch_epoch: list[int] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
     compile_s: float = 0.0
+    compile_mode: str | None = None  # torch.compile's mode ("reduce-overhead" = CUDA graphs); None: eager
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "batch_loss": self.batch_loss, "batch_lr": self.batch_lr, "batch_epoch": self.batch_epoch,
-            "epochs": self.epochs, "compile_s": self.compile_s,
+            "epochs": self.epochs, "compile_s": self.compile_s, "compile_mode": self.compile_mode,
         }
 
     @classmethod

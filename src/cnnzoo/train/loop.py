@@ -77,6 +77,7 @@ def evaluate(
     """Accuracy and loss in eval mode without autograd; `tta` averages with the mirrored image."""
     was_training = model.training
     model.eval()
+    split = split.to(_device_of(model))
     autocast = runtime.autocast() if runtime else torch.autocast("cpu", enabled=False)
     memory_format = runtime.memory_format if runtime else torch.contiguous_format
     batches = BatchIterator(
@@ -120,10 +121,17 @@ def predict(
     """Class probabilities (N, classes) for uint8 images (N, 1, 28, 28)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = _device_of(model)
     probabilities = model(preprocess(images.to(device), input_size, normalize)).float().softmax(1)
     model.train(was_training)
     return probabilities.cpu()
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 class _Interrupt:
@@ -167,18 +175,51 @@ def _make_train_step(model, optimizer, loss_fn, runtime: Runtime, grad_clip: flo
     return train_step
 
 
-def _compile(model: nn.Module, runtime: Runtime, num_params: int) -> nn.Module:
+def _compile_mode(runtime: Runtime, num_params: int, distributed: bool) -> str | None:
+    """The torch.compile mode this run uses, or None when it runs eagerly."""
     if not runtime.compile:
-        return model
+        return None
     # CUDA graphs ("reduce-overhead") pay when kernel launches dominate, i.e. for small models;
-    # for big ones the kernels themselves dominate and graphs only cost memory. The default mode, not
-    # max-autotune: its template search costs minutes per shape, and these convolutions go to cuDNN
-    # either way; what compiling buys here is fusing the elementwise work around them.
+    # for big ones the kernels themselves dominate and graphs only cost memory. Under DDP the
+    # all-reduce hooks and SyncBatchNorm's collectives split the graph, so no CUDA graphs there.
+    # The default mode, not max-autotune: its template search costs minutes per shape, and these
+    # convolutions go to cuDNN either way; compiling buys the fused elementwise work around them.
     small = num_params < 5_000_000
-    mode = "reduce-overhead" if runtime.cuda_graphs and small else "default"
+    return "reduce-overhead" if runtime.cuda_graphs and small and not distributed else "default"
+
+
+def _compile(model: nn.Module, mode: str | None) -> nn.Module:
+    if mode is None:
+        return model
+    # Each fit compiles afresh: dynamo's per-function cache (8 entries) is shared by every model of a
+    # class, so fine-tuning's second phase or `compare`'s third LeNet would otherwise run eagerly.
+    torch.compiler.reset()
     # A run sees a handful of batch shapes (full and last batch, train and eval): static kernels for
     # each beat one dynamic-shape graph, and CUDA graphs are recorded per shape anyway.
     return torch.compile(model, mode=mode, dynamic=False)
+
+
+class _LossReadout:
+    """The latest loss for the progress bar without stalling the GPU: the value is copied to pinned
+    host memory asynchronously and shown once the copy has landed, a few steps late."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.host = torch.zeros((), pin_memory=self.cuda)
+        self.landed = torch.cuda.Event() if self.cuda else None
+        self.pending = False
+        self.value: float | None = None
+
+    def __call__(self, loss: torch.Tensor) -> float | None:
+        if not self.cuda:
+            return loss.item()
+        if self.pending and self.landed.query():
+            self.value, self.pending = self.host.item(), False
+        if not self.pending:
+            self.host.copy_(loss, non_blocking=True)
+            self.landed.record()
+            self.pending = True
+        return self.value
 
 
 def fit(
@@ -206,6 +247,7 @@ def fit(
     config.validate()
     runtime = runtime or Runtime.from_config(config, dist.device)
     runtime.apply_backend_settings()
+    data = data.to(runtime.device)  # a no-op for data loaded onto the device, as `cnnzoo train` does
     quiet = quiet or not dist.is_main
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     input_size = input_size_for(config)
@@ -232,7 +274,8 @@ def fit(
         start_epoch, best = resume.meta["epoch"], resume.meta.get("best", -1.0)
 
     num_params = sum(p.numel() for p in model.parameters())
-    compiled = _compile(model, runtime, num_params)
+    history.compile_mode = _compile_mode(runtime, num_params, distributed=dist.world_size > 1)
+    compiled = _compile(model, history.compile_mode)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     train_step = _make_train_step(dist.wrap(compiled), optimizer, loss_fn, runtime, config.grad_clip)
     base_meta = {"config": config.to_dict(), "classes": list(data.train.classes), **(meta or {})}
@@ -245,6 +288,7 @@ def fit(
         checkpoint(run_dir.last_checkpoint, 0)  # so even an interrupt in epoch 1 leaves something to resume
     interrupt = _Interrupt()
     progress_enabled = not quiet and sys.stderr.isatty()
+    loss_readout = _LossReadout(runtime.device)
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
     with interrupt.installed() if dist.world_size == 1 else nullcontext():
@@ -275,8 +319,8 @@ def fit(
                     seen += len(y)
                     if progress_enabled:
                         bar.update()
-                        if i % 20 == 0:
-                            bar.set_postfix(loss=f"{losses[i].item():.3f}",
+                        if i % 20 == 0 and (shown := loss_readout(losses[i])) is not None:
+                            bar.set_postfix(loss=f"{shown:.3f}",
                                             img_s=f"{seen / max(time.perf_counter() - start, 1e-9):.0f}")
                     if interrupt.requested:
                         break
