@@ -151,3 +151,18 @@ def test_gloo_sync_batchnorm_takes_bf16_activations_like_torchs_batchnorm(tmp_pa
         torch.testing.assert_close(synced.running_var, reference.running_var)
     finally:
         dist.destroy_process_group()
+
+
+def test_each_rank_draws_its_own_dropout_stream_per_epoch():
+    def draws(context, epoch):
+        torch.manual_seed(123)
+        context.seed_epoch(seed=0, epoch=epoch)
+        return torch.rand(4)
+
+    rank0, rank1 = DistContext(rank=0, world_size=2), DistContext(rank=1, world_size=2)
+    assert not torch.equal(draws(rank0, 0), draws(rank1, 0))
+    assert not torch.equal(draws(rank0, 0), draws(rank0, 1))
+    assert torch.equal(draws(rank1, 3), draws(rank1, 3))  # what makes a resumed rank exact
+    torch.manual_seed(123)
+    untouched = torch.rand(4)
+    assert torch.equal(draws(DistContext(), 0), untouched)  # one process: its stream is as it was

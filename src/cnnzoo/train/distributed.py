@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.distributed._functional_collectives as collectives
 from torch import nn
 
+from cnnzoo.data.batches import epoch_seed
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.device import resolve_device
 
@@ -60,6 +61,14 @@ class DistContext:
                 dist.init_process_group("gloo")
             atexit.register(_leave_process_group)
         return cls(rank=launched_rank(), world_size=world_size, local_rank=local_rank, device=resolved)
+
+    def seed_epoch(self, seed: int, epoch: int) -> None:
+        """With several processes, give each rank its own dropout stream for `epoch`, a pure function of
+        (seed, epoch, rank): ranks would otherwise draw identical masks for different samples, and
+        rank 0's checkpointed RNG state could not restore the others' on resume. One process keeps
+        its continuous stream, checkpointed as before."""
+        if self.world_size > 1:
+            torch.manual_seed(epoch_seed(seed, epoch, 2 + self.rank))  # streams 0 and 1 are the batches'
 
     def per_rank_batch(self, global_batch: int) -> int:
         if global_batch % self.world_size:

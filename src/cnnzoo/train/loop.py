@@ -295,6 +295,7 @@ def fit(
         for epoch in range(start_epoch, config.epochs):
             model.train()
             train_batches.set_epoch(epoch)
+            dist.seed_epoch(config.seed, epoch)
             # Losses stay on the device and are read once per epoch: no host sync inside the loop.
             losses = torch.zeros(steps_per_epoch, device=runtime.device)
             correct = torch.zeros((), dtype=torch.long, device=runtime.device)
