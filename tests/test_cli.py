@@ -197,3 +197,16 @@ def test_draw_show_and_report_commands_write_files(capsys, tmp_path, trained_run
     assert_one_line_error(code, err, "--style graph")
     code, _, err = run_cli(capsys, "report", tmp_path)
     assert_one_line_error(code, err, "not a cnnzoo run directory")
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_every_fast_path_switch_is_a_flag_that_reaches_the_config(command):
+    from cnnzoo.cli import _config_from_args, build_parser
+    from cnnzoo.train.config import SWITCHES
+
+    flags = [arg for name in SWITCHES for arg in (f"--{name.replace('_', '-')}", "off")]
+    args = build_parser().parse_args([command, *flags])
+    assert all(getattr(args, name) == "off" for name in SWITCHES)
+    if command == "train":
+        config = _config_from_args(args)
+        assert all(getattr(config, name) == "off" for name in SWITCHES)

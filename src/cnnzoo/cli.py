@@ -413,16 +413,28 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images")
     g = p.add_argument_group("execution")
     g.add_argument("--seed", type=int)
-    g.add_argument("--device", help="auto, cpu or cuda")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16"))
-    g.add_argument("--compile", choices=("auto", "on", "off"))
-    g.add_argument("--channels-last", choices=("auto", "on", "off"))
-    g.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
-    g.add_argument("--fused-optimizer", choices=("auto", "on", "off"))
-    g.add_argument("--cudnn-benchmark", choices=("auto", "on", "off"))
+    _add_execution_switches(g)
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="with several processes, batch norm over the global batch (needs --norm torch)")
+
+
+# The fast path's pieces (TrainConfig's SWITCHES), each auto/on/off so it can be measured alone.
+FAST_PATH_FLAGS = {
+    "compile": "torch.compile (auto: on for CUDA)",
+    "channels-last": "NHWC memory format (auto: CUDA, and CPU models without batch norm)",
+    "cuda-graphs": "CUDA graphs through torch.compile for models under 5M parameters (auto: on)",
+    "fused-optimizer": "one fused kernel per optimizer step (auto: on for CUDA)",
+    "cudnn-benchmark": "cuDNN's per-shape algorithm search (auto: on for CUDA)",
+}
+
+
+def _add_execution_switches(group) -> None:
+    group.add_argument("--device", help="auto, cpu or cuda")
+    group.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                       help="auto: bf16 autocast on CUDA, fp32 on the CPU")
+    for flag, text in FAST_PATH_FLAGS.items():
+        group.add_argument(f"--{flag}", choices=("auto", "on", "off"), help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -504,13 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit-train", type=int, metavar="N", help="time on a seeded subset of N training images")
     p.add_argument("--data-dir")
-    p.add_argument("--device", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"))
-    p.add_argument("--compile", choices=("auto", "on", "off"))
-    p.add_argument("--channels-last", choices=("auto", "on", "off"))
-    p.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
-    p.add_argument("--fused-optimizer", choices=("auto", "on", "off"))
-    p.add_argument("--cudnn-benchmark", choices=("auto", "on", "off"))
+    _add_execution_switches(p)
     p.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation (for BN models)")
     p.set_defaults(func=cmd_bench)
 
