@@ -96,3 +96,18 @@ def test_summary_of_a_meta_model_works():
     summary = summarize(model, (1, 96, 96))
     assert summary.layers[-1].output_shape == (1, 10)
     assert isinstance(model.fc, nn.Linear)
+
+
+def test_training_needs_no_torchinfo():
+    # Only summaries use torchinfo; a bare torch install (such as the GPU machines') must still train.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'torchinfo': raise ImportError('torchinfo is blocked')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import cnnzoo.cli, cnnzoo.train, cnnzoo.train.bench, cnnzoo.compare\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

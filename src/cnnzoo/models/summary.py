@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from itertools import chain
 
 import torch
-import torchinfo
 from torch import nn
 
 from cnnzoo.models.registry import build_model, get_model_spec, list_models
@@ -91,6 +90,8 @@ def summarize(
     """Summarize ``model`` on a batch of ``batch_size`` inputs of shape (C, H, W)."""
     twin = _meta_copy(model).eval()  # eval: batch norm accepts a batch of one
     names = {id(m): name for name, m in twin.named_modules()}
+    import torchinfo  # here, not at the top: training never needs it, so a bare torch install can train
+
     stats = torchinfo.summary(twin, input_size=(batch_size, *input_shape), device="meta", verbose=0)
     layers = tuple(
         LayerSummary(
