@@ -121,6 +121,7 @@ class CourseDataset(torch.utils.data.Dataset):
 def course_epoch_times(config: TrainConfig, split: DataSplit, input_size: tuple[int, int],
                        device: torch.device) -> list[float]:
     """Train as the course does for `config.epochs` epochs; return each epoch's seconds."""
+    torch.backends.cudnn.benchmark = False  # torch's default, which the course keeps; our run may have set it
     torch.manual_seed(config.seed)
     model = build_model(config.model, num_classes=len(split.classes), in_channels=1, input_size=input_size,
                         init="xavier").to(device)
