@@ -4,7 +4,7 @@ A device session has 30 minutes and 10 per command (see /work/.library/device), 
 into stages that each fit one command, and every item runs as its own `cnnzoo` subprocess with a
 timeout: a crash or a hang in one (a CUDA-graph error, say) is recorded and the rest still run.
 
-    python3 benchmarks/gpu_suite.py smoke            # ~3 min: does every fast-path piece run at all?
+    python3 benchmarks/gpu_suite.py smoke            # ~4 min: does every fast-path piece run at all?
     python3 benchmarks/gpu_suite.py bench            # ~9 min: the speed targets and the ablation
     python3 benchmarks/gpu_suite.py recipes --seeds 0 [--recipes a,b]   # accuracy targets, one seed
     python3 benchmarks/gpu_suite.py smoke --device cpu --quick          # plumbing check, no GPU
@@ -55,6 +55,7 @@ class Item:
     kind: str  # "bench" (cnnzoo bench --json), "train" (a run directory) or "cmd" (any command)
     args: list[str]
     timeout: float
+    headline: int = -1  # for "cmd" items: the output line the summary table shows
     result: dict = field(default_factory=dict)
 
 
@@ -74,6 +75,9 @@ def smoke_items(quick: bool) -> list[Item]:
         Item("resnet18 fast path", "train", ["--model", "resnet18", *small], 300),
         Item("bench lenet5 + baseline", "bench", ["--model", "lenet5", "--epochs", "2", "--baseline",
                                                   "--limit-train", "512" if quick else "8192"], 240),
+        # Kernels per step and the costliest operators: what decides LeNet's launch-bound epoch.
+        Item("profile lenet5", "cmd", [sys.executable, "benchmarks/profile_fit.py", "--model", "lenet5", "--rows", "20",
+                                       "--limit-train", "512" if quick else "16384"], 240, headline=0),
     ]
     return items
 
@@ -161,7 +165,7 @@ def run_item(item: Item, device: str, runs: Path, log, deadline: float) -> None:
     elif item.kind == "train":
         item.result["run"] = read_run(runs / slug(item.name))
     else:
-        item.result["output"] = out.strip()[-1500:]
+        item.result["output"] = out.strip()[-8000:]
 
 
 def summary_line(item: Item) -> str:
@@ -183,7 +187,7 @@ def summary_line(item: Item) -> str:
         acc = "n/a" if run["test_acc"] is None else f"{100 * run['test_acc']:.2f}%"
         return (f"{item.name:<34} test {acc}  {run['epochs']} epochs, train {run['train_s']:.1f} s, "
                 f"wall {r['wall_s']:.0f} s")
-    return f"{item.name:<34} {r['output'].splitlines()[-1] if r['output'] else 'ok'}"
+    return f"{item.name:<34} {r['output'].splitlines()[item.headline] if r['output'] else 'ok'}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,3 +37,16 @@ def test_the_suite_covers_every_gpu_recipe_and_names_items_uniquely_per_stage():
     for stage in (suite.smoke_items(False), suite.bench_items(False), suite.recipe_items(suite.RECIPES, [0, 1], False)):
         names = [item.name for item in stage]
         assert len(set(map(suite.slug, names))) == len(names)
+
+
+def test_profile_fit_profiles_the_last_epoch_on_the_cpu(data_root):
+    spec = importlib.util.spec_from_file_location("profile_fit", _PATH.parent / "profile_fit.py")
+    profile_fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_fit)
+    from cnnzoo.train import TrainConfig
+
+    config = TrainConfig(model="lenet5", epochs=2, batch_size=128, optimizer="sgd", lr=0.05, limit_train=512,
+                         limit_test=128, device="cpu", data_dir=str(data_root))
+    report = profile_fit.profile_fit(config, rows=5)
+    assert report.startswith("lenet5: last epoch") and "for 4 steps" in report
+    assert "aten::" in report  # the operator table
