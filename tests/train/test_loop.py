@@ -198,3 +198,19 @@ def test_cuda_graphs_only_for_small_models_in_one_process():
     assert _compile_mode(graphs, 46_764_746, distributed=False) == "default"  # kernels, not launches, dominate
     assert _compile_mode(graphs, 61_706, distributed=True) == "default"  # DDP hooks split the graph
     assert _compile_mode(dataclasses.replace(graphs, compile=False), 61_706, distributed=False) is None
+
+
+def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evaluated(tmp_path, quick_config):
+    from cnnzoo.data import load_data, load_split
+    from cnnzoo.viz.plots import _misclassified_images
+
+    config = quick_config.replace(epochs=1, limit_train=256, limit_test=200)
+    run_dir, _ = train_run(config, out=tmp_path, name="subset", quiet=True)
+    evaluation = json.loads((run_dir.path / "evaluation.json").read_text())
+    evaluated = load_data("fashion-mnist", root=config.data_dir, limit_test=200, seed=config.seed).test
+    full = load_split("fashion-mnist", "test", root=config.data_dir)
+    mistakes = evaluation["misclassified"]
+    assert mistakes and all(full.labels[m["index"]] == m["true"] for m in mistakes)
+    shown = _misclassified_images(run_dir.path, evaluation)
+    positions = evaluated.source_indices().tolist()
+    assert all(torch.equal(shown[k], evaluated.images[positions.index(m["index"])]) for k, m in enumerate(mistakes))

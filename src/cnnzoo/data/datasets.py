@@ -444,7 +444,9 @@ def _as_device(device: DeviceLike) -> torch.device:
 class DataSplit:
     """One split, whole, on one device: ``images`` uint8 (N, 1, 28, 28), ``labels`` int64 (N,).
 
-    The tensors may be shared with the in-process cache: treat them as read-only.
+    ``source_index`` (N,) int64: each sample's position in the official file, kept through
+    :meth:`subset`, so that a result on a subset can name the image it means; ``None`` for the
+    whole file in order. The tensors may be shared with the in-process cache: treat them as read-only.
     """
 
     images: torch.Tensor
@@ -452,6 +454,7 @@ class DataSplit:
     classes: tuple[str, ...]
     dataset: str
     split: str
+    source_index: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -462,6 +465,8 @@ class DataSplit:
             raise ValueError(f"DataSplit has {self.images.shape[0]} images but {self.labels.shape[0]} labels")
         if self.images.device != self.labels.device:
             raise ValueError("DataSplit images and labels must be on the same device")
+        if self.source_index is not None and tuple(self.source_index.shape) != tuple(self.labels.shape):
+            raise ValueError(f"DataSplit.source_index must have one entry per sample, got {tuple(self.source_index.shape)}")
         object.__setattr__(self, "classes", tuple(self.classes))
 
     def __len__(self) -> int:
@@ -480,14 +485,22 @@ class DataSplit:
         dev = _as_device(device)
         if _same_device(dev, self.device):
             return self
-        return DataSplit(self.images.to(dev), self.labels.to(dev), self.classes, self.dataset, self.split)
+        source = self.source_index.to(dev) if self.source_index is not None else None
+        return DataSplit(self.images.to(dev), self.labels.to(dev), self.classes, self.dataset, self.split, source)
 
     def subset(self, indices, split: str | None = None) -> "DataSplit":
         """The samples at ``indices`` (a sequence or tensor of ints, in that order)."""
         idx = torch.as_tensor(indices, dtype=torch.int64).to(self.device)
         if idx.ndim != 1:
             raise ValueError("DataSplit.subset takes a 1-D sequence of indices")
-        return DataSplit(self.images[idx], self.labels[idx], self.classes, self.dataset, split or self.split)
+        return DataSplit(self.images[idx], self.labels[idx], self.classes, self.dataset, split or self.split,
+                         self.source_indices()[idx])
+
+    def source_indices(self) -> torch.Tensor:
+        """Each sample's position in the official file (see ``source_index``), on the split's device."""
+        if self.source_index is not None:
+            return self.source_index
+        return torch.arange(len(self), device=self.device)
 
     def __repr__(self) -> str:
         return f"DataSplit(dataset={self.dataset!r}, split={self.split!r}, n={len(self)}, device={str(self.device)!r})"

@@ -68,12 +68,14 @@ def write_evaluation(run_dir: RunDir, model: nn.Module, data: DataBundle, config
                      runtime: Runtime) -> dict[str, Any]:
     result = evaluate(model, data.test, batch_size=config.eval_batch_size, runtime=runtime, tta=config.tta,
                       **input_transform(config, data.info, input_size_for(config)))
-    report = evaluation_report(result, data.test.classes)
+    report = evaluation_report(result, data.test.classes, source_index=data.test.source_indices().cpu())
     run_dir.write_json("evaluation.json", report)
     return report
 
 
-def evaluation_report(result, classes, max_misclassified: int = 32) -> dict[str, Any]:
+def evaluation_report(result, classes, max_misclassified: int = 32, source_index=None) -> dict[str, Any]:
+    """`source_index`: each evaluated sample's position in the official file (the split's
+    `source_indices()`), so that a mistake names the image whatever subset was evaluated."""
     confusion = result.confusion(len(classes))
     per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
     wrong = (result.predictions != result.labels).nonzero().flatten()
@@ -81,7 +83,8 @@ def evaluation_report(result, classes, max_misclassified: int = 32) -> dict[str,
     return {
         "split": "test", "accuracy": result.accuracy, "loss": result.loss, "classes": list(classes),
         "per_class_accuracy": per_class, "confusion": confusion.tolist(),
-        "misclassified": [{"index": int(i), "true": int(result.labels[i]), "pred": int(result.predictions[i]),
+        "misclassified": [{"index": int(source_index[i] if source_index is not None else i),
+                           "true": int(result.labels[i]), "pred": int(result.predictions[i]),
                            "confidence": float(result.confidences[i])} for i in order],
     }
 
