@@ -93,3 +93,14 @@ def test_user_errors(tmp_path):
         draw_model("lenet6", tmp_path / "x.png")
     with pytest.raises(CnnzooError, match="input of shape"):
         draw_model(nn.Sequential(nn.Conv2d(1, 2, 5), nn.Flatten(), nn.Linear(8, 2)), tmp_path / "x.png", input_shape=(1, 3, 3))
+
+
+@pytest.mark.parametrize("name,style,shape", [("lenet5", "layered", (1, 32, 32)), ("alexnet", "graph", (1, 96, 96)),
+                                              ("resnet18", "graph", (3, 64, 64))])
+def test_a_registered_model_is_drawn_as_built_for_the_given_input(tmp_path, capsys, name, style, shape):
+    # The dense head's width follows the input, so the model must be built for the shape drawn.
+    from cnnzoo.cli import main
+
+    out = tmp_path / f"{name}.png"
+    assert main(["draw", name, "--style", style, "--input", "x".join(map(str, shape)), "-o", str(out)]) == 0
+    assert_sensible_png(out)

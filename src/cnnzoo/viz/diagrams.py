@@ -160,11 +160,12 @@ def _resolve(model_or_name, input_shape) -> tuple[nn.Module, tuple[int, ...], st
     if isinstance(model_or_name, str):
         from cnnzoo.models import build_model, get_model_spec
 
-        spec = get_model_spec(model_or_name)
+        shape = tuple(input_shape or get_model_spec(model_or_name).input_shape)
         # Only shapes are needed: on the meta device even VGG-16 builds without allocating weights.
+        # Built for the input drawn: the dense head's width depends on it.
         with torch.device("meta"):
-            model = build_model(model_or_name)
-        return model, tuple(input_shape or spec.input_shape), model_or_name
+            model = build_model(model_or_name, in_channels=shape[0], input_size=tuple(shape[1:]))
+        return model, shape, model_or_name
     if not isinstance(model_or_name, nn.Module):
         raise CnnzooError(f"Cannot draw a {type(model_or_name).__name__}; pass a model name or an nn.Module.")
     if input_shape is None:
