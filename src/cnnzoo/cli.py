@@ -194,14 +194,17 @@ def cmd_predict(args) -> int:
     import torch
 
     from cnnzoo.data import load_image
+    from cnnzoo.data.datasets import canonical_dataset_name
     from cnnzoo.train import load_trained, predict
 
     trained = load_trained(args.checkpoint, device=args.device)
     invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    # Frame each image the way the model's training images were made.
+    framing = canonical_dataset_name(trained.config.dataset)
     failures = 0
     for path in args.images:
         try:
-            image = load_image(path, invert=invert)
+            image = load_image(path, invert=invert, framing=framing)
         except CnnzooError as error:
             print(f"cnnzoo: error: {error}", file=sys.stderr)
             failures += 1

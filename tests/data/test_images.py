@@ -45,12 +45,18 @@ def test_rgba_composited_on_white(tmp_path, sample):
     assert np.abs(out - sample.astype(int)).max() <= 1
 
 
-def test_la_mode(tmp_path, sample):
-    la = np.stack([np.full_like(sample, 255), sample], axis=-1)  # white object, opacity = sample
+def test_light_strokes_on_a_transparent_canvas_are_composited_on_black(tmp_path, sample):
+    # What digit-drawing apps export: a white stroke whose opacity carries the shape. On white it
+    # would vanish; on black it is exactly the sample.
+    la = np.stack([np.full_like(sample, 255), sample], axis=-1)
     path = tmp_path / "la.png"
     Image.fromarray(la, "LA").save(path)
-    out = load_image(path, invert=False)[0].numpy()
-    assert out.min() == 255  # white on white
+    assert np.abs(load_image(path)[0].numpy().astype(int) - sample).max() <= 1
+    box = np.zeros((56, 84, 4), np.uint8)
+    box[10:46, 20:60] = 255  # an opaque white box on a transparent background
+    Image.fromarray(box, "RGBA").save(tmp_path / "box.png")
+    out = load_image(tmp_path / "box.png")[0].numpy()
+    assert out.max() == 255 and out[0].max() == 0  # a white box on black, not a blank image
 
 
 def test_16bit(tmp_path, sample):
@@ -80,19 +86,46 @@ def test_cmyk_jpeg(tmp_path, sample):
     assert np.abs(out - sample).mean() < 8
 
 
-def test_jpeg_large_photo_dark_on_light(tmp_path, sample):
-    """A big RGB JPEG of a dark object on a light background, not square."""
+def test_jpeg_large_photo_dark_on_light_is_trimmed_to_the_object(tmp_path, sample):
+    """A big RGB JPEG of a dark object on a wide light background: Fashion-MNIST's makers trimmed
+    the margins and scaled the object's longer side to 28 pixels, and so does load_image."""
     big = Image.fromarray(255 - sample).resize((560, 560), Image.Resampling.BILINEAR).convert("RGB")
-    canvas = Image.new("RGB", (1120, 560), (255, 255, 255))
-    canvas.paste(big, (280, 0))
+    canvas = Image.new("RGB", (1120, 700), (255, 255, 255))
+    canvas.paste(big, (280, 70))
     path = tmp_path / "photo.jpg"
     canvas.save(path, quality=90)
     out = load_image(path)[0].numpy().astype(int)
     assert out.shape == (28, 28)
-    assert out[:7].max() < 40 and out[-7:].max() < 40  # padding above/below the 28x14 image is black
-    middle = out[7:21, 7:21]
-    ref = np.asarray(Image.fromarray(sample).resize((14, 14), Image.Resampling.LANCZOS)).astype(int)
-    assert np.abs(middle - ref).mean() < 20
+    rows, cols = np.nonzero(out > 50)
+    assert max(np.ptp(rows), np.ptp(cols)) >= 26  # the object fills the frame, the margins are gone
+    # The boot itself fills the sample's width: trimming the photo gives back the sample's framing.
+    assert np.abs(out - sample.astype(int)).mean() < 20
+
+
+def test_mnist_framing_recovers_the_digit_from_a_large_dark_on_light_scan(tmp_path, data_root):
+    # The digit's bounding box, 10x larger, dark on white, off-centre on a big page: framed as
+    # MNIST was made (20x20 box, centre of mass at the centre) it comes back close to the original.
+    digit = load_split("mnist", "test", root=data_root).images[0, 0].numpy()
+    rows, cols = np.nonzero(digit)
+    crop = digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    scan = Image.fromarray(255 - crop).resize((crop.shape[1] * 10, crop.shape[0] * 10), Image.Resampling.BICUBIC)
+    page = Image.new("L", (600, 500), 255)
+    page.paste(scan, (40, 100))
+    page.save(tmp_path / "scan.png")
+    out = load_image(tmp_path / "scan.png", framing="mnist")[0].numpy().astype(float)
+    r, c = np.nonzero(out > 50)
+    assert max(np.ptp(r), np.ptp(c)) + 1 <= 20
+    centre = [(out.sum(1) * np.arange(28)).sum() / out.sum(), (out.sum(0) * np.arange(28)).sum() / out.sum()]
+    assert np.allclose(centre, 14, atol=0.5)  # pixel (14, 14), where MNIST puts every digit's
+    assert np.abs(out - digit).mean() < 5  # the original, up to resampling
+    fitted = load_image(tmp_path / "scan.png")[0].numpy()  # Fashion-MNIST's framing fills all 28 rows
+    assert np.ptp(np.nonzero(fitted.max(axis=1) > 50)[0]) + 1 >= 27
+
+
+def test_unknown_framing_is_refused(tmp_path, sample):
+    Image.fromarray(sample).save(tmp_path / "x.png")
+    with pytest.raises(CnnzooError, match="framing"):
+        load_image(tmp_path / "x.png", framing="cifar")
 
 
 def test_aspect_kept_and_centred(tmp_path):
