@@ -214,3 +214,9 @@ def test_cuda_batches_stay_on_device(data_root):
                         dtype=torch.bfloat16, channels_last=True)
     assert torch.equal(next(iter(it2))[0], x)
     assert sorted(torch.cat([y for _, y in BatchIterator(split, 1000, seed=0)]).cpu().tolist()) == sorted(split.labels.cpu().tolist())
+
+
+def test_preprocess_of_an_empty_batch_has_the_requested_size():
+    empty = torch.zeros(0, 1, 28, 28, dtype=torch.uint8)
+    assert preprocess(empty, 224).shape == (0, 1, 224, 224)
+    assert preprocess(empty, 14).shape == (0, 1, 14, 14)

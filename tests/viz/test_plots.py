@@ -67,6 +67,9 @@ def test_curves_have_titles_labels_and_percent_accuracy(tmp_path):
     ax = loss.axes[0]
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
     assert any(child.get_xlabel() == "epoch" for child in ax.child_axes)
+    short = loss_figure(range(21), np.linspace(2, 1, 21), steps_per_epoch=7).axes[0]  # untouched: 2.5, 7.5, ...
+    short.figure.canvas.draw()
+    assert all(tick == int(tick) for tick in short.get_xticks())  # steps are whole numbers
 
     acc = accuracy_figure([1, 2, 3], [0.5, 0.7, 0.8], test_acc=["0.6", "0.75", "0.9123"], val_acc=["", "", ""])
     ax = acc.axes[0]

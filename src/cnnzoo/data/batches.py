@@ -111,7 +111,7 @@ def _convert(x, size, norm, dtype, channels_last):
     """uint8 (N, C, H, W) -> float: the body of :func:`preprocess`, with validated arguments
     (``norm`` is (mean, std) already shaped (1, C, 1, 1) on ``x``'s device)."""
     x = x.to(torch.float32).div_(255.0)
-    if size is not None and tuple(x.shape[-2:]) != size and x.shape[0] > 0:
+    if size is not None and tuple(x.shape[-2:]) != size:
         shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
     if norm is not None:

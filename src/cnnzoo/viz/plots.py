@@ -112,6 +112,7 @@ def loss_figure(steps: Sequence, losses: Sequence, steps_per_epoch: int | None =
         window = max(5, len(losses) // 50)
         ax.plot(steps, _smooth(losses, window), color=_TRAIN, linewidth=2, label=f"moving average ({window} batches)")
     _style(ax, "Training loss", "step (batch)", "cross-entropy loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole; short runs got 2.5, 7.5
     if steps_per_epoch:
         top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
         top.set_xlabel("epoch")
