@@ -111,6 +111,9 @@ def test_predict_a_png_written_from_a_test_image(capsys, tmp_path, trained_run, 
     (["--model", "nonet"], ["Unknown model"]),
     (["--dataset", "cifar10"], ["cifar10"]),
     (["--recipe", "nope"], ["Unknown recipe"]),
+    (["--weight-decay", "nan"], ["--weight-decay"]),
+    (["--weight-decay", "inf"], ["--weight-decay"]),
+    (["--model", "lenet5", "--norm", "scratch"], ["no batch norm", "--norm scratch"]),
 ])
 def test_train_bad_flags(capsys, tmp_path, data_root, args, words):
     code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", *QUICK, *args)
@@ -210,3 +213,81 @@ def test_every_fast_path_switch_is_a_flag_that_reaches_the_config(command):
     if command == "train":
         config = _config_from_args(args)
         assert all(getattr(config, name) == "off" for name in SWITCHES)
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    # `cnnzoo summary resnet18 | head -1`: the pipe is closed before cnnzoo writes.
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "cnnzoo", "summary", "resnet18"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    child.stdout.close()
+    _, err = child.communicate(timeout=120)
+    assert "Traceback" not in err and child.returncode == 1, err
+
+
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", ".", "..", "a/b"])
+def test_run_names_cannot_reach_outside_out(capsys, tmp_path, name):
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", name, *QUICK)
+    assert_one_line_error(code, err, "--name must be a plain folder name")
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(capsys, tmp_path):
+    keep = tmp_path / "notes"
+    keep.mkdir()
+    (keep / "thesis.txt").write_text("precious")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "notes", "--overwrite", *QUICK)
+    assert_one_line_error(code, err, "not a cnnzoo run directory", "will not delete it")
+    assert (keep / "thesis.txt").read_text() == "precious"
+    (tmp_path / "a-file").write_text("")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "a-file", "--overwrite", *QUICK)
+    assert_one_line_error(code, err, "is not a folder")
+
+
+def test_a_bad_flag_leaves_the_run_it_would_overwrite_intact(capsys, trained_run):
+    before = sorted(p.name for p in trained_run.iterdir())
+    code, _, err = run_cli(capsys, "train", "--out", trained_run.parent, "--name", trained_run.name, "--overwrite",
+                           *QUICK, "--weight-decay", "nan")
+    assert_one_line_error(code, err, "--weight-decay")
+    assert sorted(p.name for p in trained_run.iterdir()) == before
+
+
+def test_resume_refuses_flags_it_would_ignore(capsys, trained_run):
+    code, _, err = run_cli(capsys, "train", "--resume", trained_run, "--epochs", "2", "--lr", "5", "--batch-size", "32")
+    assert_one_line_error(code, err, "--batch-size, --lr", "only --epochs, --device, --data-dir")
+
+
+def test_resume_to_more_epochs_on_another_device_setting_updates_config_json(capsys, tmp_path, trained_run, data_root):
+    import shutil
+
+    run = tmp_path / "longer"
+    shutil.copytree(trained_run, run)
+    code, out, _ = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--device", "cpu",
+                           "--data-dir", data_root, "--quiet")
+    assert code == 0 and "done: test accuracy" in out
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    assert len(list(csv.DictReader((run / "metrics.csv").open()))) == 2
+
+
+def test_bench_and_predict_refuse_zero_counts(capsys, trained_run):
+    code, _, err = run_cli(capsys, "bench", "--device", "cpu", "--model", "lenet5", "--batch-size", "0")
+    assert_one_line_error(code, err, "--batch-size")
+    code, _, err = run_cli(capsys, "predict", trained_run, "whatever.png", "--top-k", "0")
+    assert_one_line_error(code, err, "--top-k")
+
+
+def test_writing_onto_a_folder_is_one_clear_error(capsys, tmp_path, trained_run):
+    (tmp_path / "folder").mkdir()
+    code, _, err = run_cli(capsys, "report", trained_run, "-o", tmp_path / "folder")
+    assert_one_line_error(code, err, "is a folder")
+
+
+def test_run_files_are_readable_by_others_under_a_usual_umask(trained_run):
+    # Runs are often kept in a shared folder; mkstemp's private 0600 must not leak into them.
+    for name in ("config.json", "metrics.csv", "batch_loss.csv", "evaluation.json", "checkpoints/last.safetensors",
+                 "loss.png", "report.html"):
+        mode = (trained_run / name).stat().st_mode & 0o777
+        umask = os.umask(0)
+        os.umask(umask)
+        assert mode == 0o666 & ~umask, (name, oct(mode))

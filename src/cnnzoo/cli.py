@@ -92,7 +92,18 @@ def _config_from_args(args):
                  if getattr(args, name, None) is not None}
     if args.option:
         overrides["model_options"] = {**base.model_options, **dict(args.option)}
-    return base.replace(**overrides)
+    config = base.replace(**overrides)
+    _refuse_idle_norm(config)
+    return config
+
+
+def _refuse_idle_norm(config) -> None:
+    """A flag that would change nothing is a mistake worth naming (the run would record it as used)."""
+    from cnnzoo.models import get_model_spec
+
+    if config.norm == "scratch" and not get_model_spec(config.model).uses_norm:
+        raise CnnzooError(f"{config.model} has no batch norm, so --norm scratch would change nothing; use a model "
+                          "with batch norm (lenet_bn, alexnet_bn, vgg11_bn, resnet18).")
 
 
 def cmd_train(args) -> int:
@@ -104,7 +115,9 @@ def cmd_train(args) -> int:
     main_rank = launched_rank() == 0
     args.quiet = args.quiet or not main_rank  # rank 0 speaks for all
     if args.resume:
-        run_dir, history = resume_run(args.resume, quiet=args.quiet, epochs=args.epochs)
+        _check_resume_flags(args)
+        run_dir, history = resume_run(args.resume, quiet=args.quiet, epochs=args.epochs, device=args.device,
+                                      data_dir=args.data_dir)
     else:
         config = _config_from_args(args).validate()
         run_dir, history = train_run(config, out=args.out, name=args.name, overwrite=args.overwrite,
@@ -112,6 +125,23 @@ def cmd_train(args) -> int:
     if main_rank:
         _print_done(run_dir, history)
     return 0
+
+
+RESUME_FLAGS = ("epochs", "device", "data_dir")  # what may change when a run continues
+
+
+def _check_resume_flags(args) -> None:
+    """--resume continues a run with its own settings; a flag that would change them is refused,
+    not silently ignored."""
+    from cnnzoo.train import TrainConfig
+
+    given = [name for name in (*TrainConfig.field_names(), "recipe", "option", "name")
+             if name not in RESUME_FLAGS and getattr(args, name, None) not in (None, [])]
+    given += ["overwrite"] if args.overwrite else []
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise CnnzooError(f"--resume continues a run with the settings it was started with, so {flags} cannot be "
+                          "given with it; only --epochs, --device, --data-dir and --quiet can.")
 
 
 def _print_done(run_dir, history) -> None:
@@ -197,6 +227,8 @@ def cmd_predict(args) -> int:
     from cnnzoo.data.datasets import canonical_dataset_name
     from cnnzoo.train import load_trained, predict
 
+    if args.top_k < 1:
+        raise CnnzooError(f"--top-k must be a positive number of classes, got {args.top_k}.")
     trained = load_trained(args.checkpoint, device=args.device)
     invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
     # Frame each image the way the model's training images were made.
@@ -310,7 +342,9 @@ def cmd_bench(args) -> int:
     base = _base_config(args.model, args.dataset)
     switches = {k: getattr(args, k) for k in ("device", "precision", *SWITCHES, "limit_train", "data_dir", "norm")
                 if getattr(args, k) is not None}
-    config = base.replace(epochs=args.epochs, batch_size=args.batch_size or course_batch_size(args.model), **switches)
+    batch_size = course_batch_size(args.model) if args.batch_size is None else args.batch_size
+    config = base.replace(epochs=args.epochs, batch_size=batch_size, **switches)
+    _refuse_idle_norm(config)
     result = bench(config, baseline=args.baseline)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -592,6 +626,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnzoo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `cnnzoo evaluate RUN | head`: the reader left early. Point stdout at /dev/null so Python's
+        # own flush at exit does not fail a second time with a traceback (the Python docs' recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ def compare_figure(records: list[RunRecord]):
 
 def write_outputs(records: list[RunRecord], folder: Path) -> tuple[str, Path, Path]:
     """Write leaderboard.md and compare.png into `folder`; return (table, md path, png path)."""
-    from cnnzoo.train.rundir import atomic_write_text
+    from cnnzoo.atomic import atomic_write_text
     from cnnzoo.viz.plots import save_figure
 
     table = markdown_table(leaderboard(records))

@@ -18,8 +18,6 @@ only then renamed over the target.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
 
 FORMATS = ("onnx", "torchscript")
@@ -76,19 +75,13 @@ def export_model(source: str | Path, output: str | Path, format: str = "onnx", c
     trained = load_trained(source, device="cpu")
     wrapper = Preprocessed(trained.model, trained.input_size, trained.normalize).eval()
     images = _check_images(trained.config, data_dir) if check else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
+    with atomic_target(output) as tmp:
         example = torch.zeros((2, *IMAGE_SHAPE), dtype=torch.uint8)
-        (_export_onnx if format == "onnx" else _export_torchscript)(wrapper, example, Path(tmp), trained.classes)
-        diff = _max_abs_diff(wrapper, Path(tmp), format, images) if check else None
+        (_export_onnx if format == "onnx" else _export_torchscript)(wrapper, example, tmp, trained.classes)
+        diff = _max_abs_diff(wrapper, tmp, format, images) if check else None
         if diff is not None and not diff <= CHECK_TOLERANCE:
             raise CnnzooError(f"The exported {format} model's logits differ from PyTorch's by up to {diff:.2e} "
                               f"(more than {CHECK_TOLERANCE:g}); nothing was written.")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from whoever serves it
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return ExportResult(path=output, format=format, classes=list(trained.classes), max_abs_diff=diff)
 
 

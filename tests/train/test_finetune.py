@@ -184,3 +184,13 @@ def test_from_a_zoo_run_mnist_to_fashion_mnist(tmp_path, data_root):
     assert trained.config.finetune_from == str(source_dir.best_checkpoint.resolve())
     assert trained.normalize == DATASETS["mnist"].normalize
     assert len(load_trained(tmp_path / "ft", which="last").meta["history"]["epochs"]) == 2
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"root:x:0:0:root:/root:/bin/bash\n", b"\x80\x02" + b"\x00" * 64])
+def test_weights_that_are_not_a_torch_file_get_one_clear_error(tmp_path, content):
+    from cnnzoo.train.finetune import load_torchvision_weights
+
+    garbage = tmp_path / "weights.pth"
+    garbage.write_bytes(content)
+    with pytest.raises(CnnzooError, match="Cannot load .* as a state_dict"):
+        load_torchvision_weights("torchvision:resnet18", garbage)

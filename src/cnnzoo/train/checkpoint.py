@@ -11,8 +11,6 @@ previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
 
 FORMAT = "cnnzoo-checkpoint"
@@ -90,15 +89,8 @@ def save_checkpoint(
         tensors.update(opt_tensors)
     if include_rng:
         tensors.update(rng_state())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         save_file(tensors, tmp, metadata={"cnnzoo": json.dumps(header)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -11,6 +11,8 @@ from cnnzoo.errors import CnnzooError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "onecycle")
+NORMS = ("torch", "scratch")
+INITS = ("default", "xavier", "kaiming")
 AUTO_BOOL = ("auto", "on", "off")
 # The fast path's pieces, each auto/on/off so it can be measured alone.
 SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
@@ -92,8 +94,12 @@ class TrainConfig:
             raise CnnzooError(f"Unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}.")
         if not 0 <= self.momentum < 1:
             raise CnnzooError(f"--momentum must be in [0, 1), got {self.momentum!r}.")
-        if self.weight_decay < 0:
-            raise CnnzooError(f"--weight-decay must be zero or positive, got {self.weight_decay!r}.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise CnnzooError(f"--weight-decay must be zero or a positive number, got {self.weight_decay!r}.")
+        if self.norm not in NORMS:
+            raise CnnzooError(f"--norm must be one of {', '.join(NORMS)}, got {self.norm!r}.")
+        if self.init not in INITS:
+            raise CnnzooError(f"--init must be one of {', '.join(INITS)}, got {self.init!r}.")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise CnnzooError(f"--warmup-epochs must be between 0 and --epochs ({self.epochs}), got {self.warmup_epochs!r}.")
         if not 0 <= self.label_smoothing < 1:

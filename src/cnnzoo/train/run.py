@@ -49,6 +49,12 @@ def data_for(config: TrainConfig, device: torch.device) -> DataBundle:
                      seed=config.seed, limit_train=config.limit_train, limit_test=config.limit_test)
 
 
+def stored_data_dir(config: TrainConfig) -> str | None:
+    """The data folder a stored run names, if it still exists here; else None, so that --data-dir,
+    CNNZOO_DATA or the cache decide (a run moved to another machine)."""
+    return config.data_dir if config.data_dir and Path(config.data_dir).expanduser().is_dir() else None
+
+
 def read_config(run_dir: RunDir) -> TrainConfig:
     values = run_dir.read_json("config.json")
     return TrainConfig.from_dict({k: v for k, v in values.items() if k in TrainConfig.field_names()})
@@ -127,16 +133,20 @@ def train_run(
 
 
 def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochCallback] = (),
-               epochs: int | None = None) -> tuple[RunDir, History]:
-    """Continue a run from its last completed epoch; `epochs` may extend the run."""
+               epochs: int | None = None, device: str | None = None,
+               data_dir: str | None = None) -> tuple[RunDir, History]:
+    """Continue a run from its last completed epoch. `epochs` may extend the run; `device` and
+    `data_dir` may differ from the first session's (another machine); nothing else changes."""
     run_dir = RunDir.open(path)
     checkpoint = load_checkpoint(run_dir.last_checkpoint)
     config = TrainConfig.from_dict(checkpoint.config)
-    if epochs is not None:
-        config = config.replace(epochs=epochs)
+    changes = {"epochs": epochs, "device": device, "data_dir": data_dir or stored_data_dir(config)}
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None or k == "data_dir"}).validate()
     if checkpoint.meta["epoch"] >= config.epochs:
         raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
                           "larger N to train it further.")
+    # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
+    run_dir.write_json("config.json", {**run_dir.read_json("config.json"), **config.to_dict()})
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
         from cnnzoo.train.finetune import resume_finetune
 

@@ -7,25 +7,13 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from cnnzoo.atomic import atomic_write_text
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.history import BATCH_COLUMNS, EPOCH_COLUMNS, History
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _csv_text(columns: Iterable[str], rows: Iterable[dict[str, Any]]) -> str:
@@ -47,13 +35,21 @@ class RunDir:
 
     @classmethod
     def create(cls, out: str | Path, name: str, overwrite: bool = False) -> RunDir:
+        if not name or name in (".", "..") or "/" in name or os.sep in name:
+            raise CnnzooError(f"--name must be a plain folder name (no '/', not '.' or '..'), got {name!r}; "
+                              "--out chooses the folder that holds the runs.")
         path = Path(out) / name
+        if path.exists() and not path.is_dir():
+            raise CnnzooError(f"{path} exists and is not a folder; pick another --name.")
         if path.exists() and any(path.iterdir()):
             if not overwrite:
                 raise CnnzooError(
                     f"Run directory {path} already exists; pick another --name, or pass --resume {path} to "
                     "continue it or --overwrite to replace it."
                 )
+            if not (path / "config.json").is_file():
+                raise CnnzooError(f"{path} is not a cnnzoo run directory (it has no config.json), so --overwrite "
+                                  "will not delete it; pick another --name.")
             shutil.rmtree(path)
         try:
             (path / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -8,21 +8,20 @@ written by matplotlib's Agg/SVG/PDF canvases, chosen from the file extension.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -31,29 +30,6 @@ SAVE_DPI = 110
 _TRAIN = "#1f77b4"
 _VAL = "#ff7f0e"
 _TEST = "#2ca02c"
-
-
-@contextlib.contextmanager
-def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the body succeeds.
-
-    Readers (a browser refreshing report.html, a notebook showing loss.png during training)
-    then never see a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def image_format(path: str | os.PathLike) -> str:

@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
-from cnnzoo.viz.plots import atomic_target, plot_run, read_metrics
+from cnnzoo.viz.plots import plot_run, read_metrics
 
 _CSS = """
 *{box-sizing:border-box}
