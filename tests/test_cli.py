@@ -66,8 +66,9 @@ def trained_run(tmp_path_factory, data_root):
 
 def test_train_writes_a_complete_run_directory(trained_run):
     for name in ("config.json", "metrics.csv", "batch_loss.csv", "evaluation.json", "loss.png", "accuracy.png",
-                 "checkpoints/last.safetensors", "checkpoints/best.safetensors"):
+                 "checkpoints/last.safetensors"):
         assert (trained_run / name).stat().st_size > 0, name
+    assert not (trained_run / "checkpoints" / "best.safetensors").exists()  # no validation split, no "best"
     config = json.loads((trained_run / "config.json").read_text())
     assert config["epochs"] == 1 and config["optimizer"] == "adamw" and config["recipe"] == "lenet_bn-fashion-mnist"
     rows = list(csv.DictReader(open(trained_run / "metrics.csv")))
@@ -291,3 +292,17 @@ def test_run_files_are_readable_by_others_under_a_usual_umask(trained_run):
         umask = os.umask(0)
         os.umask(umask)
         assert mode == 0o666 & ~umask, (name, oct(mode))
+
+
+def test_evaluate_uses_tta_when_the_run_did(capsys, tmp_path, data_root):
+    assert main(["train", "--model", "lenet_bn", "--out", str(tmp_path), "--name", "tta", "--tta", "--warmup-epochs",
+                 "0", *QUICK, "--limit-train", "2048", "--batch-size", "32"]) == 0
+    capsys.readouterr()
+
+    def first_line(*flags):
+        code, out, _ = run_cli(capsys, "evaluate", tmp_path / "tta", "--device", "cpu", *flags)
+        assert code == 0
+        return out.splitlines()[0]  # "test accuracy A%  loss L  (N images)"
+
+    default = first_line()
+    assert default == first_line("--tta") and default != first_line("--no-tta")

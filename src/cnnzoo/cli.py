@@ -196,7 +196,8 @@ def cmd_evaluate(args) -> int:
                        device=next(trained.model.parameters()).device)
     runtime = Runtime.from_config(config.replace(device=args.device))
     result = evaluate(trained.model, split, input_size=trained.input_size, normalize=trained.normalize,
-                      batch_size=config.eval_batch_size, runtime=runtime, tta=args.tta)
+                      batch_size=config.eval_batch_size, runtime=runtime,
+                      tta=config.tta if args.tta is None else args.tta)
     report = evaluation_report(result, trained.classes)
     print(f"{args.split} accuracy {100 * result.accuracy:.2f}%  loss {result.loss:.4f}  ({len(split)} images)")
     print()
@@ -509,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained model")
     p.add_argument("run", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with horizontally flipped images (default: as the run was evaluated)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir")
     p.add_argument("-o", "--out", help="confusion-matrix PNG (default: beside the run)")

@@ -91,7 +91,7 @@ def test_finetune_run_is_complete_trains_only_the_head_first_and_resumes_exactly
     assert [round(g["lr_scale"], 3) for g in final.meta["optimizer"]["param_groups"]][::5] == [0.1, 1.0]
 
     for name in ("config.json", "metrics.csv", "batch_loss.csv", "evaluation.json", "loss.png", "accuracy.png",
-                 "checkpoints/last.safetensors", "checkpoints/best.safetensors"):
+                 "checkpoints/last.safetensors"):
         assert (run_dir.path / name).is_file(), name
     assert [row["epoch"] for row in history.epochs] == [1, 2]
     saved = json.loads((run_dir.path / "config.json").read_text())
@@ -167,7 +167,7 @@ def test_from_a_zoo_run_mnist_to_fashion_mnist(tmp_path, data_root):
     config = finetune_config(str(source_dir.path), dataset="fashion-mnist", data_dir=str(data_root), epochs=2,
                              head_epochs=1, batch_size=64, limit_train=256, limit_test=64, device="cpu")
     assert config.model == "lenet5" and config.normalize_mean == DATASETS["mnist"].mean
-    src = load_checkpoint(source_dir.best_checkpoint).model_state
+    src = load_checkpoint(source_dir.last_checkpoint).model_state
     new = pretrained_model(config, 10).state_dict()
     head = {"classifier.5.weight", "classifier.5.bias"}
     assert head <= set(new) and not torch.equal(new["classifier.5.weight"], src["classifier.5.weight"])
@@ -181,7 +181,7 @@ def test_from_a_zoo_run_mnist_to_fashion_mnist(tmp_path, data_root):
                  "--limit-train", "256", "--limit-test", "64", "--batch-size", "64", "--device", "cpu",
                  "--data-dir", str(data_root), "--out", str(tmp_path), "--name", "ft", "--quiet"]) == 0
     trained = load_trained(tmp_path / "ft")
-    assert trained.config.finetune_from == str(source_dir.best_checkpoint.resolve())
+    assert trained.config.finetune_from == str(source_dir.last_checkpoint.resolve())
     assert trained.normalize == DATASETS["mnist"].normalize
     assert len(load_trained(tmp_path / "ft", which="last").meta["history"]["epochs"]) == 2
 

@@ -365,7 +365,9 @@ def fit(
             history.batch_lr += lrs
             history.batch_epoch += [epoch + 1] * len(batch_losses)
             history.epochs.append(row)
-            score = row["val_acc"] if row["val_acc"] is not None else row["test_acc"]
+            # "Best" is chosen on validation data only: picking the epoch by test accuracy would make
+            # every later test score of that checkpoint optimistic. Without --val-split there is no best.
+            score = row["val_acc"]
             improved = score is not None and score > best
             best = max(best, score) if score is not None else best
             if run_dir is not None:
