@@ -1,6 +1,7 @@
 """Recipes (`cnnzoo recipes`, `train --recipe`) and `cnnzoo compare`."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +72,37 @@ def test_compare_trains_then_rereads_runs(tmp_path, data_root, capsys):
     assert "| lenet_bn-fashion-mnist | lenet_bn | 44,878 |" in out
     (second,) = again.iterdir()
     assert (second / "leaderboard.md").is_file() and (second / "compare.png").is_file()
+    assert "| 2 |" in out.split("lenet5-fashion-mnist | lenet5")[1].split("\n")[0]  # s0 listed twice, counted once
+
+
+def _record(recipe, seed, acc, **setup):
+    from cnnzoo.compare import RunRecord
+
+    return RunRecord(path=Path(f"/runs/{recipe}-{seed}-{acc}"), recipe=recipe, model="lenet5", dataset="fashion-mnist",
+                     seed=seed, params=61706, mult_adds=1, epochs=setup.get("epochs", 1), train_s=1.0,
+                     images_per_s=1.0, test_acc=acc, test_curve=[acc], setup={"model": "lenet5", "lr": 0.1, **setup})
+
+
+def test_leaderboard_rows_are_setups_not_recipe_names():
+    from cnnzoo.compare import leaderboard
+
+    rows = leaderboard([
+        _record("lenet5-fashion-mnist", 0, 0.80), _record("lenet5-fashion-mnist", 1, 0.82),
+        _record("lenet5-fashion-mnist", 0, 0.70, lr=0.5),  # flags changed the recipe: its own row, named so
+        _record("lenet5-fashion-mnist", 0, 0.99),  # a second run of a counted seed is not another seed
+    ])
+    assert [(r.recipe, r.seeds) for r in rows] == [("lenet5-fashion-mnist (lr=0.1)", 2), ("lenet5-fashion-mnist (lr=0.5)", 1)]
+    assert rows[0].acc_mean == pytest.approx(0.81)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--recipes", " , "], "names no recipe"),
+    (["--recipes", "lenet5-course", "--seeds", "0"], "--seeds"),
+    (["--recipes", "lenet5-course", "--epochs", "-1"], "--epochs"),
+    (["--recipes", "lenet5-course", "--device", "tpu"], "tpu"),
+    (["--runs", "runs", "--epochs", "3"], "--epochs apply to training with --recipes"),
+])
+def test_compare_mistakes_are_one_line_and_leave_no_folder(argv, words, capsys, tmp_path):
+    assert main(["compare", *argv, "--out", str(tmp_path / "out")]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -371,26 +371,36 @@ def cmd_compare(args) -> int:
     from cnnzoo.compare import (
         compare_folder,
         expand_runs,
+        plan_runs,
         read_run,
         train_recipes,
         write_outputs,
     )
-    from cnnzoo.recipes import load_recipe
 
-    if bool(args.recipes) == bool(args.runs):
+    if (args.recipes is None) == (not args.runs):
         raise CnnzooError("Pass either --recipes NAME,NAME,... to train and compare, or --runs DIR ... to compare "
                           "finished runs.")
+    training_flags = ("seeds", "epochs", "limit_train", "limit_test", "device", "data_dir")
     if args.runs:
+        given = [f"--{k.replace('_', '-')}" for k in training_flags if getattr(args, k) is not None]
+        if given:
+            raise CnnzooError(f"{', '.join(given)} apply to training with --recipes; --runs compares finished runs "
+                              "as they are.")
         records = [read_run(path) for path in expand_runs(args.runs)]
         folder = compare_folder(args.out)
     else:
-        names = [n.strip() for n in args.recipes.split(",") if n.strip()]
-        overrides = {k: getattr(args, k) for k in ("epochs", "limit_train", "limit_test", "device", "data_dir")
-                     if getattr(args, k) is not None}
-        for name in names:  # fail on a bad name before creating any folder
-            load_recipe(name)
+        overrides = {k: getattr(args, k) for k in training_flags[1:] if getattr(args, k) is not None}
+        plan = plan_runs([n.strip() for n in args.recipes.split(",") if n.strip()],
+                         3 if args.seeds is None else args.seeds, overrides)
         folder = compare_folder(args.out)
-        records = train_recipes(names, args.seeds, folder, overrides)
+        records = []
+        try:
+            records.extend(train_recipes(plan, folder))
+        except BaseException:
+            if records:  # what finished is still worth its table
+                print(f"stopped early; the leaderboard of the {len(records)} finished runs: "
+                      f"{write_outputs(records, folder)[1]}", file=sys.stderr)
+            raise
     table, md, png = write_outputs(records, folder)
     print(table)
     print(f"wrote {md} and {png}")
@@ -565,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train recipes over seeds (or read runs) into a leaderboard and a plot")
     p.add_argument("--recipes", metavar="NAME,NAME,...", help="recipe names (see `cnnzoo recipes`)")
     p.add_argument("--runs", nargs="+", metavar="DIR", help="finished run directories (or folders of them)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per recipe: the recipe's seed + 0, 1, ...")
+    p.add_argument("--seeds", type=int, help="seeds per recipe: the recipe's seed + 0, 1, ... (default 3)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--limit-train", type=int, metavar="N")
     p.add_argument("--limit-test", type=int, metavar="N")

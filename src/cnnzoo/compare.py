@@ -3,6 +3,7 @@ leaderboard (Markdown) and one figure (accuracy against training time; test accu
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections import defaultdict
@@ -30,6 +31,13 @@ class RunRecord:
     images_per_s: float
     test_acc: float | None
     test_curve: list[float | None]
+    setup: dict[str, Any]  # what was trained: the config without seed and execution details
+
+
+# How or where a run executed, not what it trained: runs that differ only in these and in the seed
+# are repetitions of one setup and share a leaderboard row.
+_NOT_SETUP = {"seed", "recipe", "device", "data_dir", "precision", "compile", "channels_last", "cuda_graphs",
+              "fused_optimizer", "cudnn_benchmark", "eval_batch_size"}
 
 
 @dataclass
@@ -86,12 +94,14 @@ def read_run(path: str | Path) -> RunRecord:
         seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, tuple(values["input_shape"])),
         epochs=len(rows), train_s=sum(times), images_per_s=images / sum(times), test_acc=test_acc,
         test_curve=[_float(r["test_acc"]) for r in rows],
+        setup={k: v for k, v in config.to_dict().items() if k not in _NOT_SETUP},
     )
 
 
-def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run directories, where a folder without config.json stands for the runs directly inside it
-    (so a previous compare folder or a whole `runs/` can be passed)."""
+def expand_runs(paths: Iterable[str | Path], log: Callable[[str], None] = print) -> list[Path]:
+    """Run directories, each once, where a folder without config.json stands for the finished runs
+    directly inside it (so a previous compare folder or a whole `runs/` can be passed; a run in
+    there that has not finished an epoch is skipped with a note)."""
     found: list[Path] = []
     for path in map(Path, paths):
         if (path / "config.json").is_file():
@@ -100,17 +110,40 @@ def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
         inside = sorted(p for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
         if not inside:
             raise CnnzooError(f"{path} is neither a run directory nor a folder of run directories (no config.json).")
-        found += inside
-    return found
+        for run in inside:
+            if (run / "metrics.csv").is_file():
+                found.append(run)
+            else:
+                log(f"skipping {run}: it has not finished an epoch")
+    return list({p.resolve(): p for p in found}.values())
+
+
+def group_runs(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """The runs of each setup under one label: the recipe's name, followed by what differs where
+    runs of one recipe were trained differently (say, `lenet5-fashion-mnist (lr=0.01)`). A second
+    run of a setup with a seed already counted is left out."""
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        runs = groups[json.dumps(record.setup, sort_keys=True, default=str)]
+        if all(r.seed != record.seed for r in runs):
+            runs.append(record)
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for key, runs in groups.items():
+        by_name[runs[0].recipe].append(key)
+    labelled = {}
+    for name, keys in by_name.items():
+        setups = [groups[k][0].setup for k in keys]
+        differing = [f for f in setups[0] if len({json.dumps(s.get(f), default=str) for s in setups}) > 1]
+        for key, setup in zip(keys, setups):
+            detail = ", ".join(f"{f}={setup.get(f)}" for f in differing)
+            labelled[f"{name} ({detail})" if detail else name] = groups[key]
+    return labelled
 
 
 def leaderboard(records: list[RunRecord]) -> list[Row]:
-    """One row per recipe, best mean test accuracy first; std is the sample std over seeds."""
-    groups: dict[str, list[RunRecord]] = defaultdict(list)
-    for record in records:
-        groups[record.recipe].append(record)
+    """One row per setup, best mean test accuracy first; std is the sample std over seeds."""
     rows = []
-    for recipe, runs in groups.items():
+    for recipe, runs in group_runs(records).items():
         accs = [r.test_acc for r in runs if r.test_acc is not None]
         rows.append(Row(
             recipe=recipe, model=runs[0].model, params=runs[0].params, mult_adds=runs[0].mult_adds,
@@ -156,10 +189,9 @@ def compare_figure(records: list[RunRecord]):
 
     fig = Figure(figsize=(12, 4.8))
     scatter, curves = fig.subplots(1, 2)
-    recipes = list(dict.fromkeys(r.recipe for r in records))
-    colours = {name: f"C{i % 10}" for i, name in enumerate(recipes)}
-    for name in recipes:
-        runs = [r for r in records if r.recipe == name]
+    groups = group_runs(records)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(groups)}
+    for name, runs in groups.items():
         points = [(r.train_s, 100 * r.test_acc) for r in runs if r.test_acc is not None]
         if points:
             scatter.scatter(*zip(*points), color=colours[name], label=name, s=36)
@@ -198,28 +230,39 @@ def write_outputs(records: list[RunRecord], folder: Path) -> tuple[str, Path, Pa
     return table, md, png
 
 
-def train_recipes(names: list[str], seeds: int, folder: Path, overrides: dict[str, Any],
-                  log: Callable[[str], None] = print) -> list[RunRecord]:
-    """Train every recipe for `seeds` seeds (the recipe's seed + i) under `folder`."""
+def plan_runs(names: list[str], seeds: int, overrides: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(run name, validated TrainConfig) for every recipe and seed (the recipe's seed + i), each name
+    once; every mistake surfaces here, before any folder is made or any training starts."""
     from cnnzoo.recipes import load_recipe
-    from cnnzoo.train import train_run
+    from cnnzoo.train.device import resolve_device
 
-    recipes = [load_recipe(name) for name in names]  # every name is checked before any training starts
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise CnnzooError("--recipes names no recipe; give NAME,NAME,... (see `cnnzoo recipes`).")
     if seeds < 1:
         raise CnnzooError(f"--seeds must be at least 1, got {seeds}.")
-    records = []
-    for recipe in recipes:
+    plan = []
+    for recipe in map(load_recipe, names):
         for i in range(seeds):
             config = recipe.config.replace(**overrides, seed=recipe.config.seed + i).validate()
-            name = f"{recipe.name}-s{config.seed}"
-            log(f"training {name} ({config.epochs} epochs)")
-            start = time.perf_counter()
-            run_dir, _ = train_run(config, out=folder, name=name, quiet=True)
-            record = read_run(run_dir.path)
-            acc = "n/a" if record.test_acc is None else f"{100 * record.test_acc:.2f}%"
-            log(f"  test {acc}, {time.perf_counter() - start:.1f} s wall")
-            records.append(record)
-    return records
+            plan.append((f"{recipe.name}-s{config.seed}", config))
+    resolve_device(plan[0][1].device)
+    return plan
+
+
+def train_recipes(plan: list[tuple[str, Any]], folder: Path,
+                  log: Callable[[str], None] = print) -> Iterable[RunRecord]:
+    """Train each planned run under `folder`, yielding its record as soon as it has finished."""
+    from cnnzoo.train import train_run
+
+    for name, config in plan:
+        log(f"training {name} ({config.epochs} epochs)")
+        start = time.perf_counter()
+        run_dir, _ = train_run(config, out=folder, name=name, quiet=True)
+        record = read_run(run_dir.path)
+        acc = "n/a" if record.test_acc is None else f"{100 * record.test_acc:.2f}%"
+        log(f"  test {acc}, {time.perf_counter() - start:.1f} s wall")
+        yield record
 
 
 def compare_folder(out: str | Path) -> Path:
