@@ -29,6 +29,13 @@ def test_recipes_command_lists_every_recipe(capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in list_recipes())
+    # A target nobody has reached must not read like a result, and a result must be in RESULTS.md.
+    results = (Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md").read_text()
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        shown = f"{100 * recipe.expected_accuracy:.2f}"
+        assert (shown + "%" in line and shown in results) if recipe.measured else "target ≥" in line, line
 
 
 def test_flags_override_the_recipe(tmp_path, data_root):

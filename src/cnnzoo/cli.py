@@ -361,9 +361,14 @@ def cmd_recipes(args) -> int:
     for name in list_recipes():
         recipe = load_recipe(name)
         c = recipe.config
-        expected = "n/a" if recipe.expected_accuracy is None else f"{100 * recipe.expected_accuracy:.2f}%"
+        if recipe.expected_accuracy is None:
+            expected = "n/a"
+        elif recipe.measured:
+            expected = f"{100 * recipe.expected_accuracy:.2f}%"
+        else:  # a target nobody has reached yet must not read like a result
+            expected = f"target ≥ {100 * recipe.expected_accuracy:.1f}%"
         rows.append((name, c.model, c.dataset, str(c.epochs), expected, recipe.expected_time))
-    _print_table(("recipe", "model", "dataset", "epochs", "expected", "time / notes"), rows, right=(3, 4))
+    _print_table(("recipe", "model", "dataset", "epochs", "accuracy", "time / notes"), rows, right=(3, 4))
     return 0
 
 

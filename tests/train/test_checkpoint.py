@@ -126,3 +126,16 @@ def test_random_bytes_give_only_clear_errors(tmp_path, payload):
     path.write_bytes(payload)
     with pytest.raises(CnnzooError):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_from_a_newer_cnnzoo_says_so(tmp_path, capsys):
+    from cnnzoo.cli import main
+
+    model, _ = _trained_pair()
+    path = save_checkpoint(tmp_path / "new.safetensors", model, {
+        "epoch": 1, "classes": [str(i) for i in range(10)],
+        "config": {"model": "lenet_bn", "ema_decay": 0.999, "swa_start": 5}})
+    with pytest.raises(CnnzooError, match=r"written by a newer cnnzoo .*ema_decay, swa_start.*upgrade"):
+        load_checkpoint(path).train_config()
+    assert main(["evaluate", str(path), "--device", "cpu"]) == 2
+    assert "newer cnnzoo" in capsys.readouterr().err

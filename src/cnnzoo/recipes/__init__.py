@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_META = ("description", "expected_accuracy", "expected_time", "train")
+_META = ("description", "expected_accuracy", "measured", "expected_time", "train")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Recipe:
     expected_accuracy: float | None
     expected_time: str
     config: TrainConfig
+    measured: bool = False  # expected_accuracy is a measured mean (docs/RESULTS.md), not a target
 
 
 def list_recipes() -> list[str]:
@@ -60,7 +61,7 @@ def parse_recipe(name: str, text: str) -> Recipe:
     config = TrainConfig.from_dict({**train, "recipe": name}).validate()
     return Recipe(name=name, description=values.get("description", ""),
                   expected_accuracy=values.get("expected_accuracy"), expected_time=values.get("expected_time", ""),
-                  config=config)
+                  config=config, measured=bool(values.get("measured", False)))
 
 
 def recipe_for(model: str, dataset: str) -> Recipe | None:

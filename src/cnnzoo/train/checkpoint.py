@@ -22,6 +22,7 @@ from torch import nn
 
 from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.config import TrainConfig
 
 FORMAT = "cnnzoo-checkpoint"
 VERSION = 1
@@ -105,6 +106,16 @@ class Checkpoint:
     @property
     def config(self) -> dict[str, Any]:
         return self.meta["config"]
+
+    def train_config(self) -> TrainConfig:
+        """The run's TrainConfig; a setting this version does not know means a newer cnnzoo wrote it."""
+        unknown = sorted(set(self.config) - set(TrainConfig.field_names()))
+        if unknown:
+            from cnnzoo import __version__
+
+            raise CnnzooError(f"{self.path} was written by a newer cnnzoo (its settings {', '.join(unknown)} are "
+                              f"unknown to cnnzoo {__version__}); upgrade cnnzoo to use it.")
+        return TrainConfig.from_dict(self.config)
 
 
 def _describe_non_safetensors(path: Path) -> str:

@@ -61,7 +61,7 @@ def finetune_config(source: str, **overrides: Any) -> TrainConfig:
         raise CnnzooError(f"Unknown pretrained model {source!r}; choose one of: {', '.join(TORCHVISION_SOURCES)}.")
     else:
         checkpoint = _source_checkpoint(source)
-        src = TrainConfig.from_dict(checkpoint.config)
+        src = checkpoint.train_config()
         h, w = input_size_for(src)
         normalize = input_transform(src, DATASETS[src.dataset], (h, w))["normalize"]
         base = TrainConfig(model=src.model, model_options=src.model_options, norm=src.norm, init=src.init,

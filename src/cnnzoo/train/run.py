@@ -139,7 +139,7 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochC
     `data_dir` may differ from the first session's (another machine); nothing else changes."""
     run_dir = RunDir.open(path)
     checkpoint = load_checkpoint(run_dir.last_checkpoint)
-    config = TrainConfig.from_dict(checkpoint.config)
+    config = checkpoint.train_config()
     changes = {"epochs": epochs, "device": device, "data_dir": data_dir or stored_data_dir(config)}
     config = config.replace(**{k: v for k, v in changes.items() if v is not None or k == "data_dir"}).validate()
     if checkpoint.meta["epoch"] >= config.epochs:
@@ -181,7 +181,7 @@ def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> 
         run_dir = RunDir.open(path)
         path = run_dir.best_checkpoint if which == "best" and run_dir.best_checkpoint.is_file() else run_dir.last_checkpoint
     checkpoint = load_checkpoint(path)
-    config = TrainConfig.from_dict(checkpoint.config)
+    config = checkpoint.train_config()
     classes = checkpoint.meta["classes"]
     model = model_for(config, len(classes))
     load_model_state(model, checkpoint.model_state, source=f"checkpoint {path}")
