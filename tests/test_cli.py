@@ -306,3 +306,24 @@ def test_evaluate_uses_tta_when_the_run_did(capsys, tmp_path, data_root):
 
     default = first_line()
     assert default == first_line("--tta") and default != first_line("--no-tta")
+
+
+def test_a_run_whose_data_folder_is_gone_evaluates_from_cnnzoo_data(capsys, tmp_path, trained_run, monkeypatch,
+                                                                    data_root):
+    # A run moved to another machine names a data folder that does not exist there.
+    import shutil
+
+    from cnnzoo.train import load_checkpoint, save_checkpoint
+    from cnnzoo.train.run import model_for
+
+    run = tmp_path / "moved"
+    shutil.copytree(trained_run, run)
+    checkpoint = load_checkpoint(run)
+    meta = {**checkpoint.meta, "config": {**checkpoint.config, "data_dir": str(tmp_path / "gone")}}
+    model = model_for(checkpoint.train_config(), len(meta["classes"]))
+    model.load_state_dict(checkpoint.model_state)
+    save_checkpoint(run / "checkpoints" / "last.safetensors", model, meta)
+    monkeypatch.setenv("CNNZOO_DATA", str(data_root))
+    code, out, _ = run_cli(capsys, "evaluate", run, "--device", "cpu")
+    assert code == 0 and "test accuracy" in out
+    assert not (tmp_path / "gone").exists()

@@ -188,11 +188,11 @@ def cmd_evaluate(args) -> int:
     from cnnzoo.data import load_split
     from cnnzoo.train import evaluate, load_trained
     from cnnzoo.train.device import Runtime
-    from cnnzoo.train.run import evaluation_report
+    from cnnzoo.train.run import evaluation_report, stored_data_dir
 
     trained = load_trained(args.run, device=args.device)
     config = trained.config
-    split = load_split(config.dataset, args.split, root=args.data_dir or config.data_dir,
+    split = load_split(config.dataset, args.split, root=args.data_dir or stored_data_dir(config),
                        device=next(trained.model.parameters()).device)
     runtime = Runtime.from_config(config.replace(device=args.device))
     result = evaluate(trained.model, split, input_size=trained.input_size, normalize=trained.normalize,

@@ -87,9 +87,10 @@ def export_model(source: str | Path, output: str | Path, format: str = "onnx", c
 
 def _check_images(config, data_dir: str | None) -> torch.Tensor:
     from cnnzoo.data import load_split
+    from cnnzoo.train.run import stored_data_dir
 
     try:
-        split = load_split(config.dataset, "test", root=data_dir or config.data_dir, download=False)
+        split = load_split(config.dataset, "test", root=data_dir or stored_data_dir(config), download=False)
     except CnnzooError as error:
         raise CnnzooError(f"Cannot load test images to check the export ({error}); pass --data-dir or --no-check.") from None
     return split.images[: max(CHECK_BATCH_SIZES)]

@@ -140,8 +140,8 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochC
     run_dir = RunDir.open(path)
     checkpoint = load_checkpoint(run_dir.last_checkpoint)
     config = checkpoint.train_config()
-    changes = {"epochs": epochs, "device": device, "data_dir": data_dir or stored_data_dir(config)}
-    config = config.replace(**{k: v for k, v in changes.items() if v is not None or k == "data_dir"}).validate()
+    changes = {k: v for k, v in {"epochs": epochs, "device": device}.items() if v is not None}
+    config = config.replace(data_dir=data_dir or stored_data_dir(config), **changes).validate()
     if checkpoint.meta["epoch"] >= config.epochs:
         raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
                           "larger N to train it further.")
