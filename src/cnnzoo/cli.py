@@ -45,9 +45,9 @@ def cmd_models(args) -> int:
     from cnnzoo.models.summary import models_table
 
     rows = models_table()
-    header = ("model", "input", "classes", "params", "mult-adds")
-    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", _human(r.mult_adds))
-             for r in rows]
+    header = ("model", "input", "classes", "params", "mult-adds", "form and origin")
+    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", _human(r.mult_adds),
+              r.description) for r in rows]
     _print_table(header, lines, right=(2, 3, 4))
     return 0
 
@@ -62,7 +62,7 @@ def cmd_summary(args) -> int:
         raise CnnzooError(f"--input must be square for the zoo's models, got {h}×{w}.")
     model = build_model(args.model, num_classes=args.classes, in_channels=channels, input_size=h,
                         norm=args.norm, **dict(args.option or []))
-    print(summarize(model, (channels, h, w)))
+    print(summarize(model, (channels, h, w), name=args.model))
     return 0
 
 
@@ -367,8 +367,10 @@ def cmd_recipes(args) -> int:
             expected = f"{100 * recipe.expected_accuracy:.2f}%"
         else:  # a target nobody has reached yet must not read like a result
             expected = f"target ≥ {100 * recipe.expected_accuracy:.1f}%"
-        rows.append((name, c.model, c.dataset, str(c.epochs), expected, recipe.expected_time))
-    _print_table(("recipe", "model", "dataset", "epochs", "accuracy", "time / notes"), rows, right=(3, 4))
+        published = "" if recipe.published_accuracy is None else f"{100 * recipe.published_accuracy:.2f}%"
+        rows.append((name, c.model, c.dataset, str(c.epochs), expected, published, recipe.expected_time))
+    _print_table(("recipe", "model", "dataset", "epochs", "accuracy", "published", "time / notes"), rows,
+                 right=(3, 4, 5))
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -615,6 +616,19 @@ def _val_count(val_split, n: int) -> int:
     return count
 
 
+VAL_HOLDOUTS = ("random", "last")
+
+
+def _keras_val_count(val_split, n: int) -> int:
+    """Keras' ``validation_split``: training keeps the first floor(n * (1 - split)) samples."""
+    if isinstance(val_split, bool) or not isinstance(val_split, (float, np.floating)) or not 0 <= val_split < 1:
+        raise CnnzooError(f"val_holdout='last' takes val_split as a fraction in [0, 1) as Keras does, got {val_split!r}.")
+    count = n - int(math.floor(n * (1.0 - float(val_split))))
+    if count >= n and count > 0:
+        raise CnnzooError(f"val_split={val_split!r} leaves no training images out of {n}; use a smaller value.")
+    return count
+
+
 def _split_indices(labels: torch.Tensor, count: int, seed: int, stratify: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_idx, val_idx), both sorted, ``count`` going to validation."""
     n = labels.shape[0]
@@ -648,6 +662,7 @@ def load_data(
     limit_test: int | None = None,
     download: bool = True,
     stratify: bool = False,
+    val_holdout: str = "random",
 ) -> DataBundle:
     """Load train and test (and carve a validation split from train), each moved to ``device``
     once, whole, as uint8.
@@ -657,7 +672,9 @@ def load_data(
       validation split is then carved from what is left.
     - ``val_split``: a fraction in [0, 1) of the (limited) training images, or a whole number
       of images, chosen by a permutation seeded with ``seed`` (per class in proportion when
-      ``stratify``). ``0`` gives ``val=None``.
+      ``stratify``). ``0`` gives ``val=None``. With ``val_holdout="last"`` the validation
+      images are instead the last ``val_split`` of the training arrays, unshuffled, as Keras'
+      ``fit(validation_split=...)`` takes them (60,000 x 0.2: the last 12,000).
     """
     info = get_dataset_info(dataset)
     dev = _as_device(device)
@@ -669,10 +686,16 @@ def load_data(
         train = train.subset(_seeded_subset(len(train), limit_train, seed))
     if limit_test is not None and limit_test < len(test):
         test = test.subset(_seeded_subset(len(test), limit_test, seed))
+    if val_holdout not in VAL_HOLDOUTS:
+        raise CnnzooError(f"val_holdout must be one of {', '.join(VAL_HOLDOUTS)}, got {val_holdout!r}.")
     val = None
-    count = _val_count(val_split, len(train))
+    n = len(train)
+    count = _keras_val_count(val_split, n) if val_holdout == "last" else _val_count(val_split, n)
     if count > 0:
-        train_idx, val_idx = _split_indices(train.labels, count, seed, stratify)
+        if val_holdout == "last":
+            train_idx, val_idx = torch.arange(n - count), torch.arange(n - count, n)
+        else:
+            train_idx, val_idx = _split_indices(train.labels, count, seed, stratify)
         val = train.subset(val_idx, split="val")
         train = train.subset(train_idx)
     return DataBundle(
