@@ -60,7 +60,8 @@ def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int])
     # normalize_mean/std override the data set's statistics: a pretrained body expects its own.
     mean = data_info.mean if config.normalize_mean is None else config.normalize_mean
     std = data_info.std if config.normalize_std is None else config.normalize_std
-    return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None}
+    return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None,
+            "resize_mode": config.resize_mode}
 
 
 @torch.inference_mode()
@@ -73,6 +74,7 @@ def evaluate(
     batch_size: int = 1024,
     runtime: Runtime | None = None,
     tta: bool = False,
+    resize_mode: str = "tensor",
 ) -> EvalResult:
     """Accuracy and loss in eval mode without autograd; `tta` averages with the mirrored image."""
     was_training = model.training
@@ -82,7 +84,7 @@ def evaluate(
     memory_format = runtime.memory_format if runtime else torch.contiguous_format
     batches = BatchIterator(
         split, batch_size, shuffle=False, input_size=input_size, normalize=normalize,
-        channels_last=memory_format == torch.channels_last,
+        channels_last=memory_format == torch.channels_last, resize_mode=resize_mode,
     )
     total_loss = torch.zeros((), device=split.device)
     predictions, confidences = [], []
@@ -350,8 +352,12 @@ def _end_epoch(state: FitState, model: nn.Module, data: DataBundle, eval_args: d
         "time_s": elapsed,
         "images_per_s": seen / elapsed,
     }
+    if config.train_acc == "eval":  # the course's: the whole training set again, in eval mode
+        row["train_acc"] = evaluate(model, data.train, **eval_args).accuracy
     row["val_acc"] = evaluate(model, data.val, **eval_args).accuracy if data.val is not None else None
     row["test_acc"] = evaluate(model, data.test, **eval_args).accuracy if data.test is not None else None
+    if config.train_acc == "eval":  # and, as the course prints it, the epoch's time includes the evaluations
+        row["time_s"] = time.perf_counter() - state.epoch_start
     history = state.history
     history.batch_loss += batch_losses
     history.batch_lr += state.lrs

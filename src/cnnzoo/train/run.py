@@ -46,7 +46,8 @@ def model_for(config: TrainConfig, num_classes: int) -> nn.Module:
 
 def data_for(config: TrainConfig, device: torch.device) -> DataBundle:
     return load_data(config.dataset, root=config.data_dir, device=device, val_split=config.val_split,
-                     seed=config.seed, limit_train=config.limit_train, limit_test=config.limit_test)
+                     seed=config.seed, limit_train=config.limit_train, limit_test=config.limit_test,
+                     val_holdout=config.val_holdout)
 
 
 def stored_data_dir(config: TrainConfig) -> str | None:
