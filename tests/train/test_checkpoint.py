@@ -15,6 +15,15 @@ from cnnzoo.train import load_checkpoint, save_checkpoint
 from cnnzoo.train.checkpoint import load_model_state
 
 
+def _meta(epoch: int, **config) -> dict:
+    """The metadata fit writes, for a lenet_bn run."""
+    from cnnzoo.train import TrainConfig
+    from cnnzoo.train.history import History
+
+    return {"config": TrainConfig(model="lenet_bn", **config).to_dict(), "classes": [str(i) for i in range(10)],
+            "epoch": epoch, "step": epoch * 4, "best": -1.0, "history": History().to_dict()}
+
+
 def _trained_pair():
     torch.manual_seed(0)
     model = build_model("lenet_bn")
@@ -27,10 +36,10 @@ def _trained_pair():
 def test_round_trip_restores_model_optimizer_rng_and_metadata(tmp_path):
     model, optimizer = _trained_pair()
     torch.manual_seed(123)
-    path = save_checkpoint(tmp_path / "c.safetensors", model, {"epoch": 3, "config": {"model": "lenet_bn"}}, optimizer)
+    path = save_checkpoint(tmp_path / "c.safetensors", model, _meta(3), optimizer)
     expected_draw = torch.rand(3)
     checkpoint = load_checkpoint(path)
-    assert checkpoint.meta["epoch"] == 3 and checkpoint.config == {"model": "lenet_bn"}
+    assert checkpoint.meta["epoch"] == 3 and checkpoint.config == _meta(3)["config"]
     for key, value in model.state_dict().items():
         assert torch.equal(checkpoint.model_state[key], value), key
     fresh = build_model("lenet_bn")
@@ -48,7 +57,7 @@ def test_round_trip_restores_model_optimizer_rng_and_metadata(tmp_path):
 
 def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeypatch):
     model, optimizer = _trained_pair()
-    path = save_checkpoint(tmp_path / "last.safetensors", model, {"epoch": 1}, optimizer)
+    path = save_checkpoint(tmp_path / "last.safetensors", model, _meta(1), optimizer)
 
     import cnnzoo.train.checkpoint as checkpoint_module
 
@@ -59,7 +68,7 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeyp
 
     monkeypatch.setattr(checkpoint_module, "save_file", crash_half_way)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, model, {"epoch": 2}, optimizer)
+        save_checkpoint(path, model, _meta(2), optimizer)
     assert load_checkpoint(path).meta["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]  # no temporary file left behind
 
@@ -84,7 +93,7 @@ def test_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
 
 def test_truncated_empty_and_foreign_files_are_refused(tmp_path):
     model, optimizer = _trained_pair()
-    good = save_checkpoint(tmp_path / "good.safetensors", model, {"epoch": 1}, optimizer).read_bytes()
+    good = save_checkpoint(tmp_path / "good.safetensors", model, _meta(1), optimizer).read_bytes()
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good[: len(good) // 2])
     with pytest.raises(CnnzooError, match="not a cnnzoo checkpoint"):
