@@ -19,6 +19,7 @@ themselves are checked too, before the epoch is evaluated or saved. On divergenc
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -35,11 +36,16 @@ class TrainingDiverged(CnnzooError):
 
 
 class DivergenceGuard(Callback):
-    def __init__(self, factor: float = EXPLOSION_FACTOR, check_every: int | None = None):
+    """`reduce`: under data parallelism the mean over ranks (`DistContext.mean`), so that every rank
+    judges the same global losses at the same steps and all stop together."""
+
+    def __init__(self, factor: float = EXPLOSION_FACTOR, check_every: int | None = None,
+                 reduce: Callable[[torch.Tensor], torch.Tensor] = lambda losses: losses):
         if not factor > 1:
             raise ValueError(f"DivergenceGuard's factor must exceed 1, got {factor!r}")
         self.factor = factor
         self.check_every = check_every
+        self.reduce = reduce
         self.reference: float | None = None
         self.checked = 0  # steps of the current epoch already checked
 
@@ -47,7 +53,7 @@ class DivergenceGuard(Callback):
         # A resumed run keeps the reference of its first session: its first loss is in the history.
         self.reference = state.history.batch_loss[0] if state.history.batch_loss else None
         if self.check_every is None:
-            self.check_every = 1 if state.losses.device.type == "cpu" else GPU_CHECK_EVERY
+            self.check_every = 1 if state.runtime.device.type == "cpu" else GPU_CHECK_EVERY
 
     def on_epoch_start(self, state: FitState) -> None:
         self.checked = 0
@@ -65,7 +71,7 @@ class DivergenceGuard(Callback):
         return self.factor * max(self.reference, 1.0)
 
     def _check_losses(self, state: FitState, done: int) -> None:
-        window = state.losses[self.checked:done]
+        window = self.reduce(state.losses[self.checked:done])
         self.checked = done
         if self.reference is None:
             self.reference = float(window[0])
