@@ -33,9 +33,9 @@ def _human_bytes(n: float) -> str:
 def _is_disk_full(error: BaseException) -> bool:
     if isinstance(error, OSError) and error.errno in _DISK_FULL:
         return True
-    # safetensors reports its Rust io::Error as text: "... Os { code: 28, kind: StorageFull ... }".
+    # safetensors reports its Rust io::Error only as text: "I/O error: No space left on device (os error 28)".
     text = str(error)
-    return type(error).__name__ == "SafetensorError" and ("StorageFull" in text or "code: 28" in text)
+    return type(error).__name__ == "SafetensorError" and any(f"os error {code})" in text for code in _DISK_FULL)
 
 
 def disk_full_error(path: Path, needed: int | None) -> DiskFull:

@@ -213,7 +213,7 @@ def test_non_finite_weights_are_never_saved_and_never_loaded(tmp_path):
     meta = json.loads(header)
     from cnnzoo.train.checkpoint import tensor_checksum
 
-    meta["checksum"] = tensor_checksum(tensors)
+    meta["checksum"] = tensor_checksum(tensors, meta)
     save_file(tensors, tmp_path / "inf.safetensors", metadata={"cnnzoo": json.dumps(meta)})
     with pytest.raises(NonFiniteWeights, match="non-finite weights"):
         load_checkpoint(tmp_path / "inf.safetensors")

@@ -8,8 +8,8 @@ rows, optimizer hyper-parameters, class names) is JSON in the header, checked ag
 `cnnzoo.train.schema` on every read. There is no scheduler or grad-scaler state to store: the
 learning rate is a pure function of the step (`LRSchedule`), and bf16 autocast needs no loss scaling.
 
-Integrity: the header holds a BLAKE2b checksum over every tensor's name, dtype, shape and bytes,
-verified on every load (one pass over the data, about 0.1 s for ResNet-18's 89 MB), so a flipped
+Integrity: the header holds a BLAKE2b checksum over every tensor's name, dtype, shape and bytes
+and over the rest of the metadata, verified on every load (one pass over the data, about 0.1 s for ResNet-18's 89 MB), so a flipped
 byte is refused with the file's name instead of loading silently. Weights that are not finite are
 never saved and never loaded. A file is written beside its target and renamed over it, so a crash
 mid-write leaves the previous checkpoint intact.
@@ -50,9 +50,12 @@ class NonFiniteWeights(CnnzooError):
     """Weights holding NaN or infinity: a diverged model, which no checkpoint may keep."""
 
 
-def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
-    """BLAKE2b over each tensor's name, dtype, shape and raw bytes, in name order."""
+def tensor_checksum(tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> str:
+    """BLAKE2b over each tensor's name, dtype, shape and raw bytes, in name order, and over the
+    metadata (less its own "checksum" entry) as canonical JSON, so a damaged header is caught too."""
     digest = hashlib.blake2b(digest_size=16)
+    if meta is not None:
+        digest.update(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
     for name in sorted(tensors):
         tensor = tensors[name]
         digest.update(f"{name}|{str(tensor.dtype).removeprefix('torch.')}|{list(tensor.shape)}|".encode())
@@ -144,7 +147,7 @@ def save_checkpoint(
         tensors.update(opt_tensors)
     if include_rng:
         tensors.update(rng_state())
-    header["checksum"] = tensor_checksum(tensors)
+    header["checksum"] = tensor_checksum(tensors, header)
     text = json.dumps(header, allow_nan=False)
     size = sum(t.numel() * t.element_size() for t in tensors.values()) + len(text)
     with atomic_target(path, size_hint=size) as tmp:
@@ -249,8 +252,8 @@ def _verify(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) 
     if not isinstance(stored, str):
         raise DocumentError(f"{path} is damaged or was not written by cnnzoo: its field 'checksum' is missing; "
                             "restore the file from a copy or train the run again.")
-    if tensor_checksum(tensors) != stored:
-        raise CheckpointCorrupted(f"{path} is corrupted: its tensors do not match the checksum written with them "
+    if tensor_checksum(tensors, meta) != stored:
+        raise CheckpointCorrupted(f"{path} is corrupted: its contents do not match the checksum written with them "
                                   "(a damaged disk or copy); restore it from a copy, or resume from another "
                                   "checkpoint or train again.")
 
