@@ -554,6 +554,7 @@ def load_split(
     split = _check_split(split)
     dev = _as_device(device)
     root_path = resolve_data_root(root)
+    _check_root(root_path, explicit=(root is not None and str(root) != "") or bool(os.environ.get("CNNZOO_DATA")))
     raw_dir, found = _find_files(root_path, info, split)
     if raw_dir is None:
         missing = found
@@ -581,6 +582,17 @@ def load_split(
     key += tuple(_stat_key(p) for p in (images_path, labels_path))
     images, labels = _decode_split_cached(key)
     return DataSplit(images, labels, info.classes, info.name, split).to(dev)
+
+
+def _check_root(root: Path, explicit: bool) -> None:
+    """A data root that is a file, or a named one that does not exist, is a mistake to report: creating
+    a folder tree under a mistyped --data-dir and downloading into it would hide the typo."""
+    if root.exists() and not root.is_dir():
+        raise CnnzooError(f"The data folder {root} is a file, not a folder; point --data-dir (or CNNZOO_DATA) at "
+                          "the folder that contains FashionMNIST/ and MNIST/.")
+    if explicit and not root.exists():
+        raise CnnzooError(f"The data folder {root} does not exist; check the spelling of --data-dir (or "
+                          "CNNZOO_DATA), or create the folder first to download the data into it.")
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:

@@ -14,6 +14,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 NORMS = ("torch", "scratch")
 INITS = ("default", "xavier", "keras", "kaiming")
 AUTO_BOOL = ("auto", "on", "off")
+MAX_LR = 3.4e38  # float32's largest finite value, rounded down
 # The fast path's pieces, each auto/on/off so it can be measured alone.
 SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
 VAL_HOLDOUTS = ("random", "last")
@@ -100,8 +101,9 @@ class TrainConfig:
         for name, value in positive_ints.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise CnnzooError(f"--{name.replace('_', '-')} must be a positive whole number, got {value!r}.")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise CnnzooError(f"--lr must be a positive number, got {self.lr!r}.")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            # Optimizers apply the rate in float32: a larger one is not a rate but an overflow.
+            raise CnnzooError(f"--lr must be a positive number of at most {MAX_LR:.1e}, got {self.lr!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise CnnzooError(f"Unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}.")
         if self.schedule not in SCHEDULES:
@@ -136,8 +138,11 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise CnnzooError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, name)!r}.")
-        if self.input_size is not None and self.input_size < 1:
-            raise CnnzooError(f"--resize must be a positive image size, got {self.input_size!r}.")
+        from cnnzoo.models.shapes import MAX_INPUT_SIDE
+
+        if self.input_size is not None and not 1 <= self.input_size <= MAX_INPUT_SIDE:
+            raise CnnzooError(f"--resize must be a positive image size of at most {MAX_INPUT_SIDE} pixels, "
+                              f"got {self.input_size!r}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise CnnzooError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}.")
         for name in SWITCHES:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
@@ -28,6 +27,7 @@ from cnnzoo.train.checkpoint import (
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
+from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir
@@ -37,10 +37,6 @@ SINGLE_PROCESS = DistContext()
 
 class TrainingInterrupted(CnnzooError):
     exit_code = 130
-
-
-class TrainingDiverged(CnnzooError):
-    exit_code = 3
 
 
 @dataclass
@@ -265,8 +261,9 @@ def fit(
 
     # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
     # progress display is closed before the epoch's line is printed.
-    hooks = CallbackList([*([Checkpointer(save)] if run_dir is not None else []), *progress_callbacks(progress, quiet),
-                          *([] if quiet else [EpochLog()]), *callbacks])
+    # The guard comes first: a diverged step must stop the run before anything reads or saves it.
+    hooks = CallbackList([DivergenceGuard(reduce=dist.mean), *([Checkpointer(save)] if run_dir is not None else []),
+                          *progress_callbacks(progress, quiet), *([] if quiet else [EpochLog()]), *callbacks])
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
@@ -338,12 +335,6 @@ def _end_epoch(state: FitState, model: nn.Module, data: DataBundle, eval_args: d
     if runtime.device.type == "cuda":
         torch.cuda.synchronize(runtime.device)
     elapsed = time.perf_counter() - state.epoch_start
-    bad = next((i for i, v in enumerate(batch_losses) if not math.isfinite(v)), None)
-    if bad is not None:
-        raise TrainingDiverged(
-            f"The loss became {batch_losses[bad]} at epoch {state.epoch + 1}, step {bad + 1}; the learning rate "
-            f"({config.lr}) is probably too high for this model, lower it (the last good checkpoint is kept)."
-        )
     row = {
         "epoch": state.epoch + 1,
         "train_loss": sum(batch_losses) / len(batch_losses),

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
 
 
@@ -109,7 +110,12 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     with an error).
     """
     kernels = [{k: group.get(k) for k in ("fused", "foreach")} for group in optimizer.param_groups]
-    optimizer.load_state_dict(state)
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise CnnzooError(f"The checkpoint's optimizer state does not fit this run's {type(optimizer).__name__} "
+                          f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); the checkpoint "
+                          "was saved for another model or optimizer.") from None
     for group, chosen in zip(optimizer.param_groups, kernels):
         group.update(chosen)
     for param, values in optimizer.state.items():
