@@ -251,3 +251,27 @@ def test_cuda_fast_path_runs_every_shape_without_falling_back(data_root, model):
                              epoch=0).accuracy
     assert fast.fallbacks == [], fast.fallbacks
     assert fast.compile_mode == "reduce-overhead" and torch.isfinite(losses).all() and 0 <= accuracy <= 1
+
+
+def test_fit_records_what_ran_in_config_json_and_the_checkpoint(data_root, tmp_path, capsys):
+    # Through fit, as `cnnzoo train` runs it: compiling fails on the last partial batch of epoch 1.
+    from cnnzoo.train import RunDir, fit, load_checkpoint
+    from cnnzoo.train.run import write_run_config
+
+    config = TrainConfig(model="lenet_bn", epochs=2, batch_size=64, optimizer="sgd", lr=0.05, limit_train=200,
+                         limit_test=100, device="cpu", data_dir=str(data_root))
+    data = data_for(config, torch.device("cpu"))
+    eager = fit(model_for(config, 10), data, config, quiet=True)
+    runtime = dataclasses.replace(Runtime.from_config(config), compile=True,
+                                  compile_backend=failing_backend(lambda n, batch: batch == 8))
+    run_dir = RunDir.create(tmp_path, "run")
+    model = model_for(config, 10)
+    write_run_config(run_dir, config, data, model, runtime)
+    history = fit(model, data, config, run_dir=run_dir, runtime=runtime, quiet=True)
+    assert history.batch_loss == eager.batch_loss
+    assert [row["test_acc"] for row in history.epochs] == [row["test_acc"] for row in eager.epochs]
+    assert history.compile_mode is None and [f["where"] for f in history.fallbacks] == ["at epoch 1, step 4"]
+    recorded = run_dir.read_json("config.json")["runtime"]
+    assert recorded["compile"] is False and recorded["fallbacks"] == history.fallbacks
+    assert load_checkpoint(run_dir.last_checkpoint).meta["history"]["fallbacks"] == history.fallbacks
+    assert capsys.readouterr().err.count("torch.compile failed at epoch 1, step 4") == 1

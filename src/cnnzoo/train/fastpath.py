@@ -111,17 +111,20 @@ def _compile(model: nn.Module, mode: str | None, backend: Any) -> nn.Module:
 class FastPath:
     """The training step and the evaluation model of one `fit`, with the fallback chain.
 
-    `wrap` puts the (compiled) model into what the step calls (DDP under torchrun). With several
+    `wrap` puts the (compiled) model into what the step calls (DDP under torchrun); `run_dir`, if given,
+    has its config.json's "runtime" rewritten at each fallback. With several
     processes nothing falls back: every rank would have to agree on the failed step, and a rank
     that stops inside a collective leaves the others waiting, so a failure ends the run there.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime, *,
                  loss_fn: Callable, grad_clip: float | None = None, distributed: bool = False,
-                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m, run_dir=None) -> None:
+                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m, run_dir=None,
+                 fallbacks: list[dict[str, Any]] | None = None) -> None:
         self.model, self.optimizer, self.loss_fn, self.grad_clip = model, optimizer, loss_fn, grad_clip
         self.distributed, self.wrap, self.run_dir = distributed, wrap, run_dir
-        self.fallbacks: list[dict[str, Any]] = []
+        # Appended to in place: fit passes its History's list, so a resumed run keeps its record.
+        self.fallbacks = [] if fallbacks is None else fallbacks
         self.num_params = sum(p.numel() for p in model.parameters())
         self.runtime = runtime
         if runtime.compile and (missing := missing_compile_toolchain(runtime.device, runtime.compile_backend)):

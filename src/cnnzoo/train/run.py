@@ -18,6 +18,7 @@ from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
+from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
 from cnnzoo.train.loop import (
@@ -60,9 +61,11 @@ def read_config(run_dir: RunDir) -> TrainConfig:
     return TrainConfig.from_dict({k: v for k, v in values.items() if k in TrainConfig.field_names()})
 
 
-def finish_run(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime) -> None:
-    """The end of every run: evaluation.json, the plots and the HTML report."""
-    write_evaluation(run_dir, model, data, config, runtime)
+def finish_run(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime,
+               history: History | None = None) -> None:
+    """The end of every run: evaluation.json, the plots and the HTML report. With the run's `history`,
+    the evaluation leaves out the fast-path pieces that fell back during training."""
+    write_evaluation(run_dir, model, data, config, runtime_after(runtime, history.fallbacks) if history else runtime)
     from cnnzoo.viz.plots import plot_run
     from cnnzoo.viz.report import write_report
 
@@ -130,7 +133,7 @@ def train_run(
     history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, progress=progress, quiet=quiet,
                   runtime=runtime, dist=dist)
     if dist.is_main:
-        finish_run(run_dir, model, data, config, runtime)
+        finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history
 
 
@@ -160,7 +163,7 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callba
     history = fit(model, data, config, run_dir=run_dir if dist.is_main else None, resume=checkpoint,
                   callbacks=callbacks, progress=progress, quiet=quiet, runtime=runtime, dist=dist)
     if dist.is_main:
-        finish_run(run_dir, model, data, config, runtime)
+        finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history
 
 
