@@ -123,7 +123,8 @@ def test_a_fused_optimizer_failing_after_forward_and_backward_leaves_no_trace(da
     assert all(state["step"].item() == 4 for state in fast.optimizer.state.values())
     norms = [m for m in fast.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     assert norms and all(m.num_batches_tracked.item() == 4 for m in norms)
-    assert "the fused optimizer failed at epoch 1, step 1 (RuntimeError: fused kernel unavailable)" in capsys.readouterr().err
+    message = "the fused optimizer failed at epoch 1, step 1 (RuntimeError: fused kernel unavailable)"
+    assert message in capsys.readouterr().err
 
 
 def test_channels_last_failing_falls_back_to_the_contiguous_layout(data_root, eager, capsys):
@@ -162,7 +163,8 @@ def test_the_chain_turns_pieces_off_one_at_a_time_until_the_step_runs(data_root,
 
 def test_an_explicit_on_fails_loudly(data_root):
     backend = failing_backend(lambda n, batch: True)
-    with pytest.raises(CnnzooError, match=r"step 1 with torch.compile on as asked \(BackendCompilerFailed: RuntimeError: inj"):
+    message = r"step 1 with torch.compile on as asked \(BackendCompilerFailed: RuntimeError: injected"
+    with pytest.raises(CnnzooError, match=message):
         _train(data_root, channels_last=False, compile=True, compile_backend=backend, forced=frozenset({"compile"}))
 
 

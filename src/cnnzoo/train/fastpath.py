@@ -151,8 +151,8 @@ class FastPath:
         self.calls: Counter = Counter()  # guarded calls so far per training batch shape
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.contiguous(memory_format=self.runtime.memory_format)  # a no-op unless channels_last fell back
         self.phase = "forward and backward"
+        x = x.contiguous(memory_format=self.runtime.memory_format)  # a no-op unless channels_last fell back
         with self.runtime.autocast():
             logits = self.train_model(x)
         loss = self.loss_fn(logits.float(), y)
@@ -164,14 +164,17 @@ class FastPath:
         self.optimizer.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int,
+                   step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on (x, y); returns (loss, correct predictions), both on the device.
 
         `epoch` and `step` (0-based) only name the step in a fallback's message."""
         shape = tuple(x.shape)
-        if self.distributed or not self._enabled_pieces() or self.calls[shape] >= GUARDED_CALLS:
+        if self.distributed or self.calls[shape] >= GUARDED_CALLS:
             return self._step(x, y)
         self.calls[shape] += 1
+        if not self._enabled_pieces():  # plain eager fp32: nothing to fall back from
+            return self._step(x, y)
         # Without a piece that may be turned off, a failure only needs its explanation, not a retry.
         before = self._snapshot() if self._may_turn_off() else None
         while True:
@@ -232,7 +235,8 @@ class FastPath:
         self.fallbacks.append({"piece": piece, "epoch": None if epoch is None else epoch + 1, "where": where,
                                "error": error})
         print(f"cnnzoo: {message}", file=sys.stderr, flush=True)
-        if self.run_dir is not None:  # config.json says what actually ran, also if the run is cut short
+        # config.json says what actually ran, also if the run is cut short (`fit`'s caller may have written none).
+        if self.run_dir is not None and (self.run_dir.path / "config.json").is_file():
             values = self.run_dir.read_json("config.json")
             self.run_dir.write_json("config.json", {**values, "runtime": {**values.get("runtime", {}),
                                                                           **self.describe()}})
