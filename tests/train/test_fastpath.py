@@ -90,6 +90,17 @@ def test_compile_failing_at_the_first_step_falls_back_to_eager_with_the_eager_nu
     assert fast.describe()["compile"] is False and fast.describe()["compile_mode"] is None
 
 
+def test_cuda_graphs_go_first_and_compiling_again_without_them_continues(data_root, eager):
+    # The mode decides CUDA graphs; with a test backend the mode is only a label, but the chain is the
+    # same: the first failure turns graphs off and compiles again, and the second compile succeeds.
+    backend = failing_backend(lambda n, batch: n == 1)
+    losses, accuracy, fast = _train(data_root, channels_last=False, compile=True, cuda_graphs=True,
+                                    compile_backend=backend)
+    assert [f["piece"] for f in fast.fallbacks] == ["cuda_graphs"] and fast.compile_mode == "default"
+    assert backend.calls == [64, 64, 8, 64, 36]  # failed, compiled again, the last batch, evaluation's two
+    assert (losses, accuracy) == eager
+
+
 def test_compile_failing_on_the_last_partial_batch_continues_from_that_step(data_root, eager, capsys):
     # 200 images in batches of 64: the fourth batch (8 images) is a new shape and compiles again.
     backend = failing_backend(lambda n, batch: batch == 8)
