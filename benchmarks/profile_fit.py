@@ -17,6 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cnnzoo.train import TrainConfig, fit
+from cnnzoo.train.callbacks import Callback
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.run import data_for, model_for
 
@@ -30,15 +31,18 @@ def profile_fit(config: TrainConfig, rows: int = 25, trace: str | None = None) -
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     profiler = profile(activities=activities)
 
-    def bracket_last_epoch(epoch, row, history):
-        # Callbacks run after each epoch's evaluation, so the window holds one epoch's training and
-        # its evaluation; the table's per-step figures count training kernels only.
-        if epoch == config.epochs - 1:
-            profiler.start()
-        elif epoch == config.epochs:
-            profiler.stop()
+    class LastEpoch(Callback):
+        # From the last epoch's first step to the end of its evaluation: the table's per-step figures
+        # count training kernels, the kernel total includes evaluation's.
+        def on_epoch_start(self, state):
+            if state.epoch == config.epochs - 1:
+                profiler.start()
 
-    history = fit(model, data, config, quiet=True, runtime=runtime, callbacks=[bracket_last_epoch])
+        def on_epoch_end(self, state):
+            if state.epoch == config.epochs - 1:
+                profiler.stop()
+
+    history = fit(model, data, config, quiet=True, runtime=runtime, callbacks=[LastEpoch()])
     steps = sum(1 for e in history.batch_epoch if e == config.epochs)
     if trace:
         profiler.export_chrome_trace(trace)

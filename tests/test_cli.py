@@ -146,14 +146,12 @@ def test_evaluate_and_predict_refuse_bad_checkpoints(capsys, tmp_path):
 
 
 def test_out_of_memory_names_the_batch_size(capsys, tmp_path, data_root, monkeypatch):
-    import cnnzoo.train.loop as loop
+    from cnnzoo.train.fastpath import FastPath
 
-    def oom_step(*args, **kwargs):
-        def step(x, y):
-            raise torch.OutOfMemoryError("CUDA out of memory")
-        return step
+    def oom_step(self, x, y, **where):
+        raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(loop, "_make_train_step", oom_step)
+    monkeypatch.setattr(FastPath, "train_step", oom_step)
     code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", *QUICK, "--batch-size", "512")
     assert_one_line_error(code, err, "batch size 512", "--batch-size 256")
 

@@ -1,12 +1,15 @@
-"""benchmarks/gpu_suite.py spends scarce GPU minutes: every command it would run must parse here first."""
+"""benchmarks/gpu_suite.py spends scarce GPU minutes: every command it would run must parse here first,
+and its plan must fit the one command of 8 minutes it is for."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 from cnnzoo.cli import build_parser
+from cnnzoo.models import list_models
 from cnnzoo.recipes import list_recipes
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.py"
@@ -15,28 +18,71 @@ suite = sys.modules["gpu_suite"] = importlib.util.module_from_spec(_spec)  # dat
 _spec.loader.exec_module(suite)
 
 
-def _items(quick: bool):
-    return [*suite.smoke_items(quick), *suite.bench_items(quick),
-            *suite.recipe_items(suite.RECIPES, [0, 1, 2], quick)]
-
-
 @pytest.mark.parametrize("quick", [False, True])
 def test_every_cnnzoo_command_of_the_suite_parses(tmp_path, quick):
     parser = build_parser()
-    items = [item for item in _items(quick) if item.kind in ("train", "bench")]
-    assert len(items) > 20
+    items = [item for item in suite.plan("cuda", quick) if item.kind in ("train", "bench")]
+    assert len(items) > 15
     for item in items:
         command = suite.command_for(item, "cuda", tmp_path)
         assert command[1:3] == ["-m", "cnnzoo"]
         parser.parse_args(command[3:])  # argparse exits (SystemExit) on an unknown flag or value
+    for args in suite.resume_commands("cuda", quick, tmp_path).values():
+        parser.parse_args(args)
+    recipes = {item.args[item.args.index("--recipe") + 1] for item in items if "--recipe" in item.args}
+    assert recipes <= set(list_recipes())
 
 
-def test_the_suite_covers_every_gpu_recipe_and_names_items_uniquely_per_stage():
-    # --only selects by name, and a stage's train items share one folder of run directories.
-    assert set(suite.RECIPES) <= set(list_recipes())
-    for stage in (suite.smoke_items(False), suite.bench_items(False), suite.recipe_items(suite.RECIPES, [0, 1], False)):
-        names = [item.name for item in stage]
-        assert len(set(map(suite.slug, names))) == len(names)
+def test_the_plan_covers_every_model_in_priority_order_and_fits_its_stages():
+    items = suite.plan("cuda", quick=False)
+    names = [item.name for item in items]
+    assert len(set(map(suite.slug, names))) == len(names)  # run directories are named by slug
+    assert {f"epoch {model}" for model in list_models()} <= set(names)
+    assert [item.stage for item in items] == sorted(item.stage for item in items)
+    assert names.index("cuda tests") < names.index("epoch lenet5") and names[-1] == "best-fashion-mnist"
+    # Stage 2 runs one item at a time: what it expects must fit its window, or its targets go unmeasured.
+    speed = sum(item.expect for item in items if item.stage == 2)
+    assert speed <= (suite.STAGE_ENDS[2] - suite.STAGE_ENDS[1]) * suite.BUDGET
+    assert suite.BUDGET <= 480 - 20  # the command's 8 minutes, with the table and teardown after it
+    # The slice compiles the full data's shapes: its last batch is the full data's last batch.
+    assert int(suite.slice_for(128)[1]) % 128 == 60_000 % 128
+    assert {"lenet5 vs course", "alexnet-224 vs course", "best-fashion-mnist"} == set(suite.TARGETS)
+
+
+def test_an_item_without_time_left_is_recorded_as_skipped_and_the_table_says_so(tmp_path):
+    item = suite.Item("epoch lenet5", 1, "train", ["--model", "lenet5"], expect=60, timeout=120)
+    run = suite.Suite([item], "cpu", tmp_path, budget=10)  # 10 s cannot hold an item expected to take 60
+    run.run()
+    record = json.loads((tmp_path / "gpu_suite.jsonl").read_text().splitlines()[-1])
+    assert record["status"] == "skipped" and "needs ~60" in record["why"]
+    assert "SKIPPED" in suite.summary_line(item)
+    assert all(verdict == "-" for _, _, verdict in suite.checks([item]))
+
+
+def test_targets_are_judged_from_the_measured_values():
+    bench = {"steady_s_per_epoch": 0.12, "speedup_vs_baseline": 9.0, "compile_s": 20.0, "baseline_s_per_epoch": 1.08,
+             "compile_mode": "reduce-overhead", "fallbacks": []}
+    lenet = suite.Item("lenet5 vs course", 2, "bench", [], 1, 1, {"status": "ok", "wall_s": 30, "bench": bench})
+    torch_bn = suite.Item("lenet_bn torch norm", 2, "bench", [], 1, 1,
+                          {"status": "ok", "wall_s": 9, "bench": {**bench, "steady_s_per_epoch": 0.2}})
+    scratch = suite.Item("lenet_bn scratch norm", 2, "bench", [], 1, 1,
+                         {"status": "ok", "wall_s": 9, "bench": {**bench, "steady_s_per_epoch": 0.5}})
+    verdicts = {target: (measured, verdict) for target, measured, verdict in suite.checks([lenet, torch_bn, scratch])}
+    assert verdicts["lenet5 vs course: s/epoch <= 0.15"] == ("0.12", "PASS")
+    assert verdicts["lenet5 vs course: speed-up >= 10x"] == ("9", "FAIL")
+    assert verdicts["scratch BN / torch BN <= 2x"] == ("2.50x", "FAIL")
+    assert verdicts["alexnet-224 vs course: s/epoch <= 1.0"] == ("n/a", "-")
+
+
+def test_a_cut_run_reports_its_finished_epochs(tmp_path):
+    run = tmp_path / "best-fashion-mnist"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"epochs": 40, "runtime": {"fallbacks": []}}))
+    (run / "metrics.csv").write_text("epoch,test_acc,time_s\n1,0.85,30.0\n2,0.88,3.0\n3,0.9,3.0\n")
+    item = suite.Item("best-fashion-mnist", 3, "train", [], 1, 1,
+                      {"status": "cut", "rc": "timeout", "wall_s": 70, "run": suite.read_run(run)})
+    line = suite.summary_line(item)
+    assert "3/40 epochs" in line and "test 90.00%" in line and "~147 s of training for all 40" in line
 
 
 def test_profile_fit_profiles_the_last_epoch_on_the_cpu(data_root):

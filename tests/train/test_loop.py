@@ -1,7 +1,6 @@
 """fit/evaluate on real data: determinism, resume equality, divergence, and the accuracy floors."""
 
 import csv
-import dataclasses
 import json
 
 import pytest
@@ -188,18 +187,6 @@ def test_data_bundle_to_its_own_device_is_the_same_data(data_root):
     data = load_data("fashion-mnist", root=data_root, limit_train=64, limit_test=64, val_split=0.25)
     moved = data.to("cpu")
     assert (moved.train, moved.val, moved.test, moved.info) == (data.train, data.val, data.test, data.info)
-
-
-def test_cuda_graphs_only_for_small_models_in_one_process():
-    from cnnzoo.train.device import Runtime
-    from cnnzoo.train.loop import _compile_mode
-
-    graphs = Runtime(device=torch.device("cpu"), amp_dtype=None, channels_last=False, compile=True, cuda_graphs=True,
-                     fused_optimizer=False, cudnn_benchmark=False)
-    assert _compile_mode(graphs, 61_706, distributed=False) == "reduce-overhead"
-    assert _compile_mode(graphs, 46_764_746, distributed=False) == "default"  # kernels, not launches, dominate
-    assert _compile_mode(graphs, 61_706, distributed=True) == "default"  # DDP hooks split the graph
-    assert _compile_mode(dataclasses.replace(graphs, compile=False), 61_706, distributed=False) is None
 
 
 def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evaluated(tmp_path, quick_config):

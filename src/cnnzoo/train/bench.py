@@ -23,6 +23,7 @@ from cnnzoo.data import DataSplit
 from cnnzoo.models import build_model
 from cnnzoo.train.config import SWITCHES, TrainConfig
 from cnnzoo.train.device import Runtime
+from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.loop import fit, input_size_for
 from cnnzoo.train.run import data_for, model_for, versions
 
@@ -38,7 +39,8 @@ PEAK_TFLOPS: dict[tuple[str, str], float] = {
 
 FIELDS = (
     "model", "dataset", "device", "device_name", "threads", "precision", "compile", "channels_last",
-    "cuda_graphs", "fused_optimizer", "cudnn_benchmark", "compile_mode", "batch_size", "input_size", "train_images", "epochs", "epoch_s", "steady_epochs",
+    "cuda_graphs", "fused_optimizer", "cudnn_benchmark", "compile_mode", "fallbacks", "batch_size", "input_size",
+    "train_images", "epochs", "epoch_s", "steady_epochs",
     "steady_s_per_epoch", "images_per_s", "compile_s", "train_flops_per_image", "achieved_tflops",
     "peak_tflops", "fraction_of_peak", "peak_memory_mb", "peak_memory_kind", "test_acc",
     "baseline_epoch_s", "baseline_s_per_epoch", "baseline_images_per_s", "speedup_vs_baseline", "versions",
@@ -168,17 +170,19 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     times = [row["time_s"] for row in history.epochs]
     steady_epochs, steady_s = steady(times)
     images = len(data.train)
-    described = runtime.describe()
+    ran = runtime_after(runtime, history.fallbacks)  # a piece that failed and fell back did not run
+    described = ran.describe()
     achieved = flops_per_image * images / steady_s / 1e12
     peak = peak_tflops(described["device_name"], described["precision"]) if runtime.device.type == "cuda" else None
     result = {
         "model": config.model, "dataset": config.dataset, **described,
         # Big models compile without CUDA graphs even when they are allowed: report what ran.
         "cuda_graphs": history.compile_mode == "reduce-overhead", "compile_mode": history.compile_mode,
+        "fallbacks": history.fallbacks,
         "batch_size": config.batch_size, "input_size": list(size), "train_images": images,
         "epochs": config.epochs, "epoch_s": times, "steady_epochs": steady_epochs,
         "steady_s_per_epoch": steady_s, "images_per_s": images / steady_s,
-        "compile_s": history.compile_s if runtime.compile else None,
+        "compile_s": history.compile_s if ran.compile else None,
         "train_flops_per_image": flops_per_image, "achieved_tflops": achieved, "peak_tflops": peak,
         "fraction_of_peak": achieved / peak if peak else None,
         "peak_memory_mb": memory_mb, "peak_memory_kind": memory_kind,

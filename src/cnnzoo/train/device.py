@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.config import SWITCHES
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -52,6 +54,11 @@ class Runtime:
     cuda_graphs: bool
     fused_optimizer: bool
     cudnn_benchmark: bool
+    # The pieces the user asked for explicitly ("on", or precision "bf16"): these are never turned
+    # off when they fail (cnnzoo.train.fastpath); "auto" ones fall back to the safer setting.
+    forced: frozenset[str] = frozenset()
+    # Any torch.compile backend; "inductor" is torch's compiler, the only one CUDA graphs apply to.
+    compile_backend: Any = "inductor"
 
     @classmethod
     def from_config(cls, config, device: torch.device | None = None) -> Runtime:
@@ -69,7 +76,9 @@ class Runtime:
         else:
             # bf16 halves memory traffic and runs on tensor cores; on the CPU it is usually slower.
             amp_dtype = torch.bfloat16 if cuda else None
+        forced = {name for name in SWITCHES if getattr(config, name) == "on"}
         return cls(
+            forced=frozenset(forced | ({"precision"} if config.precision == "bf16" else set())),
             device=device,
             amp_dtype=amp_dtype,
             channels_last=_switch(config.channels_last, cuda or not _has_batch_norm(config.model)),

@@ -265,7 +265,7 @@ def finetune_run(
             "weights": weights_from, "keep_head": keep_head, "head": head_name(model),
             "lr_scales": [g["lr_scale"] for g in param_groups(model)]})
         history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks)
-        finish_run(run_dir, model, data, config, runtime)
+        finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history
 
 
@@ -276,5 +276,5 @@ def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks, resume=checkpoint)
-    finish_run(run_dir, model, data, config, runtime)
+    finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history

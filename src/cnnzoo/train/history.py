@@ -17,11 +17,14 @@ class History:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     compile_s: float = 0.0
     compile_mode: str | None = None  # torch.compile's mode ("reduce-overhead" = CUDA graphs); None: eager
+    # Fast-path pieces turned off during the run: {"piece", "epoch", "where", "error"} (cnnzoo.train.fastpath).
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "batch_loss": self.batch_loss, "batch_lr": self.batch_lr, "batch_epoch": self.batch_epoch,
             "epochs": self.epochs, "compile_s": self.compile_s, "compile_mode": self.compile_mode,
+            "fallbacks": self.fallbacks,
         }
 
     @classmethod

@@ -1,5 +1,6 @@
-"""fit / evaluate / predict. The training step is `train_step` in `_make_train_step`, on one screen;
-`fit` is setup, then `_train_epoch` and `_end_epoch` per epoch, with callbacks around them."""
+"""fit / evaluate / predict. The training step is `FastPath._step` (cnnzoo.train.fastpath, which also
+falls back when a fast-path piece fails); `fit` is setup, then `_train_epoch` and `_end_epoch` per
+epoch, with callbacks around them."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
+from cnnzoo.train.fastpath import FastPath
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir
@@ -158,45 +160,6 @@ class _Interrupt:
                 signal.signal(s, handler)
 
 
-def _make_train_step(model, optimizer, loss_fn, runtime: Runtime, grad_clip: float | None):
-    def train_step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with runtime.autocast():
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
-
-    return train_step
-
-
-def _compile_mode(runtime: Runtime, num_params: int, distributed: bool) -> str | None:
-    """The torch.compile mode this run uses, or None when it runs eagerly."""
-    if not runtime.compile:
-        return None
-    # CUDA graphs ("reduce-overhead") pay when kernel launches dominate, i.e. for small models;
-    # for big ones the kernels themselves dominate and graphs only cost memory. Under DDP the
-    # all-reduce hooks and SyncBatchNorm's collectives split the graph, so no CUDA graphs there.
-    # The default mode, not max-autotune: its template search costs minutes per shape, and these
-    # convolutions go to cuDNN either way; compiling buys the fused elementwise work around them.
-    small = num_params < 5_000_000
-    return "reduce-overhead" if runtime.cuda_graphs and small and not distributed else "default"
-
-
-def _compile(model: nn.Module, mode: str | None) -> nn.Module:
-    if mode is None:
-        return model
-    # Each fit compiles afresh: dynamo's per-function cache (8 entries) is shared by every model of a
-    # class, so fine-tuning's second phase or `compare`'s third LeNet would otherwise run eagerly.
-    torch.compiler.reset()
-    # A run sees a handful of batch shapes (full and last batch, train and eval): static kernels for
-    # each beat one dynamic-shape graph, and CUDA graphs are recorded per shape anyway.
-    return torch.compile(model, mode=mode, dynamic=False)
-
-
 def fit(
     model: nn.Module,
     data: DataBundle,
@@ -247,13 +210,12 @@ def fit(
         state.history = History.from_dict(resume.meta["history"])
         state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
 
-    num_params = sum(p.numel() for p in model.parameters())
-    state.history.compile_mode = _compile_mode(runtime, num_params, distributed=dist.world_size > 1)
-    compiled = _compile(model, state.history.compile_mode)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    train_step = _make_train_step(dist.wrap(compiled), optimizer, loss_fn, runtime, config.grad_clip)
+    fast = FastPath(model, optimizer, runtime, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                    grad_clip=config.grad_clip, distributed=dist.world_size > 1, wrap=dist.wrap,
+                    run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
+    state.history.compile_mode, state.runtime = fast.compile_mode, fast.runtime
     schedule = LRSchedule.from_config(config, state.steps_per_epoch)
-    eval_args = {"batch_size": config.eval_batch_size, "runtime": runtime, "tta": config.tta, **transform}
+    eval_args = {"batch_size": config.eval_batch_size, "tta": config.tta, **transform}
 
     def save(path, epoch: int) -> None:
         save_checkpoint(path, model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
@@ -271,8 +233,8 @@ def fit(
         try:
             hooks.on_fit_start(state)
             for state.epoch in range(state.start_epoch, config.epochs):
-                _train_epoch(state, train_step, train_batches, schedule, hooks, interrupt, dist)
-                _end_epoch(state, compiled, data, eval_args, dist)
+                _train_epoch(state, fast, train_batches, schedule, hooks, interrupt, dist)
+                _end_epoch(state, fast, data, eval_args, dist)
                 hooks.on_epoch_end(state)
                 if state.stop_training:
                     break
@@ -281,7 +243,7 @@ def fit(
     return state.history
 
 
-def _train_epoch(state: FitState, train_step, batches: BatchIterator, schedule: LRSchedule, hooks: CallbackList,
+def _train_epoch(state: FitState, fast: FastPath, batches: BatchIterator, schedule: LRSchedule, hooks: CallbackList,
                  interrupt: _Interrupt, dist: DistContext) -> None:
     """One pass over the training data; the per-step losses stay on the device (no host sync in here)."""
     config, runtime, epoch = state.config, state.runtime, state.epoch
@@ -299,8 +261,8 @@ def _train_epoch(state: FitState, train_step, batches: BatchIterator, schedule: 
             set_lr(state.optimizer, state.lr)
             state.lrs.append(state.lr)
             step_start = time.perf_counter()
-            state.losses[state.step], batch_correct = train_step(x, y)
-            if epoch == state.start_epoch and state.step == 0 and runtime.compile:
+            state.losses[state.step], batch_correct = fast.train_step(x, y, epoch=epoch, step=state.step)
+            if epoch == state.start_epoch and state.step == 0 and fast.runtime.compile:
                 # The first call compiles: report that apart from the epoch time.
                 if runtime.device.type == "cuda":
                     torch.cuda.synchronize(runtime.device)
@@ -325,7 +287,7 @@ def _train_epoch(state: FitState, train_step, batches: BatchIterator, schedule: 
         )
 
 
-def _end_epoch(state: FitState, model: nn.Module, data: DataBundle, eval_args: dict[str, Any],
+def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dict[str, Any],
                dist: DistContext) -> None:
     """Read the epoch's numbers once, evaluate, and append the epoch's row to the history."""
     config, runtime = state.config, state.runtime
@@ -343,13 +305,15 @@ def _end_epoch(state: FitState, model: nn.Module, data: DataBundle, eval_args: d
         "time_s": elapsed,
         "images_per_s": seen / elapsed,
     }
-    if config.train_acc == "eval":  # the course's: the whole training set again, in eval mode
-        row["train_acc"] = evaluate(model, data.train, **eval_args).accuracy
-    row["val_acc"] = evaluate(model, data.val, **eval_args).accuracy if data.val is not None else None
-    row["test_acc"] = evaluate(model, data.test, **eval_args).accuracy if data.test is not None else None
+    splits = (("train_acc", data.train),) if config.train_acc == "eval" else ()  # the course's: all of it, eval mode
+    for name, split in (*splits, ("val_acc", data.val), ("test_acc", data.test)):
+        row[name] = None if split is None else fast.evaluate(
+            lambda model, runtime: evaluate(model, split, runtime=runtime, **eval_args), epoch=state.epoch).accuracy
     if config.train_acc == "eval":  # and, as the course prints it, the epoch's time includes the evaluations
         row["time_s"] = time.perf_counter() - state.epoch_start
     history = state.history
+    # What ran, after any fallback of this epoch: callbacks and the checkpoint see it.
+    history.compile_mode, state.runtime = fast.compile_mode, fast.runtime
     history.batch_loss += batch_losses
     history.batch_lr += state.lrs
     history.batch_epoch += [state.epoch + 1] * len(batch_losses)

@@ -19,6 +19,7 @@ from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext, launched_rank
+from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
 from cnnzoo.train.loop import (
@@ -62,9 +63,11 @@ def read_config(run_dir: RunDir) -> TrainConfig:
     return run_dir.read_config()[0]
 
 
-def finish_run(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime) -> None:
-    """The end of every run: evaluation.json, the plots and the HTML report."""
-    write_evaluation(run_dir, model, data, config, runtime)
+def finish_run(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime,
+               history: History | None = None) -> None:
+    """The end of every run: evaluation.json, the plots and the HTML report. With the run's `history`,
+    the evaluation leaves out the fast-path pieces that fell back during training."""
+    write_evaluation(run_dir, model, data, config, runtime_after(runtime, history.fallbacks) if history else runtime)
     from cnnzoo.viz.plots import plot_run
     from cnnzoo.viz.report import write_report
 
@@ -134,7 +137,7 @@ def train_run(
         write_run_config(run_dir, config, data, model, runtime, world_size=dist.world_size)
         history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, progress=progress, quiet=quiet,
                       runtime=runtime, dist=dist)
-        finish_run(run_dir, model, data, config, runtime)
+        finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history
 
 
@@ -171,7 +174,7 @@ def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], 
     history = fit(model, data, config, run_dir=run_dir if dist.is_main else None, resume=checkpoint,
                   callbacks=callbacks, progress=progress, quiet=quiet, runtime=runtime, dist=dist)
     if dist.is_main:
-        finish_run(run_dir, model, data, config, runtime)
+        finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history
 
 
