@@ -146,7 +146,10 @@ def _check_resume_flags(args) -> None:
 
 def _print_done(run_dir, history) -> None:
     test = history.final.get("test_acc")
-    print(f"done: test accuracy {'n/a' if test is None else f'{100 * test:.2f}%'}; run directory {run_dir.path}")
+    # The count tells a --limit-test subset apart from the full test set that `cnnzoo evaluate` uses.
+    confusion = run_dir.read_json("evaluation.json")["confusion"]
+    measured = "n/a" if test is None else f"{100 * test:.2f}% on {sum(map(sum, confusion)):,} test images"
+    print(f"done: test accuracy {measured}; report {run_dir.path / 'report.html'}")
 
 
 def _launch_torchrun(args) -> int:
