@@ -408,3 +408,16 @@ def test_training_without_a_recipe_says_which_fallback_settings_it_uses(capsys, 
     assert "loading PyTorch, the mnist images and lenet_bn" in out
     done = out.strip().splitlines()[-1]
     assert done == f"done: test accuracy {done.split()[3]} on 256 test images; report {tmp_path / 'x' / 'report.html'}"
+
+
+def test_show_draws_random_and_per_class_grids(capsys, tmp_path, data_root):
+    from PIL import Image as PILImage
+
+    code, out, _ = run_cli(capsys, "show", "fashion-mnist", "--per-class", "3", "--seed", "4", "-o", tmp_path / "c.png")
+    assert code == 0 and out.strip() == f"wrote {tmp_path / 'c.png'}"
+    width, height = PILImage.open(tmp_path / "c.png").size
+    assert height > 2 * width  # ten rows of three
+    code, _, _ = run_cli(capsys, "show", "mnist", "--random", "--n", "8", "-o", tmp_path / "r.png")
+    assert code == 0 and (tmp_path / "r.png").stat().st_size > 0
+    code, _, err = run_cli(capsys, "show", "mnist", "--per-class", "0", "-o", tmp_path / "x.png")
+    assert_one_line_error(code, err, "--per-class")

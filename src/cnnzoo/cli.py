@@ -377,14 +377,20 @@ def cmd_draw(args) -> int:
 
 def cmd_show(args) -> int:
     from cnnzoo.data import load_split
-    from cnnzoo.viz.plots import image_grid_figure, save_figure
+    from cnnzoo.viz.plots import display_sample, image_grid_figure, save_figure
 
-    if args.n < 1:
-        raise CnnzooError(f"--n must be a positive number of images, got {args.n}.")
+    per_class = args.per_class is not None
+    count = args.per_class if per_class else args.n
+    if count < 1:
+        raise CnnzooError(f"--{'per-class' if per_class else 'n'} must be a positive number of images, got {count}.")
+    seed = args.seed if args.seed is not None else 0 if args.random else None
     split = load_split(args.dataset, args.split, root=args.data_dir)
-    n = min(args.n, len(split))
-    figure = image_grid_figure(split.images[:n], split.labels[:n].tolist(), split.classes,
-                               title=f"{args.dataset} {args.split}: first {n} images")
+    labels = split.labels.tolist()
+    chosen = display_sample(labels, count, seed=seed, per_class=per_class)
+    which = "first" if seed is None else f"random (seed {seed})"
+    shown = f"{which} {count} of each class" if per_class else f"{which} {len(chosen)} images"
+    figure = image_grid_figure(split.images[chosen], [labels[i] for i in chosen], split.classes,
+                               ncols=count if per_class else 8, title=f"{args.dataset} {args.split}: {shown}")
     output = args.output or f"{args.dataset}-{args.split}.png"
     print(f"wrote {save_figure(figure, output)}")
     return 0
@@ -643,6 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset")
     p.add_argument("--split", choices=("train", "test"), default="test", help="which split (default: test)")
     p.add_argument("--n", type=int, default=32, help="number of images (default: 32)")
+    p.add_argument("--random", action="store_true", help="a random sample instead of the first images")
+    p.add_argument("--seed", type=int, help="seed of the random sample; implies --random (default: 0)")
+    p.add_argument("--per-class", type=int, metavar="K",
+                   help="K images of every class, a row per class, instead of --n (default: off)")
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("-o", "--output", help="PNG file (default: DATASET-SPLIT.png)")
     p.set_defaults(func=cmd_show)

@@ -143,3 +143,18 @@ def test_figures_choose_no_backend_and_never_load_pyplot():
     )
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # a user's choice would pre-empt ours
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_display_sample_first_random_and_per_class():
+    from cnnzoo.viz import display_sample
+
+    labels = [0, 1, 2] * 10 + [3]
+    assert display_sample(labels, 4) == [0, 1, 2, 3]
+    drawn = display_sample(labels, 5, seed=1)
+    assert drawn == display_sample(labels, 5, seed=1) != display_sample(labels, 5, seed=2)
+    assert len(set(drawn)) == 5 and drawn != [0, 1, 2, 3, 4]
+    first = display_sample(labels, 2, per_class=True)
+    assert first == [0, 3, 1, 4, 2, 5, 30]  # two of each class, class by class; class 3 has only one
+    shuffled = display_sample(labels, 2, seed=0, per_class=True)
+    assert [labels[i] for i in shuffled] == [0, 0, 1, 1, 2, 2, 3] and shuffled != first
+    assert display_sample(labels, 100) == list(range(len(labels)))

@@ -222,6 +222,16 @@ def image_grid_figure(images_uint8, labels: Sequence[int] | None, classes: Seque
     return _grid(images, titles, ncols, title, panel_w=1.3)
 
 
+def display_sample(labels: Sequence[int], n: int, seed: int | None = None, per_class: bool = False) -> list[int]:
+    """Which images to show: the first `n`, or `n` drawn at random with `seed`; with `per_class`,
+    `n` of every class (the first or drawn ones), class by class, so each class fills a row."""
+    labels = np.asarray(labels)
+    order = np.arange(len(labels)) if seed is None else np.random.default_rng(seed).permutation(len(labels))
+    if not per_class:
+        return order[:n].tolist()
+    return [int(i) for k in np.unique(labels) for i in order[labels[order] == k][:n]]
+
+
 def misclassified_figure(images_uint8, true: Sequence[int], pred: Sequence[int], confidence: Sequence[float],
                          classes: Sequence[str], ncols: int = 6) -> Figure:
     """The given wrong predictions, titled "true → pred (p%)"; pass them most confident first."""
