@@ -406,6 +406,9 @@ def test_training_without_a_recipe_says_which_fallback_settings_it_uses(capsys, 
     assert first.startswith("no recipe lenet_bn-mnist ships, so the fallback settings apply: optimizer sgd, lr 0.1, "
                             "epochs 10, batch_size 256"), first
     assert "loading PyTorch, the mnist images and lenet_bn" in out
+    assert re.search(r"^epoch 1/1  loss \S+  train \S+% of 512  test \S+% of 256  ", out, flags=re.M), out
+    evaluation = json.loads((tmp_path / "x" / "evaluation.json").read_text())
+    assert evaluation["images"] == 256 and evaluation["train_images"] == 512 and "val_images" not in evaluation
     done = out.strip().splitlines()[-1]
     assert done == f"done: test accuracy {done.split()[3]} on 256 test images; report {tmp_path / 'x' / 'report.html'}"
 

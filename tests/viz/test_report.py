@@ -99,13 +99,17 @@ def _report_text(run_dir: Path) -> str:
 
 def test_report_labels_accuracies_with_their_image_counts_and_rounds_losses(run_dir):
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
-    evaluation["loss"] = 0.3523413818359375
+    evaluation.update(loss=0.3523413818359375, train_images=60_000)
     (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
     text = _report_text(run_dir)
     assert "test accuracy (990 images)" in text  # the synthetic confusion matrix sums to 990
     assert "accuracy <strong>91.23%</strong> on 990 images, loss 0.3523</p>" in text
     assert "0.3523413818359375" not in text
-    assert "test_acc on 990 test images" in text
+    assert "train_acc on 60,000 train images; test_acc on 990 test images" in text
+    assert "train accuracy (60,000 images)" in text
+    evaluation["images"] = 2000  # evaluation.json's own count wins over the confusion matrix's sum
+    (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    assert "test accuracy (2,000 images)" in _report_text(run_dir)
 
 
 def test_report_hides_a_column_no_epoch_filled(run_dir):

@@ -264,7 +264,7 @@ def fit(
     # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
     # progress display is closed before the epoch's line is printed.
     hooks = CallbackList([*([Checkpointer(save)] if run_dir is not None else []), *progress_callbacks(progress, quiet),
-                          *([] if quiet else [EpochLog()]), *callbacks])
+                          *([] if quiet else [EpochLog(_split_sizes(data))]), *callbacks])
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
@@ -363,6 +363,11 @@ def _end_epoch(state: FitState, model: nn.Module, data: DataBundle, eval_args: d
     if state.improved:
         state.best = row["val_acc"]
     state.row = row
+
+
+def _split_sizes(data: DataBundle) -> dict[str, int]:
+    return {name: len(split) for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
+            if split is not None}
 
 
 def input_size_for(config: TrainConfig) -> tuple[int, int]:

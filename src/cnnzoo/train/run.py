@@ -75,6 +75,9 @@ def write_evaluation(run_dir: RunDir, model: nn.Module, data: DataBundle, config
     result = evaluate(model, data.test, batch_size=config.eval_batch_size, runtime=runtime, tta=config.tta,
                       **input_transform(config, data.info, input_size_for(config)))
     report = evaluation_report(result, data.test.classes, source_index=data.test.source_indices().cpu())
+    # What the run's other accuracies were measured on, for the report.
+    report.update({f"{name}_images": len(split) for name, split in (("train", data.train), ("val", data.val))
+                   if split is not None})
     run_dir.write_json("evaluation.json", report)
     return report
 
@@ -87,7 +90,8 @@ def evaluation_report(result, classes, max_misclassified: int = 32, source_index
     wrong = (result.predictions != result.labels).nonzero().flatten()
     order = wrong[result.confidences[wrong].argsort(descending=True)][:max_misclassified]
     return {
-        "split": "test", "accuracy": result.accuracy, "loss": result.loss, "classes": list(classes),
+        "split": "test", "accuracy": result.accuracy, "images": len(result.labels), "loss": result.loss,
+        "classes": list(classes),
         "per_class_accuracy": per_class, "confusion": confusion.tolist(),
         "misclassified": [{"index": int(source_index[i] if source_index is not None else i),
                            "true": int(result.labels[i]), "pred": int(result.predictions[i]),

@@ -199,7 +199,9 @@ def _image_counts(evaluation: dict[str, Any] | None) -> dict[str, int]:
         return {}
     counts = {split: evaluation[f"{split}_images"] for split in ("train", "val")
               if isinstance(evaluation.get(f"{split}_images"), int)}
-    if evaluation.get("confusion"):
+    if isinstance(evaluation.get("images"), int):
+        counts["test"] = evaluation["images"]
+    elif evaluation.get("confusion"):  # written before evaluation.json had the count
         counts["test"] = sum(map(sum, evaluation["confusion"]))
     return counts
 
