@@ -147,19 +147,16 @@ def _dry_run(args) -> int:
     """Print the configuration `train` would use, where each value comes from, and the device and
     fast-path pieces it would run with; read no data and write nothing."""
     from cnnzoo.data import resolve_data_root
-    from cnnzoo.train import RunDir, Runtime, TrainConfig, load_checkpoint
+    from cnnzoo.train import Runtime, TrainConfig
     from cnnzoo.train.loop import input_size_for
+    from cnnzoo.train.run import resume_plan
     from cnnzoo.train.rundir import default_run_name
-    from cnnzoo.train.run import stored_data_dir
 
     if args.resume:
         _check_resume_flags(args)
-        run_dir = RunDir.open(args.resume)
-        checkpoint = load_checkpoint(run_dir.last_checkpoint)
-        stored = checkpoint.train_config()
-        overrides = {k: v for k, v in {"epochs": args.epochs, "device": args.device}.items() if v is not None}
-        config = stored.replace(data_dir=args.data_dir or stored_data_dir(stored), **overrides).validate()
-        overrides.update({"data_dir": args.data_dir} if args.data_dir else {})
+        run_dir, checkpoint, config = resume_plan(args.resume, epochs=args.epochs, device=args.device,
+                                                  data_dir=args.data_dir)
+        overrides = {name for name in RESUME_FLAGS if getattr(args, name) is not None}
         print(f"resume {run_dir.path} after epoch {checkpoint.meta['epoch']} of {config.epochs}, with the run's "
               "own settings")
         source = {name: "flag" if name in overrides else "run" for name in TrainConfig.field_names()}

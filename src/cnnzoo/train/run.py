@@ -14,7 +14,7 @@ from torch import nn
 from cnnzoo.data import DATASETS, DataBundle, load_data
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
-from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
+from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
@@ -138,11 +138,10 @@ def train_run(
     return run_dir, history
 
 
-def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callback] = (),
-               epochs: int | None = None, device: str | None = None,
-               data_dir: str | None = None, progress: str = "auto") -> tuple[RunDir, History]:
-    """Continue a run from its last completed epoch. `epochs` may extend the run; `device` and
-    `data_dir` may differ from the first session's (another machine); nothing else changes."""
+def resume_plan(path: str | Path, epochs: int | None = None, device: str | None = None,
+                data_dir: str | None = None) -> tuple[RunDir, Checkpoint, TrainConfig]:
+    """What `resume_run` would continue: the run, its last checkpoint and the config it continues
+    with; reads the checkpoint and nothing else, writes nothing."""
     run_dir = RunDir.open(path)
     checkpoint = load_checkpoint(run_dir.last_checkpoint)
     config = checkpoint.train_config()
@@ -151,6 +150,15 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callba
     if checkpoint.meta["epoch"] >= config.epochs:
         raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
                           "larger N to train it further.")
+    return run_dir, checkpoint, config
+
+
+def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callback] = (),
+               epochs: int | None = None, device: str | None = None,
+               data_dir: str | None = None, progress: str = "auto") -> tuple[RunDir, History]:
+    """Continue a run from its last completed epoch. `epochs` may extend the run; `device` and
+    `data_dir` may differ from the first session's (another machine); nothing else changes."""
+    run_dir, checkpoint, config = resume_plan(path, epochs=epochs, device=device, data_dir=data_dir)
     # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
     run_dir.write_json("config.json", {**run_dir.read_json("config.json"), **config.to_dict()})
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
