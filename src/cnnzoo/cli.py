@@ -661,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="seconds per epoch, images/s, TFLOP/s and memory (optionally vs the course loop)")
     p.add_argument("--model", default="lenet5", help="model to time, see `cnnzoo models` (default: lenet5, about "
-                   "a minute on 2 CPU cores; AlexNet at 224 px takes hours per epoch on a CPU)")
+                   "a minute on 2 CPU cores; AlexNet at 224 px takes hours on a CPU)")
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist or mnist (default: fashion-mnist)")
     p.add_argument("--batch-size", type=int, help="default: the course's (256 for LeNet, 128 otherwise)")
     p.add_argument("--epochs", type=int, default=2, help="the first epoch is warm-up, the rest steady state (default: 2)")
