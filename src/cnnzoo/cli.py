@@ -512,14 +512,16 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    "when it ships, else fallback settings)")
     g.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
                    help="model option such as activation=relu, repeatable (default: none)")
-    g.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation for BN models (default: torch)")
+    g.add_argument("--norm", choices=("torch", "scratch"),
+                   help="batch-norm implementation for BN models (default: torch)")
     g.add_argument("--init", choices=("default", "xavier", "kaiming"),
                    help=f"weight initialization (default: {RECIPE}, else PyTorch's default)")
     g.add_argument("--resize", dest="input_size", type=int, metavar="PX",
                    help="square input size in pixels (default: the model's, e.g. 224 for AlexNet)")
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=int, help=f"passes over the training set (default: {RECIPE}, else 10)")
-    g.add_argument("--batch-size", type=int, help=f"images per optimizer step, all processes together (default: {RECIPE}, else 256)")
+    g.add_argument("--batch-size", type=int,
+                   help=f"images per optimizer step, all processes together (default: {RECIPE}, else 256)")
     g.add_argument("--lr", type=float, help=f"peak learning rate (default: {RECIPE}, else 0.1)")
     g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), help=f"(default: {RECIPE}, else sgd)")
     g.add_argument("--momentum", type=float, help=f"SGD/RMSprop momentum (default: {RECIPE}, else 0.9)")
@@ -528,18 +530,26 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, help=f"L2 / decoupled weight decay (default: {RECIPE}, else 0)")
     g.add_argument("--schedule", choices=("constant", "cosine", "onecycle"),
                    help=f"learning-rate schedule over the run (default: {RECIPE}, else constant)")
-    g.add_argument("--warmup-epochs", type=float, help=f"linear warm-up length, may be fractional (default: {RECIPE}, else 0)")
+    g.add_argument("--warmup-epochs", type=float,
+                   help=f"linear warm-up length, may be fractional (default: {RECIPE}, else 0)")
     g.add_argument("--label-smoothing", type=float, help=f"cross-entropy label smoothing (default: {RECIPE}, else 0)")
-    g.add_argument("--grad-clip", type=float, metavar="NORM", help=f"clip the gradient norm (default: {RECIPE}, else no clipping)")
+    g.add_argument("--grad-clip", type=float, metavar="NORM",
+                   help=f"clip the gradient norm (default: {RECIPE}, else no clipping)")
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
-    g.add_argument("--val-split", type=float, help=f"fraction of train held out for validation, e.g. 0.2 (default: {RECIPE}, else 0)")
-    g.add_argument("--crop-padding", type=int, help=f"random-crop augmentation padding in pixels (default: {RECIPE}, else 0)")
-    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help=f"random horizontal flips (default: {RECIPE}, else off)")
-    g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None, help=f"mean/std normalization of the inputs (default: {RECIPE}, else on)")
-    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=f"test-time augmentation with mirrored images (default: {RECIPE}, else off)")
+    g.add_argument("--val-split", type=float,
+                   help=f"fraction of train held out for validation, e.g. 0.2 (default: {RECIPE}, else 0)")
+    g.add_argument("--crop-padding", type=int,
+                   help=f"random-crop augmentation padding in pixels (default: {RECIPE}, else 0)")
+    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"random horizontal flips (default: {RECIPE}, else off)")
+    g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"mean/std normalization of the inputs (default: {RECIPE}, else on)")
+    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"test-time augmentation with mirrored images (default: {RECIPE}, else off)")
     g.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
-    g.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N test images (default: all)")
+    g.add_argument("--limit-test", type=int, metavar="N",
+                   help="evaluate on a seeded subset of N test images (default: all)")
     g = p.add_argument_group("execution")
     g.add_argument("--seed", type=int, help=f"seed of weights, shuffling and augmentation (default: {RECIPE}, else 0)")
     _add_execution_switches(g)
@@ -602,8 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run directory")
     g.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
     g.add_argument("--name", help="run name (default: <time>-<model>-<dataset>)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name (default: refuse)")
-    g.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last completed epoch (default: a new run)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run of the same name (default: refuse)")
+    g.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its last completed epoch (default: a new run)")
     g.add_argument("--quiet", action="store_true", help="no progress output (default: progress and one line per epoch)")
     g.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings, device and fast path, then exit without reading data or "
@@ -664,21 +676,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "a minute on 2 CPU cores; AlexNet at 224 px takes hours on a CPU)")
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist or mnist (default: fashion-mnist)")
     p.add_argument("--batch-size", type=int, help="default: the course's (256 for LeNet, 128 otherwise)")
-    p.add_argument("--epochs", type=int, default=2, help="the first epoch is warm-up, the rest steady state (default: 2)")
+    p.add_argument("--epochs", type=int, default=2,
+                   help="the first epoch is warm-up, the rest steady state (default: 2)")
     p.add_argument("--baseline", action="store_true", help="also time the course's DataLoader loop")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--limit-train", type=int, metavar="N", help="time on a seeded subset of N training images (default: all)")
+    p.add_argument("--limit-train", type=int, metavar="N",
+                   help="time on a seeded subset of N training images (default: all)")
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     _add_execution_switches(p)
-    p.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation for BN models (default: torch)")
+    p.add_argument("--norm", choices=("torch", "scratch"),
+                   help="batch-norm implementation for BN models (default: torch)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("recipes", help="list the shipped recipes with their expected accuracy and time")
     p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("compare", help="train recipes over seeds (or read runs) into a leaderboard and a plot")
-    p.add_argument("--recipes", metavar="NAME,NAME,...", help="recipe names, see `cnnzoo recipes` (default: none; this or --runs)")
-    p.add_argument("--runs", nargs="+", metavar="DIR", help="finished run directories or folders of them, instead of --recipes (default: none)")
+    p.add_argument("--recipes", metavar="NAME,NAME,...",
+                   help="recipe names, see `cnnzoo recipes` (default: none; this or --runs)")
+    p.add_argument("--runs", nargs="+", metavar="DIR",
+                   help="finished run directories or folders of them, instead of --recipes (default: none)")
     p.add_argument("--seeds", type=int, help="seeds per recipe: the recipe's seed + 0, 1, ... (default 3)")
     p.add_argument("--epochs", type=int, help="epochs of every run (default: each recipe's)")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
@@ -691,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="fine-tune a pretrained model (torchvision or a run); writes a run directory")
     p.add_argument("--from", dest="finetune_from", required=True, metavar="torchvision:resnet18|RUN_DIR",
                    help="the pretrained source: torchvision's ImageNet ResNet-18 or a cnnzoo run/checkpoint (required)")
-    p.add_argument("--weights", metavar="PATH", help="torchvision state_dict saved with torch.save (default: torchvision's download)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="torchvision state_dict saved with torch.save (default: torchvision's download)")
     p.add_argument("--keep-head", action="store_true", help="keep the source's classifier instead of a new one")
     p.add_argument("--dataset", help="fashion-mnist (default) or mnist")
     p.add_argument("--epochs", type=int, help="all epochs, the head-only ones included (default 3)")
@@ -711,11 +729,14 @@ def build_parser() -> argparse.ArgumentParser:
                              ("--eval-batch-size", int, "images per evaluation batch (default: 1024)")):
         p.add_argument(flag, type=kind, help=text)
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), help="(default: sgd)")
-    p.add_argument("--schedule", choices=("constant", "cosine", "onecycle"), help="learning-rate schedule (default: cosine)")
-    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default: off)")
+    p.add_argument("--schedule", choices=("constant", "cosine", "onecycle"),
+                   help="learning-rate schedule (default: cosine)")
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default: off)")
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("--device", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto: bf16 autocast on CUDA, fp32 on the CPU")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="default auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--compile", choices=("auto", "on", "off"), help="torch.compile (default auto: on for CUDA)")
     p.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
     p.add_argument("--name", help="run name (default: <time>-<model>-finetuned-<dataset>)")

@@ -353,7 +353,8 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
             ax.plot([x_end, x_end], [0, arc_base], color=_SKIP_COLOR, lw=0.8, linestyle=":", zorder=1)
         ax.text((start + end) / 2, arc_base + rise + 0.15, skip, ha="center", va="bottom", fontsize=6.5,
                 color=_SKIP_COLOR, rotation=90 if len(skip) > 14 else 0, zorder=2 * len(boxes) + 4)
-    _legend(fig, {c: CATEGORIES[c][0] + (f" → {', '.join(f)}" if f else "") for c, f in legend.items()}, skip=bool(arcs))
+    _legend(fig, {c: CATEGORIES[c][0] + (f" → {', '.join(f)}" if f else "") for c, f in legend.items()},
+            skip=bool(arcs))
     return fig
 
 

@@ -290,8 +290,8 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
                                                    _column(metrics, "val_acc")), run_dir / "accuracy.png"))
     lrs = _column(batches, "lr")
     if batches and all(lrs):
-        written.append(save_figure(lr_figure(_column(batches, "step"), lrs, _steps_per_epoch(_column(batches, "epoch"))),
-                                   run_dir / "lr.png"))
+        steps_per_epoch = _steps_per_epoch(_column(batches, "epoch"))
+        written.append(save_figure(lr_figure(_column(batches, "step"), lrs, steps_per_epoch), run_dir / "lr.png"))
     elif metrics and all(_column(metrics, "lr")):
         written.append(save_figure(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr")), run_dir / "lr.png"))
 
