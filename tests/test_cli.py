@@ -370,7 +370,7 @@ def test_dry_run_of_a_recipe_resolves_everything_and_writes_nothing(capsys, tmp_
     assert code == 0
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
     assert rows["epochs"] == ["3", "flag"] and rows["optimizer"] == ["adamw", "recipe"]
-    assert rows["lr"] == ["0.003", "recipe"] and rows["momentum"] == ["0.9", "default"]
+    assert rows["lr"] == ["0.003", "recipe"] and rows["label_smoothing"] == ["0.0", "default"]
     assert "recipe lenet5-fashion-mnist" in out and "device cpu" in out and "compile off" in out
     assert "channels_last on" in out  # LeNet-5 has no batch norm: NHWC on the CPU
     assert list(tmp_path.iterdir()) == []  # no runs/ folder, no data folder

@@ -46,9 +46,9 @@ def cmd_models(args) -> int:
     from cnnzoo.models.summary import models_table
 
     rows = models_table()
-    header = ("model", "input", "classes", "params", "mult-adds")
-    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", _human(r.mult_adds))
-             for r in rows]
+    header = ("model", "input", "classes", "params", "mult-adds", "form and origin")
+    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", _human(r.mult_adds),
+              r.description) for r in rows]
     _print_table(header, lines, right=(2, 3, 4))
     return 0
 
@@ -63,7 +63,7 @@ def cmd_summary(args) -> int:
         raise CnnzooError(f"--input must be square for the zoo's models, got {h}×{w}.")
     model = build_model(args.model, num_classes=args.classes, in_channels=channels, input_size=h,
                         norm=args.norm, **dict(args.option or []))
-    print(summarize(model, (channels, h, w)))
+    print(summarize(model, (channels, h, w), name=args.model))
     return 0
 
 
@@ -437,8 +437,10 @@ def cmd_recipes(args) -> int:
             expected = f"{100 * recipe.expected_accuracy:.2f}%"
         else:  # a target nobody has reached yet must not read like a result
             expected = f"target ≥ {100 * recipe.expected_accuracy:.1f}%"
-        rows.append((name, c.model, c.dataset, str(c.epochs), expected, recipe.expected_time))
-    _print_table(("recipe", "model", "dataset", "epochs", "accuracy", "time / notes"), rows, right=(3, 4))
+        published = "" if recipe.published_accuracy is None else f"{100 * recipe.published_accuracy:.2f}%"
+        rows.append((name, c.model, c.dataset, str(c.epochs), expected, published, recipe.expected_time))
+    _print_table(("recipe", "model", "dataset", "epochs", "accuracy", "published", "time / notes"), rows,
+                 right=(3, 4, 5))
     return 0
 
 
@@ -514,8 +516,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="model option such as activation=relu, repeatable (default: none)")
     g.add_argument("--norm", choices=("torch", "scratch"),
                    help="batch-norm implementation for BN models (default: torch)")
-    g.add_argument("--init", choices=("default", "xavier", "kaiming"),
-                   help=f"weight initialization (default: {RECIPE}, else PyTorch's default)")
+    g.add_argument("--init", choices=("default", "xavier", "keras", "kaiming"),
+                   help="weight initialization: xavier = the course's (weights only, torch's biases), keras = Glorot "
+                        "weights and zero biases (default: from the recipe, else torch's own)")
     g.add_argument("--resize", dest="input_size", type=int, metavar="PX",
                    help="square input size in pixels (default: the model's, e.g. 224 for AlexNet)")
     g = p.add_argument_group("optimization")
@@ -523,8 +526,15 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int,
                    help=f"images per optimizer step, all processes together (default: {RECIPE}, else 256)")
     g.add_argument("--lr", type=float, help=f"peak learning rate (default: {RECIPE}, else 0.1)")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), help=f"(default: {RECIPE}, else sgd)")
-    g.add_argument("--momentum", type=float, help=f"SGD/RMSprop momentum (default: {RECIPE}, else 0.9)")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras"),
+                   help="rmsprop_keras: Keras' RMSprop rule, eps inside the square root (default: from the recipe, "
+                        "else sgd)")
+    g.add_argument("--momentum", type=float, help="SGD/RMSprop momentum (default: from the recipe, else 0.9 for SGD, "
+                                                   "0 for RMSprop)")
+    g.add_argument("--rho", type=float, help="RMSprop's squared-gradient decay, torch's alpha (default: from the "
+                                             "recipe, else 0.99 for rmsprop, 0.9 for rmsprop_keras)")
+    g.add_argument("--eps", type=float, help="optimizer epsilon for Adam/AdamW/RMSprop (default: from the recipe, else "
+                                             "1e-8, 1e-7 for rmsprop_keras)")
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                    help=f"Nesterov momentum for SGD (default: {RECIPE}, else off)")
     g.add_argument("--weight-decay", type=float, help=f"L2 / decoupled weight decay (default: {RECIPE}, else 0)")
@@ -539,6 +549,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     g.add_argument("--val-split", type=float,
                    help=f"fraction of train held out for validation, e.g. 0.2 (default: {RECIPE}, else 0)")
+    g.add_argument("--val-holdout", choices=("random", "last"),
+                   help="which images --val-split holds out: random (seeded), or last, as Keras' validation_split "
+                        "(default: from the recipe, else random)")
+    g.add_argument("--resize-mode", choices=("tensor", "pil"),
+                   help="how --resize scales: tensor (float bilinear on the device) or pil (Pillow's uint8 resize, "
+                        "as the course) (default: from the recipe, else tensor)")
     g.add_argument("--crop-padding", type=int,
                    help=f"random-crop augmentation padding in pixels (default: {RECIPE}, else 0)")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
@@ -552,6 +568,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="evaluate on a seeded subset of N test images (default: all)")
     g = p.add_argument_group("execution")
     g.add_argument("--seed", type=int, help=f"seed of weights, shuffling and augmentation (default: {RECIPE}, else 0)")
+    g.add_argument("--train-acc", choices=("running", "eval"),
+                   help="training accuracy reported: running (train mode, during the epoch) or eval (the course's: "
+                        "whole training set re-evaluated in eval mode, inside the epoch's time) (default: from the "
+                        "recipe, else running)")
     _add_execution_switches(g)
     g.add_argument("--eval-batch-size", type=int, help="images per evaluation batch (default: 1024)")
     g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,

@@ -133,13 +133,17 @@ class EpochLog(Callback):
         self.images = images
 
     def on_epoch_end(self, state: FitState) -> None:
-        print(epoch_line(state.row, state.config.epochs, self.images), flush=True)
+        print(epoch_line(state.row, state.config.epochs, state.config.train_acc, self.images), flush=True)
 
 
-def epoch_line(row: dict[str, Any], epochs: int, images: dict[str, int] | None = None) -> str:
+def epoch_line(row: dict[str, Any], epochs: int, train_acc: str = "running",
+               images: dict[str, int] | None = None) -> str:
+    """`train_acc`: the definition the row's training accuracy follows (TrainConfig.train_acc); the
+    course's eval-mode re-evaluation is labelled as such. `images`: each split's size."""
     def accuracy(split: str, value: float) -> str:
         measured = f" of {images[split]:,}" if images and split in images else ""
-        return f"{split} {100 * value:.1f}%{measured}"
+        name = "train(eval)" if split == "train" and train_acc == "eval" else split
+        return f"{name} {100 * value:.1f}%{measured}"
 
     parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}", accuracy("train", row["train_acc"])]
     if row["val_acc"] is not None:

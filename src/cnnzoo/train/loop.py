@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
@@ -28,6 +27,7 @@ from cnnzoo.train.checkpoint import (
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
+from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir
@@ -37,10 +37,6 @@ SINGLE_PROCESS = DistContext()
 
 class TrainingInterrupted(CnnzooError):
     exit_code = 130
-
-
-class TrainingDiverged(CnnzooError):
-    exit_code = 3
 
 
 @dataclass
@@ -60,7 +56,8 @@ def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int])
     # normalize_mean/std override the data set's statistics: a pretrained body expects its own.
     mean = data_info.mean if config.normalize_mean is None else config.normalize_mean
     std = data_info.std if config.normalize_std is None else config.normalize_std
-    return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None}
+    return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None,
+            "resize_mode": config.resize_mode}
 
 
 @torch.inference_mode()
@@ -73,6 +70,7 @@ def evaluate(
     batch_size: int = 1024,
     runtime: Runtime | None = None,
     tta: bool = False,
+    resize_mode: str = "tensor",
 ) -> EvalResult:
     """Accuracy and loss in eval mode without autograd; `tta` averages with the mirrored image."""
     was_training = model.training
@@ -82,7 +80,7 @@ def evaluate(
     memory_format = runtime.memory_format if runtime else torch.contiguous_format
     batches = BatchIterator(
         split, batch_size, shuffle=False, input_size=input_size, normalize=normalize,
-        channels_last=memory_format == torch.channels_last,
+        channels_last=memory_format == torch.channels_last, resize_mode=resize_mode,
     )
     total_loss = torch.zeros((), device=split.device)
     predictions, confidences = [], []
@@ -263,8 +261,10 @@ def fit(
 
     # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
     # progress display is closed before the epoch's line is printed.
-    hooks = CallbackList([*([Checkpointer(save)] if run_dir is not None else []), *progress_callbacks(progress, quiet),
-                          *([] if quiet else [EpochLog(_split_sizes(data))]), *callbacks])
+    # The guard comes first: a diverged step must stop the run before anything reads or saves it.
+    hooks = CallbackList([DivergenceGuard(reduce=dist.mean), *([Checkpointer(save)] if run_dir is not None else []),
+                          *progress_callbacks(progress, quiet), *([] if quiet else [EpochLog(_split_sizes(data))]),
+                          *callbacks])
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
@@ -336,12 +336,6 @@ def _end_epoch(state: FitState, model: nn.Module, data: DataBundle, eval_args: d
     if runtime.device.type == "cuda":
         torch.cuda.synchronize(runtime.device)
     elapsed = time.perf_counter() - state.epoch_start
-    bad = next((i for i, v in enumerate(batch_losses) if not math.isfinite(v)), None)
-    if bad is not None:
-        raise TrainingDiverged(
-            f"The loss became {batch_losses[bad]} at epoch {state.epoch + 1}, step {bad + 1}; the learning rate "
-            f"({config.lr}) is probably too high for this model, lower it (the last good checkpoint is kept)."
-        )
     row = {
         "epoch": state.epoch + 1,
         "train_loss": sum(batch_losses) / len(batch_losses),
@@ -350,8 +344,12 @@ def _end_epoch(state: FitState, model: nn.Module, data: DataBundle, eval_args: d
         "time_s": elapsed,
         "images_per_s": seen / elapsed,
     }
+    if config.train_acc == "eval":  # the course's: the whole training set again, in eval mode
+        row["train_acc"] = evaluate(model, data.train, **eval_args).accuracy
     row["val_acc"] = evaluate(model, data.val, **eval_args).accuracy if data.val is not None else None
     row["test_acc"] = evaluate(model, data.test, **eval_args).accuracy if data.test is not None else None
+    if config.train_acc == "eval":  # and, as the course prints it, the epoch's time includes the evaluations
+        row["time_s"] = time.perf_counter() - state.epoch_start
     history = state.history
     history.batch_loss += batch_losses
     history.batch_lr += state.lrs

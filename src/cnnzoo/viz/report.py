@@ -66,10 +66,6 @@ def _image(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" loading="eager">'
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def _stale(run_dir: Path, evaluation: dict | None) -> bool:
     """Whether a figure is missing or older than the data it is drawn from."""
     sources = [p for p in (run_dir / "metrics.csv", run_dir / "batch_loss.csv", run_dir / "evaluation.json") if p.is_file()]
@@ -111,17 +107,17 @@ def _model_summary(config: dict[str, Any]) -> str:
 # config.json's fields by what a reader looks for; a field not named here lands under "other".
 _CONFIG_GROUPS = {
     "model": ("model", "model_options", "norm", "init", "input_shape", "num_params", "finetune_from", "head_epochs"),
-    "optimization": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-                     "warmup_epochs", "label_smoothing", "grad_clip"),
-    "data": ("dataset", "data_dir", "val_split", "limit_train", "limit_test", "crop_padding", "hflip", "normalize",
-             "normalize_mean", "normalize_std", "tta"),
-    "execution": ("seed", "device", "precision", "compile", "channels_last", "cuda_graphs", "fused_optimizer",
-                  "cudnn_benchmark", "eval_batch_size", "sync_bn", "world_size", "runtime"),
+    "optimization": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "rho", "eps", "weight_decay",
+                     "schedule", "warmup_epochs", "label_smoothing", "grad_clip"),
+    "data": ("dataset", "data_dir", "val_split", "val_holdout", "limit_train", "limit_test", "resize_mode",
+             "crop_padding", "hflip", "normalize", "normalize_mean", "normalize_std", "tta"),
+    "execution": ("seed", "train_acc", "device", "precision", "compile", "channels_last", "cuda_graphs",
+                  "fused_optimizer", "cudnn_benchmark", "eval_batch_size", "sync_bn", "world_size", "runtime"),
     "provenance": ("recipe", "created", "versions"),
 }
 # Shown elsewhere in the report (classes: the per-class table) or meaningless for the optimizer used.
 _HIDDEN = ("classes",)
-_MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
+_MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop", "rmsprop_keras")
 
 
 def _shown_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -240,10 +236,15 @@ def _card(label: str, value: str, element_id: str | None = None, data_value: str
 def render_report(run_dir: str | os.PathLike) -> str:
     """The report's HTML text; draws the run's figures first when they are missing or stale."""
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json")
-    if config is None:
+    if not (run_dir / "config.json").is_file():
         raise CnnzooError(f"{str(run_dir)!r} has no config.json; pass a run directory written by `cnnzoo train`.")
-    evaluation = _read_json(run_dir / "evaluation.json")
+    from cnnzoo.train.rundir import RunDir
+
+    _, config = RunDir(run_dir).read_config()
+    evaluation = RunDir(run_dir).read_json("evaluation.json") if (run_dir / "evaluation.json").is_file() else None
+    if evaluation is not None and not isinstance(evaluation, dict):
+        raise CnnzooError(f"{run_dir / 'evaluation.json'} is damaged (not a JSON object); delete it and run "
+                          f"`cnnzoo evaluate {run_dir}` again.")
     metrics = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
     has_curves = (run_dir / "metrics.csv").is_file() or (run_dir / "batch_loss.csv").is_file()
     if has_curves and _stale(run_dir, evaluation):
