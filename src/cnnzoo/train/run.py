@@ -142,18 +142,11 @@ def train_run(
     return run_dir, history
 
 
-def resume_plan(path: str | Path, epochs: int | None = None, device: str | None = None,
+def resume_plan(path: str | Path | RunDir, epochs: int | None = None, device: str | None = None,
                 data_dir: str | None = None) -> tuple[RunDir, Checkpoint, TrainConfig]:
     """What `resume_run` would continue: the run, its last checkpoint and the config it continues
     with; reads the checkpoint and nothing else, writes nothing."""
-    run_dir = RunDir.open(path)
-    # Rank 0 is the writer: a second process resuming (or still training) this run is refused here.
-    with run_dir.writing() if launched_rank() == 0 else nullcontext():
-        return _resume_locked(run_dir, quiet, callbacks, epochs, device, data_dir, progress)
-
-
-def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], epochs: int | None,
-                   device: str | None, data_dir: str | None, progress: str) -> tuple[RunDir, History]:
+    run_dir = path if isinstance(path, RunDir) else RunDir.open(path)
     checkpoint = load_checkpoint(run_dir.last_checkpoint)
     config = checkpoint.train_config()
     changes = {k: v for k, v in {"epochs": epochs, "device": device}.items() if v is not None}
@@ -169,7 +162,15 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callba
                data_dir: str | None = None, progress: str = "auto") -> tuple[RunDir, History]:
     """Continue a run from its last completed epoch. `epochs` may extend the run; `device` and
     `data_dir` may differ from the first session's (another machine); nothing else changes."""
-    run_dir, checkpoint, config = resume_plan(path, epochs=epochs, device=device, data_dir=data_dir)
+    run_dir = RunDir.open(path)
+    # Rank 0 is the writer: a second process resuming (or still training) this run is refused here.
+    with run_dir.writing() if launched_rank() == 0 else nullcontext():
+        return _resume_locked(run_dir, quiet, callbacks, epochs, device, data_dir, progress)
+
+
+def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], epochs: int | None,
+                   device: str | None, data_dir: str | None, progress: str) -> tuple[RunDir, History]:
+    run_dir, checkpoint, config = resume_plan(run_dir, epochs=epochs, device=device, data_dir=data_dir)
     # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
     run_dir.write_json("config.json", {**run_dir.read_config()[1], **config.to_dict()})
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
