@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -195,8 +196,8 @@ def test_draw_show_and_report_commands_write_files(capsys, tmp_path, trained_run
     code, _, _ = run_cli(capsys, "report", trained_run, "-o", tmp_path / "report.html")
     assert code == 0 and "test-accuracy" in (tmp_path / "report.html").read_text()
     assert (trained_run / "report.html").is_file()  # every training run writes its report too
-    code, _, err = run_cli(capsys, "draw", "resnet18", "-o", tmp_path / "r.png")
-    assert_one_line_error(code, err, "--style graph")
+    code, _, _ = run_cli(capsys, "draw", "resnet18", "--style", "layered", "-o", tmp_path / "r.png")
+    assert code == 0 and (tmp_path / "r.png").stat().st_size > 0
     code, _, err = run_cli(capsys, "report", tmp_path)
     assert_one_line_error(code, err, "not a cnnzoo run directory")
 
@@ -325,3 +326,99 @@ def test_a_run_whose_data_folder_is_gone_evaluates_from_cnnzoo_data(capsys, tmp_
     code, out, _ = run_cli(capsys, "evaluate", run, "--device", "cpu")
     assert code == 0 and "test accuracy" in out
     assert not (tmp_path / "gone").exists()
+
+
+def _subcommand_options():
+    import argparse
+
+    from cnnzoo.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return [(name, action) for name, parser in commands.choices.items() for action in parser._actions
+            if action.option_strings and not isinstance(action, argparse._HelpAction)]
+
+
+@pytest.mark.parametrize("command, action", _subcommand_options(),
+                         ids=lambda value: value if isinstance(value, str) else value.option_strings[-1])
+def test_every_flag_has_a_help_line_that_states_its_default(command, action):
+    import argparse
+
+    assert action.help, f"cnnzoo {command} {action.option_strings[-1]} has no help text"
+    if not isinstance(action, argparse._StoreTrueAction):  # a switch is off unless given
+        assert re.search(r"default|from the recipe|required", action.help), (command, action.help)
+
+
+def test_train_help_ends_with_three_worked_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    examples = capsys.readouterr().out.split("\nexamples:\n", 1)[1]
+    commands = [line.strip() for line in examples.splitlines() if line.strip().startswith("cnnzoo train")]
+    assert len(commands) == 3
+
+
+def _snapshot(folder):
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_dry_run_of_a_recipe_resolves_everything_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing_data = tmp_path / "no-data-here"
+    code, out, _ = run_cli(capsys, "train", "--recipe", "lenet5-fashion-mnist", "--epochs", "3", "--device", "cpu",
+                           "--data-dir", missing_data, "--dry-run")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
+    assert rows["epochs"] == ["3", "flag"] and rows["optimizer"] == ["adamw", "recipe"]
+    assert rows["lr"] == ["0.003", "recipe"] and rows["label_smoothing"] == ["0.0", "default"]
+    assert "recipe lenet5-fashion-mnist" in out and "device cpu" in out and "compile off" in out
+    assert "channels_last on" in out  # LeNet-5 has no batch norm: NHWC on the CPU
+    assert list(tmp_path.iterdir()) == []  # no runs/ folder, no data folder
+
+
+def test_dry_run_without_a_recipe_names_the_fallback_settings(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "train", "--model", "vgg11_small", "--dataset", "mnist", "--lr", "0.05",
+                           "--device", "cpu", "--dry-run")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
+    assert "no recipe vgg11_small-mnist" in out and "optimizer sgd, lr 0.1, epochs 10, batch_size 256" in out
+    assert rows["lr"] == ["0.05", "flag"] and rows["batch_size"] == ["256", "fallback"]
+    assert rows["recipe"] == ["None", "default"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_of_a_resume_shows_the_runs_settings_and_changes_nothing(capsys, trained_run):
+    before = _snapshot(trained_run)
+    code, out, _ = run_cli(capsys, "train", "--resume", trained_run, "--epochs", "4", "--dry-run")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
+    assert f"resume {trained_run} after epoch 1 of 4" in out
+    assert rows["epochs"] == ["4", "flag"] and rows["model"] == ["lenet_bn", "run"]
+    assert _snapshot(trained_run) == before
+
+
+def test_training_without_a_recipe_says_which_fallback_settings_it_uses(capsys, tmp_path, data_root):
+    code, out, _ = run_cli(capsys, "train", "--model", "lenet_bn", "--dataset", "mnist", "--out", tmp_path,
+                           "--name", "x", *QUICK[:-1])
+    assert code == 0
+    first = out.splitlines()[0]
+    assert first.startswith("no recipe lenet_bn-mnist ships, so the fallback settings apply: optimizer sgd, lr 0.1, "
+                            "epochs 10, batch_size 256"), first
+    assert "loading PyTorch, the mnist images and lenet_bn" in out
+    assert re.search(r"^epoch 1/1  loss \S+  train \S+% of 512  test \S+% of 256  ", out, flags=re.M), out
+    evaluation = json.loads((tmp_path / "x" / "evaluation.json").read_text())
+    assert evaluation["images"] == 256 and evaluation["train_images"] == 512 and "val_images" not in evaluation
+    done = out.strip().splitlines()[-1]
+    assert done == f"done: test accuracy {done.split()[3]} on 256 test images; report {tmp_path / 'x' / 'report.html'}"
+
+
+def test_show_draws_random_and_per_class_grids(capsys, tmp_path, data_root):
+    from PIL import Image as PILImage
+
+    code, out, _ = run_cli(capsys, "show", "fashion-mnist", "--per-class", "3", "--seed", "4", "-o", tmp_path / "c.png")
+    assert code == 0 and out.strip() == f"wrote {tmp_path / 'c.png'}"
+    width, height = PILImage.open(tmp_path / "c.png").size
+    assert height > 2 * width  # ten rows of three
+    code, _, _ = run_cli(capsys, "show", "mnist", "--random", "--n", "8", "-o", tmp_path / "r.png")
+    assert code == 0 and (tmp_path / "r.png").stat().st_size > 0
+    code, _, err = run_cli(capsys, "show", "mnist", "--per-class", "0", "-o", tmp_path / "x.png")
+    assert_one_line_error(code, err, "--per-class")

@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from cnnzoo.errors import CnnzooError
 
 FALLBACK_DEFAULTS = {"optimizer": "sgd", "lr": 0.1, "epochs": 10, "batch_size": 256}
+RECIPE = "from the recipe"  # in help texts: the value comes from the recipe when one is used
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -74,6 +75,10 @@ def _base_config(model: str, dataset: str, announce: bool = False):
 
     found = recipe_for(model, dataset)
     if found is None:
+        if announce:
+            settings = ", ".join(f"{name} {value}" for name, value in FALLBACK_DEFAULTS.items())
+            print(f"no recipe {model}-{dataset} ships, so the fallback settings apply: {settings} (flags override "
+                  "them; `cnnzoo recipes` lists tuned ones)")
         return TrainConfig(model=model, dataset=dataset, **FALLBACK_DEFAULTS)
     if announce:
         print(f"defaults from recipe {found.name} (flags override them)")
@@ -88,13 +93,20 @@ def _config_from_args(args):
         base = load_recipe(args.recipe).config
     else:
         base = _base_config(args.model or "lenet5", args.dataset or "fashion-mnist", announce=not args.quiet)
+    config = base.replace(**_flag_overrides(args, base))
+    _refuse_idle_norm(config)
+    return config
+
+
+def _flag_overrides(args, base) -> dict:
+    """The TrainConfig fields the command line sets."""
+    from cnnzoo.train import TrainConfig
+
     overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
                  if getattr(args, name, None) is not None}
     if args.option:
         overrides["model_options"] = {**base.model_options, **dict(args.option)}
-    config = base.replace(**overrides)
-    _refuse_idle_norm(config)
-    return config
+    return overrides
 
 
 def _refuse_idle_norm(config) -> None:
@@ -110,6 +122,8 @@ def cmd_train(args) -> int:
     from cnnzoo.train import resume_run, train_run
     from cnnzoo.train.distributed import launched_rank
 
+    if args.dry_run:
+        return _dry_run(args)
     if args.nproc is not None:
         return _launch_torchrun(args)
     main_rank = launched_rank() == 0
@@ -120,10 +134,56 @@ def cmd_train(args) -> int:
                                       data_dir=args.data_dir)
     else:
         config = _config_from_args(args).validate()
+        if not args.quiet:  # importing torch, reading the data and building the model take seconds
+            print(f"loading PyTorch, the {config.dataset} images and {config.model} ...", flush=True)
         run_dir, history = train_run(config, out=args.out, name=args.name, overwrite=args.overwrite,
                                      quiet=args.quiet)
     if main_rank:
         _print_done(run_dir, history)
+    return 0
+
+
+def _dry_run(args) -> int:
+    """Print the configuration `train` would use, where each value comes from, and the device and
+    fast-path pieces it would run with; read no data and write nothing."""
+    from cnnzoo.data import resolve_data_root
+    from cnnzoo.train import Runtime, TrainConfig
+    from cnnzoo.train.loop import input_size_for
+    from cnnzoo.train.run import resume_plan
+    from cnnzoo.train.rundir import default_run_name
+
+    if args.resume:
+        _check_resume_flags(args)
+        run_dir, checkpoint, config = resume_plan(args.resume, epochs=args.epochs, device=args.device,
+                                                  data_dir=args.data_dir)
+        overrides = {name for name in RESUME_FLAGS if getattr(args, name) is not None}
+        print(f"resume {run_dir.path} after epoch {checkpoint.meta['epoch']} of {config.epochs}, with the run's "
+              "own settings")
+        source = {name: "flag" if name in overrides else "run" for name in TrainConfig.field_names()}
+        target = f"{run_dir.path} (continued)"
+    else:
+        config = _config_from_args(argparse.Namespace(**{**vars(args), "quiet": True})).validate()
+        overrides, defaults = _flag_overrides(args, config), TrainConfig()
+        if config.recipe:
+            print(f"recipe {config.recipe}; flags override it")
+        else:
+            print(f"no recipe {config.model}-{config.dataset} ships: fallback settings "
+                  + ", ".join(f"{k} {v}" for k, v in FALLBACK_DEFAULTS.items()) + "; flags override them")
+        source = {name: "flag" if name in overrides
+                  else "recipe" if config.recipe and getattr(config, name) != getattr(defaults, name)
+                  else "fallback" if not config.recipe and name in FALLBACK_DEFAULTS else "default"
+                  for name in TrainConfig.field_names()}
+        target = Path(args.out) / (args.name or default_run_name(config.model, config.dataset))
+    runtime = Runtime.from_config(config).describe()
+    width, value_width = max(map(len, source)), max(len(str(getattr(config, name))) for name in source)
+    for name, origin in source.items():
+        print(f"  {name:<{width}}  {getattr(config, name)!s:<{value_width}}  {origin}")
+    print("input: 1×{}×{}  data root: {}".format(*input_size_for(config), resolve_data_root(config.data_dir)))
+    print(f"device {runtime['device']} ({runtime['device_name']}), precision {runtime['precision']}, "
+          f"{runtime['threads']} CPU threads; fast path: "
+          + ", ".join(f"{k} {'on' if runtime[k] else 'off'}" for k in
+                      ("channels_last", "compile", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")))
+    print(f"would write {target}; --dry-run: nothing loaded, trained or written")
     return 0
 
 
@@ -146,7 +206,10 @@ def _check_resume_flags(args) -> None:
 
 def _print_done(run_dir, history) -> None:
     test = history.final.get("test_acc")
-    print(f"done: test accuracy {'n/a' if test is None else f'{100 * test:.2f}%'}; run directory {run_dir.path}")
+    # The count tells a --limit-test subset apart from the full test set that `cnnzoo evaluate` uses.
+    confusion = run_dir.read_json("evaluation.json")["confusion"]
+    measured = "n/a" if test is None else f"{100 * test:.2f}% on {sum(map(sum, confusion)):,} test images"
+    print(f"done: test accuracy {measured}; report {run_dir.path / 'report.html'}")
 
 
 def _launch_torchrun(args) -> int:
@@ -311,14 +374,20 @@ def cmd_draw(args) -> int:
 
 def cmd_show(args) -> int:
     from cnnzoo.data import load_split
-    from cnnzoo.viz.plots import image_grid_figure, save_figure
+    from cnnzoo.viz.plots import display_sample, image_grid_figure, save_figure
 
-    if args.n < 1:
-        raise CnnzooError(f"--n must be a positive number of images, got {args.n}.")
+    per_class = args.per_class is not None
+    count = args.per_class if per_class else args.n
+    if count < 1:
+        raise CnnzooError(f"--{'per-class' if per_class else 'n'} must be a positive number of images, got {count}.")
+    seed = args.seed if args.seed is not None else 0 if args.random else None
     split = load_split(args.dataset, args.split, root=args.data_dir)
-    n = min(args.n, len(split))
-    figure = image_grid_figure(split.images[:n], split.labels[:n].tolist(), split.classes,
-                               title=f"{args.dataset} {args.split}: first {n} images")
+    labels = split.labels.tolist()
+    chosen = display_sample(labels, count, seed=seed, per_class=per_class)
+    which = "first" if seed is None else f"random (seed {seed})"
+    shown = f"{which} {count} of each class" if per_class else f"{which} {len(chosen)} images"
+    figure = image_grid_figure(split.images[chosen], [labels[i] for i in chosen], split.classes,
+                               ncols=count if per_class else 8, title=f"{args.dataset} {args.split}: {shown}")
     output = args.output or f"{args.dataset}-{args.split}.png"
     print(f"wrote {save_figure(figure, output)}")
     return 0
@@ -351,6 +420,7 @@ def cmd_bench(args) -> int:
         print(json.dumps(result, indent=2))
     else:
         _print_table(("measure", "value"), format_table(result))
+        print(f"\n(this timed {config.model}; time another with --model NAME, see `cnnzoo models`)")
     return 0
 
 
@@ -438,76 +508,102 @@ def _print_table(header, rows, right=()) -> None:
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     """Every TrainConfig field as a flag; unset flags keep the recipe's (or the default) value."""
     g = p.add_argument_group("what to train")
-    g.add_argument("--model", help="model name (see `cnnzoo models`)")
-    g.add_argument("--dataset", help="fashion-mnist or mnist")
-    g.add_argument("--recipe", help="start from a shipped recipe (see `cnnzoo recipes`)")
-    g.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE", help="model option, repeatable")
-    g.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation for BN models")
+    g.add_argument("--model", help="model name, see `cnnzoo models` (default: lenet5, or the recipe's)")
+    g.add_argument("--dataset", help="fashion-mnist or mnist (default: fashion-mnist, or the recipe's)")
+    g.add_argument("--recipe", help="start from a shipped recipe, see `cnnzoo recipes` (default: MODEL-DATASET "
+                   "when it ships, else fallback settings)")
+    g.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
+                   help="model option such as activation=relu, repeatable (default: none)")
+    g.add_argument("--norm", choices=("torch", "scratch"),
+                   help="batch-norm implementation for BN models (default: torch)")
     g.add_argument("--init", choices=("default", "xavier", "keras", "kaiming"),
                    help="weight initialization: xavier = the course's (weights only, torch's biases), keras = Glorot "
                         "weights and zero biases (default: from the recipe, else torch's own)")
-    g.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the model's)")
+    g.add_argument("--resize", dest="input_size", type=int, metavar="PX",
+                   help="square input size in pixels (default: the model's, e.g. 224 for AlexNet)")
     g = p.add_argument_group("optimization")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
+    g.add_argument("--epochs", type=int, help=f"passes over the training set (default: {RECIPE}, else 10)")
+    g.add_argument("--batch-size", type=int,
+                   help=f"images per optimizer step, all processes together (default: {RECIPE}, else 256)")
+    g.add_argument("--lr", type=float, help=f"peak learning rate (default: {RECIPE}, else 0.1)")
     g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras"),
-                   help="rmsprop_keras: Keras' RMSprop rule, eps inside the square root (default: from the recipe)")
+                   help="rmsprop_keras: Keras' RMSprop rule, eps inside the square root (default: from the recipe, "
+                        "else sgd)")
     g.add_argument("--momentum", type=float, help="SGD/RMSprop momentum (default: from the recipe, else 0.9 for SGD, "
                                                    "0 for RMSprop)")
     g.add_argument("--rho", type=float, help="RMSprop's squared-gradient decay, torch's alpha (default: from the "
                                              "recipe, else 0.99 for rmsprop, 0.9 for rmsprop_keras)")
     g.add_argument("--eps", type=float, help="optimizer epsilon for Adam/AdamW/RMSprop (default: from the recipe, else "
                                              "1e-8, 1e-7 for rmsprop_keras)")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--schedule", choices=("constant", "cosine", "onecycle"))
-    g.add_argument("--warmup-epochs", type=float)
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--grad-clip", type=float)
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"Nesterov momentum for SGD (default: {RECIPE}, else off)")
+    g.add_argument("--weight-decay", type=float, help=f"L2 / decoupled weight decay (default: {RECIPE}, else 0)")
+    g.add_argument("--schedule", choices=("constant", "cosine", "onecycle"),
+                   help=f"learning-rate schedule over the run (default: {RECIPE}, else constant)")
+    g.add_argument("--warmup-epochs", type=float,
+                   help=f"linear warm-up length, may be fractional (default: {RECIPE}, else 0)")
+    g.add_argument("--label-smoothing", type=float, help=f"cross-entropy label smoothing (default: {RECIPE}, else 0)")
+    g.add_argument("--grad-clip", type=float, metavar="NORM",
+                   help=f"clip the gradient norm (default: {RECIPE}, else no clipping)")
     g = p.add_argument_group("data")
-    g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else a per-user cache)")
-    g.add_argument("--val-split", type=float, help="fraction of train held out for validation, e.g. 0.2")
+    g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
+    g.add_argument("--val-split", type=float,
+                   help=f"fraction of train held out for validation, e.g. 0.2 (default: {RECIPE}, else 0)")
     g.add_argument("--val-holdout", choices=("random", "last"),
                    help="which images --val-split holds out: random (seeded), or last, as Keras' validation_split "
                         "(default: from the recipe, else random)")
     g.add_argument("--resize-mode", choices=("tensor", "pil"),
                    help="how --resize scales: tensor (float bilinear on the device) or pil (Pillow's uint8 resize, "
                         "as the course) (default: from the recipe, else tensor)")
-    g.add_argument("--crop-padding", type=int, help="random-crop augmentation padding in pixels")
-    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
-    g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None, help="mean/std normalization")
-    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
-    g.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images")
-    g.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images")
+    g.add_argument("--crop-padding", type=int,
+                   help=f"random-crop augmentation padding in pixels (default: {RECIPE}, else 0)")
+    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"random horizontal flips (default: {RECIPE}, else off)")
+    g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"mean/std normalization of the inputs (default: {RECIPE}, else on)")
+    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"test-time augmentation with mirrored images (default: {RECIPE}, else off)")
+    g.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
+    g.add_argument("--limit-test", type=int, metavar="N",
+                   help="evaluate on a seeded subset of N test images (default: all)")
     g = p.add_argument_group("execution")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=int, help=f"seed of weights, shuffling and augmentation (default: {RECIPE}, else 0)")
     g.add_argument("--train-acc", choices=("running", "eval"),
                    help="training accuracy reported: running (train mode, during the epoch) or eval (the course's: "
                         "whole training set re-evaluated in eval mode, inside the epoch's time) (default: from the "
                         "recipe, else running)")
     _add_execution_switches(g)
-    g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--eval-batch-size", type=int, help="images per evaluation batch (default: 1024)")
     g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
-                   help="with several processes, batch norm over the global batch (needs --norm torch)")
+                   help="with several processes, batch norm over the global batch; needs --norm torch (default: off)")
 
 
 # The fast path's pieces (TrainConfig's SWITCHES), each auto/on/off so it can be measured alone.
 FAST_PATH_FLAGS = {
-    "compile": "torch.compile (auto: on for CUDA)",
-    "channels-last": "NHWC memory format (auto: CUDA, and CPU models without batch norm)",
-    "cuda-graphs": "CUDA graphs through torch.compile for models under 5M parameters (auto: on)",
-    "fused-optimizer": "one fused kernel per optimizer step (auto: on for CUDA)",
-    "cudnn-benchmark": "cuDNN's per-shape algorithm search (auto: on for CUDA)",
+    "compile": "torch.compile (default auto: on for CUDA)",
+    "channels-last": "NHWC memory format (default auto: CUDA, and CPU models without batch norm)",
+    "cuda-graphs": "CUDA graphs through torch.compile for models under 5M parameters (default auto: on)",
+    "fused-optimizer": "one fused kernel per optimizer step (default auto: on for CUDA)",
+    "cudnn-benchmark": "cuDNN's per-shape algorithm search (default auto: on for CUDA)",
 }
 
 
 def _add_execution_switches(group) -> None:
-    group.add_argument("--device", help="auto, cpu or cuda")
+    group.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, the GPU when there is one)")
     group.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                       help="auto: bf16 autocast on CUDA, fp32 on the CPU")
+                       help="default auto: bf16 autocast on CUDA, fp32 on the CPU")
     for flag, text in FAST_PATH_FLAGS.items():
         group.add_argument(f"--{flag}", choices=("auto", "on", "off"), help=text)
+
+
+TRAIN_EXAMPLES = """examples:
+  cnnzoo train --model lenet5 --dataset fashion-mnist
+      the course's LeNet-5 with its recipe's tuned settings (about 3 minutes on 2 CPU cores)
+  cnnzoo train --recipe resnet18-fashion-mnist --epochs 5 --val-split 0.1 --dry-run
+      see what a shortened recipe run would use (settings, device, fast path), then drop --dry-run
+  cnnzoo train --resume runs/20250101-120000-lenet5-fashion-mnist --epochs 30
+      continue a finished or interrupted run up to 30 epochs
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -524,55 +620,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
     p.add_argument("--classes", type=int, help="number of classes (default: the model's)")
-    p.add_argument("--norm", choices=("torch", "scratch"), default="torch")
-    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE")
+    p.add_argument("--norm", choices=("torch", "scratch"), default="torch",
+                   help="batch-norm implementation for BN models (default: torch)")
+    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
+                   help="model option such as activation=relu, repeatable (default: none)")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("train", help="train a model; writes a run directory")
+    p = sub.add_parser("train", help="train a model; writes a run directory", epilog=TRAIN_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_flags(p)
     g = p.add_argument_group("run directory")
     g.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
     g.add_argument("--name", help="run name (default: <time>-<model>-<dataset>)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
-    g.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last completed epoch")
-    g.add_argument("--quiet", action="store_true", help="no progress output")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run of the same name (default: refuse)")
+    g.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its last completed epoch (default: a new run)")
+    g.add_argument("--quiet", action="store_true", help="no progress output (default: progress and one line per epoch)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the resolved settings, device and fast path, then exit without reading data or "
+                        "writing anything")
     g = p.add_argument_group("several processes (see also: torchrun --nproc_per_node N -m cnnzoo train ...)")
     g.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes of this machine (one per GPU) via torchrun; "
-                        "--batch-size stays the global batch")
+                        "--batch-size stays the global batch (default: this one process)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained model")
     p.add_argument("run", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="which split to measure (default: test)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average with horizontally flipped images (default: as the run was evaluated)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data-dir")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--data-dir", help="data root (default: the run's, else $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("-o", "--out", help="confusion-matrix PNG (default: beside the run)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files with a trained model")
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3, help="classes shown per image (default: 3)")
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                   help="invert to white-on-black like the data (auto: when the background is light)")
-    p.add_argument("--device", default="auto")
+                   help="invert to white-on-black like the data (default auto: when the background is light)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
     p.add_argument("model")
-    p.add_argument("--style", choices=("layered", "graph"), default="layered")
+    p.add_argument("--style", choices=("layered", "graph"), default="layered",
+                   help="layered: boxes sized by the tensors, as the course draws them; graph: every layer as a node "
+                        "(default: layered)")
     p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
-    p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.svg")
+    p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.svg (required)")
     p.set_defaults(func=cmd_draw)
 
     p = sub.add_parser("show", help="a grid of data-set images with their class names, as PNG")
     p.add_argument("dataset")
-    p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--n", type=int, default=32, help="number of images (default 32)")
-    p.add_argument("--data-dir")
+    p.add_argument("--split", choices=("train", "test"), default="test", help="which split (default: test)")
+    p.add_argument("--n", type=int, default=32, help="number of images (default: 32)")
+    p.add_argument("--random", action="store_true", help="a random sample instead of the first images")
+    p.add_argument("--seed", type=int, help="seed of the random sample; implies --random (default: 0)")
+    p.add_argument("--per-class", type=int, metavar="K",
+                   help="K images of every class, a row per class, instead of --n (default: off)")
+    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("-o", "--output", help="PNG file (default: DATASET-SPLIT.png)")
     p.set_defaults(func=cmd_show)
 
@@ -582,54 +692,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="seconds per epoch, images/s, TFLOP/s and memory (optionally vs the course loop)")
-    p.add_argument("--model", default="alexnet")
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--model", default="lenet5", help="model to time, see `cnnzoo models` (default: lenet5, about "
+                   "a minute on 2 CPU cores; AlexNet at 224 px takes hours on a CPU)")
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist or mnist (default: fashion-mnist)")
     p.add_argument("--batch-size", type=int, help="default: the course's (256 for LeNet, 128 otherwise)")
-    p.add_argument("--epochs", type=int, default=2, help="the first epoch is warm-up, the rest steady state")
+    p.add_argument("--epochs", type=int, default=2,
+                   help="the first epoch is warm-up, the rest steady state (default: 2)")
     p.add_argument("--baseline", action="store_true", help="also time the course's DataLoader loop")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--limit-train", type=int, metavar="N", help="time on a seeded subset of N training images")
-    p.add_argument("--data-dir")
+    p.add_argument("--limit-train", type=int, metavar="N",
+                   help="time on a seeded subset of N training images (default: all)")
+    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     _add_execution_switches(p)
-    p.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation (for BN models)")
+    p.add_argument("--norm", choices=("torch", "scratch"),
+                   help="batch-norm implementation for BN models (default: torch)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("recipes", help="list the shipped recipes with their expected accuracy and time")
     p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("compare", help="train recipes over seeds (or read runs) into a leaderboard and a plot")
-    p.add_argument("--recipes", metavar="NAME,NAME,...", help="recipe names (see `cnnzoo recipes`)")
-    p.add_argument("--runs", nargs="+", metavar="DIR", help="finished run directories (or folders of them)")
+    p.add_argument("--recipes", metavar="NAME,NAME,...",
+                   help="recipe names, see `cnnzoo recipes` (default: none; this or --runs)")
+    p.add_argument("--runs", nargs="+", metavar="DIR",
+                   help="finished run directories or folders of them, instead of --recipes (default: none)")
     p.add_argument("--seeds", type=int, help="seeds per recipe: the recipe's seed + 0, 1, ... (default 3)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--limit-train", type=int, metavar="N")
-    p.add_argument("--limit-test", type=int, metavar="N")
-    p.add_argument("--device", help="auto, cpu or cuda")
-    p.add_argument("--data-dir")
+    p.add_argument("--epochs", type=int, help="epochs of every run (default: each recipe's)")
+    p.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
+    p.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images (default: all)")
+    p.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("--out", default="runs", help="parent of the compare-<time> folder (default: ./runs)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("finetune", help="fine-tune a pretrained model (torchvision or a run); writes a run directory")
     p.add_argument("--from", dest="finetune_from", required=True, metavar="torchvision:resnet18|RUN_DIR",
-                   help="the pretrained source: torchvision's ImageNet ResNet-18 or a cnnzoo run/checkpoint")
-    p.add_argument("--weights", metavar="PATH", help="torchvision state_dict saved with torch.save (no download)")
+                   help="the pretrained source: torchvision's ImageNet ResNet-18 or a cnnzoo run/checkpoint (required)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="torchvision state_dict saved with torch.save (default: torchvision's download)")
     p.add_argument("--keep-head", action="store_true", help="keep the source's classifier instead of a new one")
     p.add_argument("--dataset", help="fashion-mnist (default) or mnist")
     p.add_argument("--epochs", type=int, help="all epochs, the head-only ones included (default 3)")
     p.add_argument("--head-epochs", type=int, help="epochs training only the new head first (default 1)")
     p.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the source's)")
-    for flag, kind in (("--batch-size", int), ("--lr", float), ("--momentum", float), ("--weight-decay", float),
-                       ("--warmup-epochs", float), ("--label-smoothing", float), ("--val-split", float),
-                       ("--crop-padding", int), ("--limit-train", int), ("--limit-test", int), ("--seed", int),
-                       ("--eval-batch-size", int)):
-        p.add_argument(flag, type=kind)
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"))
-    p.add_argument("--schedule", choices=("constant", "cosine", "onecycle"))
-    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--data-dir")
-    p.add_argument("--device", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"))
-    p.add_argument("--compile", choices=("auto", "on", "off"))
+    for flag, kind, text in (("--batch-size", int, "images per step (default: 128)"),
+                             ("--lr", float, "peak learning rate (default: 0.01)"),
+                             ("--momentum", float, "SGD momentum (default: 0.9)"),
+                             ("--weight-decay", float, "weight decay (default: 1e-4)"),
+                             ("--warmup-epochs", float, "linear warm-up length (default: 0)"),
+                             ("--label-smoothing", float, "cross-entropy label smoothing (default: 0)"),
+                             ("--val-split", float, "fraction of train held out for validation (default: 0)"),
+                             ("--crop-padding", int, "random-crop padding in pixels (default: 0)"),
+                             ("--limit-train", int, "train on a seeded subset of N images (default: all)"),
+                             ("--limit-test", int, "evaluate on a seeded subset of N images (default: all)"),
+                             ("--seed", int, "seed of the new head, shuffling and augmentation (default: 0)"),
+                             ("--eval-batch-size", int, "images per evaluation batch (default: 1024)")):
+        p.add_argument(flag, type=kind, help=text)
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), help="(default: sgd)")
+    p.add_argument("--schedule", choices=("constant", "cosine", "onecycle"),
+                   help="learning-rate schedule (default: cosine)")
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default: off)")
+    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
+    p.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="default auto: bf16 autocast on CUDA, fp32 on the CPU")
+    p.add_argument("--compile", choices=("auto", "on", "off"), help="torch.compile (default auto: on for CUDA)")
     p.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
     p.add_argument("--name", help="run name (default: <time>-<model>-finetuned-<dataset>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
@@ -638,15 +766,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript, preprocessing included")
     p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format (default: onnx)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the model (required)")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="compare with PyTorch on real test images (default: on)")
     p.add_argument("--data-dir", help="data root for the check (default: the run's, else $CNNZOO_DATA)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("doctor", help="versions, devices, data root and which data sets are present")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", help="data root to check (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.set_defaults(func=cmd_doctor)
     return parser
 

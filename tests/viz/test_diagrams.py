@@ -10,10 +10,6 @@ from cnnzoo.models import list_models
 from cnnzoo.viz import draw_model, graph_figure
 from cnnzoo.viz.diagrams import _SKIP_COLOR
 
-# The registry's models with residual connections; every other model is a plain chain.
-RESIDUAL = {name for name in list_models() if name.startswith("resnet")}
-
-
 def assert_sensible_png(path):
     assert path.stat().st_size > 0
     with Image.open(path) as image:
@@ -34,14 +30,26 @@ def test_graph_view_of_every_model(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_layered_view_of_every_sequential_model(name, tmp_path):
-    path = tmp_path / f"{name}.png"
-    if name in RESIDUAL:
-        with pytest.raises(CnnzooError, match="--style graph"):
-            draw_model(name, path, style="layered")
-        assert not path.exists()
-    else:
-        assert_sensible_png(draw_model(name, path, style="layered"))
+def test_layered_view_of_every_model(name, tmp_path):
+    assert_sensible_png(draw_model(name, tmp_path / f"{name}.png", style="layered"))
+
+
+def layered_texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_layered_resnet18_draws_residual_blocks_with_their_skips():
+    from cnnzoo.viz import layered_figure
+
+    fig = layered_figure("resnet18")
+    texts = layered_texts(fig)
+    blocks = [t for t in texts if t.startswith("layer")]
+    assert blocks == ["layer1.0: conv 3×3 + 3×3", "layer1.1: conv 3×3 + 3×3", "layer2.0: conv 3×3 /2 + 3×3",
+                      "layer2.1: conv 3×3 + 3×3", "layer3.0: conv 3×3 /2 + 3×3", "layer3.1: conv 3×3 + 3×3",
+                      "layer4.0: conv 3×3 /2 + 3×3", "layer4.1: conv 3×3 + 3×3"]
+    assert texts.count("identity") == 5 and texts.count("conv 1×1 /2") == 3  # the downsampling shortcuts
+    assert skip_arrows(fig) == 8
+    assert skip_arrows(layered_figure("vgg11_small")) == 0
 
 
 def test_svg_output(tmp_path):
@@ -78,8 +86,21 @@ def test_stand_in_modules(tmp_path):
     assert skip_arrows(fig) == 1
     assert model.training and model.bn.training, "drawing must leave the train/eval mode as it was"
     assert torch.equal(model.bn.running_mean, before), "drawing must not update batch-norm statistics"
-    with pytest.raises(CnnzooError, match="skip connections"):
-        draw_model(model, tmp_path / "tiny.png", style="layered", input_shape=(1, 8, 8))
+    layered = draw_model(model, tmp_path / "tiny.png", style="layered", input_shape=(1, 8, 8))
+    assert_sensible_png(layered)
+    with pytest.raises(CnnzooError, match="nest or overlap.*--style graph"):
+        draw_model(NestedResidual(), tmp_path / "nested.png", style="layered", input_shape=(1, 8, 8))
+    assert not (tmp_path / "nested.png").exists()
+
+
+class NestedResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.inner, self.outer = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return x + self.outer(x + self.inner(x))  # one skip inside another
 
 
 def test_user_errors(tmp_path):

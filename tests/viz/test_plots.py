@@ -76,8 +76,12 @@ def test_curves_have_titles_labels_and_percent_accuracy(tmp_path):
     assert [line.get_label() for line in ax.lines] == ["train (last 80.00%)", "test (last 91.23%)"]
     assert ax.yaxis.get_major_formatter()(0.5, 0).startswith("50")
 
-    lr = lr_figure(range(50), np.geomspace(1, 1e-4, 50))
-    assert lr.axes[0].get_yscale() == "log"
+    # a cosine schedule decaying to 1e-9 over 5 epochs of 10 steps
+    cosine = 0.1 * (1 + np.cos(np.pi * np.arange(50) / 49)) / 2 + 1e-9
+    lr = lr_figure(range(50), cosine, steps_per_epoch=10)
+    ax = lr.axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_xlabel() == "epoch" and ax.get_ylim()[0] == 0
+    assert ax.lines[0].get_xdata()[-1] == pytest.approx(4.9)  # step 49 of 10 per epoch
     for name, fig in {"loss": loss, "acc": acc, "lr": lr}.items():
         assert_sensible_image(save_figure(fig, tmp_path / f"{name}.png"))
 
@@ -139,3 +143,18 @@ def test_figures_choose_no_backend_and_never_load_pyplot():
     )
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # a user's choice would pre-empt ours
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_display_sample_first_random_and_per_class():
+    from cnnzoo.viz import display_sample
+
+    labels = [0, 1, 2] * 10 + [3]
+    assert display_sample(labels, 4) == [0, 1, 2, 3]
+    drawn = display_sample(labels, 5, seed=1)
+    assert drawn == display_sample(labels, 5, seed=1) != display_sample(labels, 5, seed=2)
+    assert len(set(drawn)) == 5 and drawn != [0, 1, 2, 3, 4]
+    first = display_sample(labels, 2, per_class=True)
+    assert first == [0, 3, 1, 4, 2, 5, 30]  # two of each class, class by class; class 3 has only one
+    shuffled = display_sample(labels, 2, seed=0, per_class=True)
+    assert [labels[i] for i in shuffled] == [0, 0, 1, 1, 2, 2, 3] and shuffled != first
+    assert display_sample(labels, 100) == list(range(len(labels)))

@@ -1,13 +1,14 @@
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from cnnzoo.viz import write_report
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # where scripts/test.sh finds or installs it
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -15,7 +16,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh, which installs it (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -89,3 +90,46 @@ def test_report_redraws_figures_that_are_missing(run_dir):
     write_report(run_dir)
     assert (run_dir / "confusion.png").is_file()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def _report_text(run_dir: Path) -> str:
+    from cnnzoo.viz.report import render_report
+
+    return render_report(run_dir)
+
+
+def test_report_labels_accuracies_with_their_image_counts_and_rounds_losses(run_dir):
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    evaluation.update(loss=0.3523413818359375, train_images=60_000)
+    (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    text = _report_text(run_dir)
+    assert "test accuracy (990 images)" in text  # the synthetic confusion matrix sums to 990
+    assert "accuracy <strong>91.23%</strong> on 990 images, loss 0.3523</p>" in text
+    assert "0.3523413818359375" not in text
+    assert "train_acc on 60,000 train images; test_acc on 990 test images" in text
+    assert "train accuracy (60,000 images)" in text
+    evaluation["images"] = 2000  # evaluation.json's own count wins over the confusion matrix's sum
+    (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    assert "test accuracy (2,000 images)" in _report_text(run_dir)
+
+
+def test_report_hides_a_column_no_epoch_filled(run_dir):
+    text = _report_text(run_dir)
+    head = re.search(r"<thead><tr>(.*?)</tr></thead>", text).group(1)
+    assert "val_acc" not in head and "test_acc" in head and "train_loss" in head
+
+
+def test_report_config_is_grouped_without_nulls_or_unused_settings(run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(optimizer="adamw", momentum=0.9, grad_clip=None, limit_train=None, model_options={},
+                  hflip=False, my_new_field=7)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    text = _report_text(run_dir)
+    section = text.split("<h2>Configuration</h2>", 1)[1]
+    groups = re.findall(r"<h3>(.*?)</h3>", section)
+    assert groups[:2] == ["model", "optimization"] and groups[-1] == "other"
+    keys = re.findall(r"<tr><td>(.*?)</td>", section)
+    assert "momentum" not in keys  # AdamW has no momentum setting
+    assert not {"grad_clip", "limit_train", "model_options", "classes"} & set(keys)
+    assert {"my_new_field", "hflip", "lr", "input_shape"} <= set(keys)
+    assert "<td>null</td>" not in section and "<td>1×28×28</td>" in section and "<td>off</td>" in section

@@ -126,21 +126,30 @@ class Checkpointer(Callback):
 
 
 class EpochLog(Callback):
-    """One line per epoch on stdout, as d2l and Keras print."""
+    """One line per epoch on stdout, as d2l and Keras print. `images`: how many images each split
+    has ("train", "val", "test"), so that every accuracy says what it was measured on."""
+
+    def __init__(self, images: dict[str, int] | None = None):
+        self.images = images
 
     def on_epoch_end(self, state: FitState) -> None:
-        print(epoch_line(state.row, state.config.epochs, state.config.train_acc), flush=True)
+        print(epoch_line(state.row, state.config.epochs, state.config.train_acc, self.images), flush=True)
 
 
-def epoch_line(row: dict[str, Any], epochs: int, train_acc: str = "running") -> str:
+def epoch_line(row: dict[str, Any], epochs: int, train_acc: str = "running",
+               images: dict[str, int] | None = None) -> str:
     """`train_acc`: the definition the row's training accuracy follows (TrainConfig.train_acc); the
-    course's eval-mode re-evaluation is labelled as such."""
-    train = "train(eval)" if train_acc == "eval" else "train"
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}", f"{train} {100 * row['train_acc']:.1f}%"]
+    course's eval-mode re-evaluation is labelled as such. `images`: each split's size."""
+    def accuracy(split: str, value: float) -> str:
+        measured = f" of {images[split]:,}" if images and split in images else ""
+        name = "train(eval)" if split == "train" and train_acc == "eval" else split
+        return f"{name} {100 * value:.1f}%{measured}"
+
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}", accuracy("train", row["train_acc"])]
     if row["val_acc"] is not None:
-        parts.append(f"val {100 * row['val_acc']:.1f}%")
+        parts.append(accuracy("val", row["val_acc"]))
     if row["test_acc"] is not None:
-        parts.append(f"test {100 * row['test_acc']:.1f}%")
+        parts.append(accuracy("test", row["test_acc"]))
     parts.append(f"{row['time_s']:.1f} s")
     return "  ".join(parts)
 

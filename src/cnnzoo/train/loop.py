@@ -225,7 +225,8 @@ def fit(
     # progress display is closed before the epoch's line is printed.
     # The guard comes first: a diverged step must stop the run before anything reads or saves it.
     hooks = CallbackList([DivergenceGuard(reduce=dist.mean), *([Checkpointer(save)] if run_dir is not None else []),
-                          *progress_callbacks(progress, quiet), *([] if quiet else [EpochLog()]), *callbacks])
+                          *progress_callbacks(progress, quiet), *([] if quiet else [EpochLog(_split_sizes(data))]),
+                          *callbacks])
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
@@ -324,6 +325,11 @@ def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dic
     if state.improved:
         state.best = row["val_acc"]
     state.row = row
+
+
+def _split_sizes(data: DataBundle) -> dict[str, int]:
+    return {name: len(split) for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
+            if split is not None}
 
 
 def input_size_for(config: TrainConfig) -> tuple[int, int]:

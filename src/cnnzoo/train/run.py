@@ -15,7 +15,7 @@ from torch import nn
 from cnnzoo.data import DATASETS, DataBundle, load_data
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
-from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
+from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext, launched_rank
@@ -80,6 +80,9 @@ def write_evaluation(run_dir: RunDir, model: nn.Module, data: DataBundle, config
     result = evaluate(model, data.test, batch_size=config.eval_batch_size, runtime=runtime, tta=config.tta,
                       **input_transform(config, data.info, input_size_for(config)))
     report = evaluation_report(result, data.test.classes, source_index=data.test.source_indices().cpu())
+    # What the run's other accuracies were measured on, for the report.
+    report.update({f"{name}_images": len(split) for name, split in (("train", data.train), ("val", data.val))
+                   if split is not None})
     run_dir.write_json("evaluation.json", report)
     return report
 
@@ -92,7 +95,8 @@ def evaluation_report(result, classes, max_misclassified: int = 32, source_index
     wrong = (result.predictions != result.labels).nonzero().flatten()
     order = wrong[result.confidences[wrong].argsort(descending=True)][:max_misclassified]
     return {
-        "split": "test", "accuracy": result.accuracy, "loss": result.loss, "classes": list(classes),
+        "split": "test", "accuracy": result.accuracy, "images": len(result.labels), "loss": result.loss,
+        "classes": list(classes),
         "per_class_accuracy": per_class, "confusion": confusion.tolist(),
         "misclassified": [{"index": int(source_index[i] if source_index is not None else i),
                            "true": int(result.labels[i]), "pred": int(result.predictions[i]),
@@ -141,6 +145,21 @@ def train_run(
     return run_dir, history
 
 
+def resume_plan(path: str | Path | RunDir, epochs: int | None = None, device: str | None = None,
+                data_dir: str | None = None) -> tuple[RunDir, Checkpoint, TrainConfig]:
+    """What `resume_run` would continue: the run, its last checkpoint and the config it continues
+    with; reads the checkpoint and nothing else, writes nothing."""
+    run_dir = path if isinstance(path, RunDir) else RunDir.open(path)
+    checkpoint = load_checkpoint(run_dir.last_checkpoint)
+    config = checkpoint.train_config()
+    changes = {k: v for k, v in {"epochs": epochs, "device": device}.items() if v is not None}
+    config = config.replace(data_dir=data_dir or stored_data_dir(config), **changes).validate()
+    if checkpoint.meta["epoch"] >= config.epochs:
+        raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
+                          "larger N to train it further.")
+    return run_dir, checkpoint, config
+
+
 def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callback] = (),
                epochs: int | None = None, device: str | None = None,
                data_dir: str | None = None, progress: str = "auto") -> tuple[RunDir, History]:
@@ -154,13 +173,7 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callba
 
 def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], epochs: int | None,
                    device: str | None, data_dir: str | None, progress: str) -> tuple[RunDir, History]:
-    checkpoint = load_checkpoint(run_dir.last_checkpoint)
-    config = checkpoint.train_config()
-    changes = {k: v for k, v in {"epochs": epochs, "device": device}.items() if v is not None}
-    config = config.replace(data_dir=data_dir or stored_data_dir(config), **changes).validate()
-    if checkpoint.meta["epoch"] >= config.epochs:
-        raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
-                          "larger N to train it further.")
+    run_dir, checkpoint, config = resume_plan(run_dir, epochs=epochs, device=device, data_dir=data_dir)
     # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
     run_dir.write_json("config.json", {**run_dir.read_config()[1], **config.to_dict()})
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers

@@ -5,6 +5,7 @@ from cnnzoo.viz.diagrams import draw_model, graph_figure, layered_figure, model_
 from cnnzoo.viz.plots import (
     accuracy_figure,
     confusion_figure,
+    display_sample,
     image_grid_figure,
     loss_figure,
     lr_figure,
@@ -17,6 +18,7 @@ from cnnzoo.viz.report import render_report, write_report
 __all__ = [
     "accuracy_figure",
     "confusion_figure",
+    "display_sample",
     "draw_model",
     "graph_figure",
     "image_grid_figure",

@@ -43,6 +43,7 @@ CATEGORIES = {
     "dropout": ("Dropout", "#DDDDDD"),
     "reshape": ("Flatten / reshape", "#0072B2"),
     "merge": ("Add / concat", "#D55E00"),
+    "block": ("Residual block", "#8FBFE0"),
     "other": ("Other", "#999999"),
 }
 _SKIP_COLOR = "#D55E00"
@@ -217,35 +218,102 @@ def _is_chain(nodes: list[_Node]) -> bool:
     return all(node.inputs == [i - 1] for i, node in enumerate(nodes) if i) and max(consumers, default=0) <= 1
 
 
+def _residual_spans(nodes: list[_Node], main: list[int]) -> list[tuple[int, int, list[int]]] | None:
+    """The skip connections of a model that is a chain apart from them, as (row the skip leaves
+    from, row it rejoins at, the shortcut's own nodes) along the main path; None when the branches
+    nest or overlap, which boxes in a row cannot show."""
+    row = {i: r for r, i in enumerate(main)}
+    spans = []
+    for r, i in enumerate(main):
+        for j in nodes[i].inputs:
+            if row.get(j) == r - 1:
+                continue
+            shortcut, origins, stack = set(), set(), [j]
+            while stack:
+                k = stack.pop()
+                if k in row:
+                    origins.add(row[k])
+                elif k not in shortcut:
+                    shortcut.add(k)
+                    stack.extend(nodes[k].inputs)
+            if len(origins) != 1:
+                return None
+            spans.append((origins.pop(), r, sorted(shortcut)))
+    spans.sort()
+    if any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])):
+        return None
+    if set(main) | {k for _, _, shortcut in spans for k in shortcut} != set(range(len(nodes))):
+        return None
+    return spans
+
+
+def _block_label(members: list[_Node]) -> str:
+    """"layer2.0: conv 3×3 /2 + 3×3": the block's module prefix and its convolutions."""
+    paths = [n.name.split(".") for n in members if n.category != "merge"]
+    prefix = []
+    for parts in zip(*paths):
+        if len(set(parts)) > 1:
+            break
+        prefix.append(parts[0])
+    kernels = [n.label.split(" ", 1)[1] for n in members if n.category == "conv" and " " in n.label]
+    body = "conv " + " + ".join(kernels) if kernels else " → ".join(n.kind for n in members)
+    return f"{'.'.join(prefix) or 'block'}: {body}"
+
+
 def layered_figure(model_or_name, input_shape=None) -> Figure:
     """One 3-D box per shape-changing layer (convolutions, pooling, dense, flatten); the
     activations, batch norm and dropout that follow a layer are folded into its box and named
-    in the legend. Sequential models only."""
+    in the legend. A residual model is drawn as a teacher sketches it: one box per residual
+    block, with its skip connection as an arc over the box (labelled with the shortcut's
+    convolution where it has one)."""
     model, input_shape, title = _resolve(model_or_name, input_shape)
     nodes = _trace(model, input_shape, title)
-    if not _is_chain(nodes):
+    main = _longest_path(nodes)
+    spans = _residual_spans(nodes, main)
+    if spans is None:
         raise CnnzooError(
-            f"{title} has skip connections, which the layered view cannot show; draw it with style 'graph' (--style graph)."
+            f"{title} has skip connections that nest or overlap, which the layered view cannot show; draw it with "
+            "style 'graph' (--style graph)."
         )
-    groups: list[tuple[_Node, list[str]]] = []
-    for node in nodes:
+    block_at = {start + 1: (end, shortcut) for start, end, shortcut in spans}
+    # (node giving the box its shape, label, category, folded kinds, skip label or None)
+    groups: list[tuple[_Node, str, str, list[str], str | None]] = []
+    r = 0
+    while r < len(main):
+        node = nodes[main[r]]
+        if r in block_at:
+            end, shortcut = block_at[r]
+            members = [nodes[main[k]] for k in range(r, end + 1)]
+            convs = [nodes[k].label.split(" ", 1) for k in shortcut if nodes[k].category == "conv"]
+            skip = ", ".join(f"conv {kernel}" for _, kernel in convs) if convs else "identity"
+            kinds = list(dict.fromkeys(n.kind for n in members))
+            groups.append((nodes[main[end]], _block_label(members), "block", kinds, skip))
+            r = end + 1
+            continue
         if groups and node.shape == groups[-1][0].shape and node.category not in ("conv", "dense", "pool", "input"):
-            groups[-1][1].append(node.kind)
+            if node.kind not in groups[-1][3]:
+                groups[-1][3].append(node.kind)
         else:
-            groups.append((node, []))
+            groups.append((node, node.label, node.category, [], None))
+        r += 1
 
     boxes = []
     x = 0.0
-    for node, _ in groups:
+    for node, *_ in groups:
         t, h, d = _box_size(node.shape)
         boxes.append((x, t, h, d))
         x += t + d + 0.7
     width_u = x - 0.7
     top_u = max(h / 2 + d for _, _, h, d in boxes)
+    arcs = [(k, skip) for k, (*_, skip) in enumerate(groups) if skip is not None]
+    arc_rise = 0.35 * max((boxes[k][0] + boxes[k][1] - boxes[k - 1][0] - boxes[k - 1][1] for k, _ in arcs), default=0)
+    arc_base = top_u + 0.3
+    if arcs:  # room for the arcs and their labels above the boxes
+        top_u = arc_base + arc_rise + 1.2
     bottom_u = max(h / 2 for _, _, h, _ in boxes)
     inch = min(0.35, 14.0 / width_u)  # inches per drawing unit: wide models are scaled down
-    top_text = max(len(node.label) for node, _ in groups) * 0.062 + 0.2  # inches of rotated label
-    bottom_text = max(len(_dims(node.shape)) for node, _ in groups) * 0.062 + 0.2
+    top_text = max(len(label) for _, label, *_ in groups) * 0.062 + 0.2  # inches of rotated label
+    bottom_text = max(len(_dims(node.shape)) for node, *_ in groups) * 0.062 + 0.2
     legend_h, title_h = 0.75, 0.45
     fig_w = width_u * inch + 0.6
     axes_h = (top_u + bottom_u) * inch + top_text + bottom_text
@@ -259,8 +327,8 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
     fig.suptitle(_title(title, model, input_shape), fontsize=11, fontweight="bold", y=1 - 0.1 / fig_h, va="top")
 
     legend: dict[str, list[str]] = {}
-    for k, ((node, folded), (x0, t, h, d)) in enumerate(zip(groups, boxes)):
-        color = CATEGORIES[node.category][1]
+    for k, ((node, label, category, folded, _), (x0, t, h, d)) in enumerate(zip(groups, boxes)):
+        color = CATEGORIES[category][1]
         y0, y1 = -h / 2, h / 2
         ax.add_patch(Rectangle((x0, y0), t, h, facecolor=color, edgecolor="#333333", linewidth=0.6, zorder=3 + 2 * k))
         ax.add_patch(Polygon([(x0, y1), (x0 + d, y1 + d), (x0 + t + d, y1 + d), (x0 + t, y1)],
@@ -270,12 +338,23 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
         if k + 1 < len(boxes):
             ax.annotate("", xy=(boxes[k + 1][0], 0), xytext=(x0 + t, 0),
                         arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 0.8, "shrinkA": 0, "shrinkB": 0}, zorder=2 + 2 * k)
-        ax.text(x0 + (t + d) / 2, top_u + 0.15 / inch, node.label, rotation=90, ha="center", va="bottom", fontsize=7.5)
+        ax.text(x0 + (t + d) / 2, top_u + 0.15 / inch, label, rotation=90, ha="center", va="bottom", fontsize=7.5)
         ax.text(x0 + t / 2, -bottom_u - 0.12 / inch, _dims(node.shape), rotation=90, ha="center", va="top",
                 fontsize=7.5, color="#333333")
-        seen = legend.setdefault(node.category, [])
+        seen = legend.setdefault(category, [])
         seen.extend(kind for kind in folded if kind not in seen)
-    _legend(fig, {c: CATEGORIES[c][0] + (f" → {', '.join(f)}" if f else "") for c, f in legend.items()})
+    for k, skip in arcs:  # from the previous box's output, over the block, into the block's output
+        start, end = boxes[k - 1][0] + boxes[k - 1][1], boxes[k][0] + boxes[k][1]
+        rise = 0.35 * (end - start)
+        ax.add_patch(FancyArrowPatch((start, arc_base), (end, arc_base), color=_SKIP_COLOR, lw=1.2,
+                                     arrowstyle="-|>", mutation_scale=8, zorder=2 * len(boxes) + 4,
+                                     connectionstyle=f"arc3,rad={-2 * rise / (end - start):.3f}"))
+        for x_end in (start, end):  # where the skip leaves and rejoins the flow
+            ax.plot([x_end, x_end], [0, arc_base], color=_SKIP_COLOR, lw=0.8, linestyle=":", zorder=1)
+        ax.text((start + end) / 2, arc_base + rise + 0.15, skip, ha="center", va="bottom", fontsize=6.5,
+                color=_SKIP_COLOR, rotation=90 if len(skip) > 14 else 0, zorder=2 * len(boxes) + 4)
+    _legend(fig, {c: CATEGORIES[c][0] + (f" → {', '.join(f)}" if f else "") for c, f in legend.items()},
+            skip=bool(arcs))
     return fig
 
 

@@ -125,17 +125,19 @@ def accuracy_figure(
     return fig
 
 
-def lr_figure(steps: Sequence, lrs: Sequence, xlabel: str = "step (batch)") -> Figure:
-    """The learning-rate schedule; log scale once it spans more than a factor of ten."""
+def lr_figure(steps: Sequence, lrs: Sequence, steps_per_epoch: int | None = None) -> Figure:
+    """The learning-rate schedule against epochs: `steps` are batch steps when `steps_per_epoch` is
+    given, else epoch numbers. Linear scale: the schedule's shape (warm-up, peak, decay) is what a
+    reader looks for, and a log axis gives most of the height to a cosine tail near zero."""
     steps = np.asarray(steps, dtype=float)
     lrs = np.asarray(lrs, dtype=float)
+    epochs = steps / steps_per_epoch if steps_per_epoch else steps
     fig = Figure(figsize=(9, 4), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(steps, lrs, color="#9467bd", linewidth=2)
-    _style(ax, "Learning rate", xlabel, "learning rate")
-    positive = lrs[lrs > 0]
-    if len(positive) and positive.min() * 10 < positive.max() and len(positive) == len(lrs):
-        ax.set_yscale("log")
+    ax.plot(epochs, lrs, color="#9467bd", linewidth=2)
+    _style(ax, "Learning rate", "epoch", "learning rate")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
@@ -220,6 +222,16 @@ def image_grid_figure(images_uint8, labels: Sequence[int] | None, classes: Seque
     return _grid(images, titles, ncols, title, panel_w=1.3)
 
 
+def display_sample(labels: Sequence[int], n: int, seed: int | None = None, per_class: bool = False) -> list[int]:
+    """Which images to show: the first `n`, or `n` drawn at random with `seed`; with `per_class`,
+    `n` of every class (the first or drawn ones), class by class, so each class fills a row."""
+    labels = np.asarray(labels)
+    order = np.arange(len(labels)) if seed is None else np.random.default_rng(seed).permutation(len(labels))
+    if not per_class:
+        return order[:n].tolist()
+    return [int(i) for k in np.unique(labels) for i in order[labels[order] == k][:n]]
+
+
 def misclassified_figure(images_uint8, true: Sequence[int], pred: Sequence[int], confidence: Sequence[float],
                          classes: Sequence[str], ncols: int = 6) -> Figure:
     """The given wrong predictions, titled "true → pred (p%)"; pass them most confident first."""
@@ -278,10 +290,10 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
                                                    _column(metrics, "val_acc")), run_dir / "accuracy.png"))
     lrs = _column(batches, "lr")
     if batches and all(lrs):
-        written.append(save_figure(lr_figure(_column(batches, "step"), lrs), run_dir / "lr.png"))
+        steps_per_epoch = _steps_per_epoch(_column(batches, "epoch"))
+        written.append(save_figure(lr_figure(_column(batches, "step"), lrs, steps_per_epoch), run_dir / "lr.png"))
     elif metrics and all(_column(metrics, "lr")):
-        written.append(save_figure(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr"), xlabel="epoch"),
-                                   run_dir / "lr.png"))
+        written.append(save_figure(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr")), run_dir / "lr.png"))
 
     if eval_path.is_file():
         evaluation = json.loads(eval_path.read_text(encoding="utf-8"))

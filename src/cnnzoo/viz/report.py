@@ -104,12 +104,60 @@ def _model_summary(config: dict[str, Any]) -> str:
     return f'<div class="scroll"><pre>{_e(summary)}</pre></div>'
 
 
-def _kv_table(values: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)}</td></tr>"
-        for k, v in values.items()
-    )
-    return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
+# config.json's fields by what a reader looks for; a field not named here lands under "other".
+_CONFIG_GROUPS = {
+    "model": ("model", "model_options", "norm", "init", "input_shape", "num_params", "finetune_from", "head_epochs"),
+    "optimization": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "rho", "eps", "weight_decay",
+                     "schedule", "warmup_epochs", "label_smoothing", "grad_clip"),
+    "data": ("dataset", "data_dir", "val_split", "val_holdout", "limit_train", "limit_test", "resize_mode",
+             "crop_padding", "hflip", "normalize", "normalize_mean", "normalize_std", "tta"),
+    "execution": ("seed", "train_acc", "device", "precision", "compile", "channels_last", "cuda_graphs",
+                  "fused_optimizer", "cudnn_benchmark", "eval_batch_size", "sync_bn", "world_size", "runtime"),
+    "provenance": ("recipe", "created", "versions"),
+}
+# Shown elsewhere in the report (classes: the per-class table) or meaningless for the optimizer used.
+_HIDDEN = ("classes",)
+_MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop", "rmsprop_keras")
+
+
+def _shown_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The config's meaningful fields by group: no nulls or empty values, no settings the run did not use."""
+    def meaningful(key: str, value: Any) -> bool:
+        if value is None or value == {} or value == [] or key in _HIDDEN:
+            return False
+        if key in ("momentum", "nesterov") and config.get("optimizer") not in _MOMENTUM_OPTIMIZERS:
+            return False
+        if key in ("sync_bn", "world_size") and (config.get("world_size") or 1) == 1:
+            return False
+        return not (key == "head_epochs" and not config.get("finetune_from"))
+
+    grouped = {group: {k: config[k] for k in keys if k in config and meaningful(k, config[k])}
+               for group, keys in _CONFIG_GROUPS.items()}
+    known = {k for keys in _CONFIG_GROUPS.values() for k in keys}
+    grouped["other"] = {k: v for k, v in config.items() if k not in known and meaningful(k, v)}
+    return {group: values for group, values in grouped.items() if values}
+
+
+def _config_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_config_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "×".join(map(str, value)) if all(isinstance(v, int) for v in value) else json.dumps(value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int):
+        return f"{value:,}" if value >= 10_000 else str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _config_tables(config: dict[str, Any]) -> str:
+    parts = []
+    for group, values in _shown_config(config).items():
+        rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_config_value(v))}</td></tr>" for k, v in values.items())
+        parts.append(f'<h3>{_e(group)}</h3><div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>')
+    return "".join(parts)
 
 
 # metrics.csv keeps full precision for machines; people read a few significant digits.
@@ -126,14 +174,39 @@ def _cell(column: str, value: str | None) -> str:
         return value or ""
 
 
-def _metrics_table(rows: list[dict[str, str]]) -> str:
+def _metrics_table(rows: list[dict[str, str]], counts: dict[str, int]) -> str:
     if not rows:
         return '<p class="note">No epoch has finished yet (metrics.csv is empty).</p>'
-    columns = list(rows[0])
+    # A column no epoch filled (val_acc without --val-split) says nothing.
+    columns = [c for c in rows[0] if any(r.get(c) not in (None, "") for r in rows)]
     head = "".join(f'<th class="num">{_e(c)}</th>' for c in columns)
     body = "".join("<tr>" + "".join(f'<td class="num">{_e(_cell(c, r.get(c)))}</td>' for c in columns) + "</tr>"
                    for r in rows)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    measured = "; ".join(f"{column} on {counts[split]:,} {split} images" for column, split in
+                         (("train_acc", "train"), ("val_acc", "val"), ("test_acc", "test"))
+                         if column in columns and split in counts)
+    note = f'<p class="k">{_e(measured)}.</p>' if measured else ""
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}'
+
+
+def _image_counts(evaluation: dict[str, Any] | None) -> dict[str, int]:
+    """How many images each accuracy was measured on, as far as evaluation.json says."""
+    if evaluation is None:
+        return {}
+    counts = {split: evaluation[f"{split}_images"] for split in ("train", "val")
+              if isinstance(evaluation.get(f"{split}_images"), int)}
+    if isinstance(evaluation.get("images"), int):
+        counts["test"] = evaluation["images"]
+    elif evaluation.get("confusion"):  # written before evaluation.json had the count
+        counts["test"] = sum(map(sum, evaluation["confusion"]))
+    return counts
+
+
+def _loss(value: Any) -> str:
+    try:
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return "—"
 
 
 def _per_class_table(evaluation: dict[str, Any]) -> str:
@@ -183,25 +256,32 @@ def render_report(run_dir: str | os.PathLike) -> str:
         test_raw = str(evaluation["accuracy"])
     total_time = sum(float(r["time_s"]) for r in metrics if r.get("time_s"))
     params = config.get("num_params")
+    counts = _image_counts(evaluation)
+
+    def on(split: str) -> str:
+        return f" ({counts[split]:,} images)" if split in counts else ""
+
     cards = [
-        _card("test accuracy", _percent(test_raw), "test-accuracy", test_raw),
-        _card("train accuracy", _percent(last.get("train_acc"))),
+        _card("test accuracy" + on("test"), _percent(test_raw), "test-accuracy", test_raw),
+        _card("train accuracy" + on("train"), _percent(last.get("train_acc"))),
         _card("epochs", str(last.get("epoch", "0"))),
         _card("training time", f"{total_time:.1f} s" if metrics else "—"),
     ]
     if last.get("val_acc"):
-        cards.insert(1, _card("validation accuracy", _percent(last["val_acc"])))
+        cards.insert(1, _card("validation accuracy" + on("val"), _percent(last["val_acc"])))
     if isinstance(params, int):
         cards.append(_card("parameters", f"{params:,}"))
 
     model, dataset = config.get("model", "?"), config.get("dataset", "?")
-    sections = [f'<section><h2>Metrics per epoch</h2>{_metrics_table(metrics)}</section>']
+    sections = [f'<section><h2>Metrics per epoch</h2>{_metrics_table(metrics, counts)}</section>']
     curves = "".join(f"<h3>{_e(title)}</h3>{_image(run_dir / name, title)}"
                      for name, title in _CURVES if (run_dir / name).is_file())
     sections.append(f"<section><h2>Curves</h2>{curves or '<p class=note>No curves yet.</p>'}</section>")
     if evaluation is not None:
-        parts = [(f"<p>{_e(evaluation.get('split', 'test'))} accuracy <strong>{_e(_percent(evaluation.get('accuracy')))}"
-                  f"</strong>, loss {_e(evaluation.get('loss', '—'))}</p>"),
+        split = evaluation.get("split", "test")
+        parts = [(f"<p>{_e(split)} accuracy <strong>{_e(_percent(evaluation.get('accuracy')))}"
+                  f"</strong>{_e(' on ' + format(counts[split], ',') + ' images' if split in counts else '')}, "
+                  f"loss {_e(_loss(evaluation.get('loss')))}</p>"),
                  "<h3>Accuracy per class</h3>", _per_class_table(evaluation)]
         if (run_dir / "confusion.png").is_file():
             parts += ["<h3>Confusion matrix</h3>", _image(run_dir / "confusion.png", "confusion matrix")]
@@ -215,7 +295,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
         sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: '
                         "the run has not finished.</p></section>")
     sections.append(f"<section><h2>Model</h2>{_model_summary(config)}</section>")
-    sections.append(f"<section><h2>Configuration</h2>{_kv_table(config)}</section>")
+    sections.append(f"<section><h2>Configuration</h2>{_config_tables(config)}</section>")
 
     return f"""<!doctype html>
 <html lang="en">
