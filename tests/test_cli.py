@@ -327,3 +327,24 @@ def test_a_run_whose_data_folder_is_gone_evaluates_from_cnnzoo_data(capsys, tmp_
     code, out, _ = run_cli(capsys, "evaluate", run, "--device", "cpu")
     assert code == 0 and "test accuracy" in out
     assert not (tmp_path / "gone").exists()
+
+
+def test_lr_find_prints_a_suggestion_and_writes_only_its_plot(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "lr-find", "--model", "lenet5", "--limit-train", "512", "--batch-size", "32",
+                           "--steps", "40", "--start-lr", "1e-5", "--end-lr", "1", "--device", "cpu")
+    assert code == 0, out
+    suggestion = float(out.split("suggested learning rate: ")[1].split()[0])
+    assert 1e-5 <= suggestion <= 1
+    assert f"--lr {suggestion:.1e}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr-find-lenet5-fashion-mnist.png"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--start-lr", "1", "--end-lr", "0.1"], ["--start-lr < --end-lr"]),
+    (["--steps", "5"], ["--steps must be"]),
+    (["-o", "sweep.txt"], [".png"]),
+])
+def test_lr_find_refuses_bad_sweeps_before_loading_data(capsys, tmp_path, args, words):
+    code, _, err = run_cli(capsys, "lr-find", "--data-dir", tmp_path / "nothing-here", *args)
+    assert_one_line_error(code, err, *words)

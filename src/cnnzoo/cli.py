@@ -250,6 +250,65 @@ def cmd_predict(args) -> int:
     return 2 if failures else 0
 
 
+def cmd_lr_find(args) -> int:
+    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.lr_find import RULE_STEEPEST, check_sweep, lr_find
+    from cnnzoo.train.run import data_for, model_for
+    from cnnzoo.viz.plots import image_format, save_figure
+
+    args.quiet = False
+    config = _config_from_args(args).validate()
+    check_sweep(args.start_lr, args.end_lr, args.steps)
+    output = Path(args.output or f"lr-find-{config.model}-{config.dataset}.png")
+    image_format(output)  # a bad file name fails now, not after the sweep
+    runtime = Runtime.from_config(config)
+    data = data_for(config, runtime.device)
+    print(f"sweeping lr from {args.start_lr:.0e} to {args.end_lr:.0e} over {args.steps} steps of {config.optimizer} "
+          f"(batch {config.batch_size}, {len(data.train):,} training images) on {runtime.device}", flush=True)
+    result = lr_find(model_for(config, len(data.train.classes)), data, config, start_lr=args.start_lr,
+                     end_lr=args.end_lr, num_steps=args.steps, runtime=runtime)
+    save_figure(result.plot(), output)
+    ended = (f"stopped after {len(result.lrs)} steps, when the loss passed 4x its lowest" if result.diverged
+             else f"all {len(result.lrs)} steps")
+    print(f"suggested learning rate: {result.suggestion:.1e} ({result.rule}); lowest loss at lr "
+          f"{result.min_loss_lr:.1e}; {ended}")
+    if result.rule != RULE_STEEPEST:
+        print(f"note: the loss fell by only {100 * result.loss_drop:.1f}% over the sweep, so this is a weak hint; "
+              "more --steps or another --optimizer may show a clearer descent")
+    start = f"--recipe {args.recipe}" if args.recipe else f"--model {config.model} --dataset {config.dataset}"
+    print(f"plot: {output}\ntry: cnnzoo train {start} --optimizer {config.optimizer} --lr {result.suggestion:.1e}")
+    return 0
+
+
+def _add_lr_find_parser(sub) -> None:
+    p = sub.add_parser("lr-find", help="learning-rate range test: sweep the lr, plot the loss, suggest a value",
+                       description="Train a copy of the model for a few hundred steps while the learning rate grows "
+                                   "exponentially, plot loss against lr and print the rate where the loss falls "
+                                   "fastest. Nothing is written but the plot. Unset flags come from the recipe "
+                                   "<model>-<dataset> when one ships.")
+    p.add_argument("--model", help="model name (default: lenet5)")
+    p.add_argument("--dataset", help="fashion-mnist or mnist (default: fashion-mnist)")
+    p.add_argument("--recipe", help="take the settings of a shipped recipe (see `cnnzoo recipes`)")
+    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE", help="model option, repeatable")
+    p.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation (default: from the recipe)")
+    p.add_argument("--init", choices=("default", "xavier", "kaiming"), help="weight initialization (default: from the recipe)")
+    p.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the model's)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), help="default: from the recipe")
+    p.add_argument("--batch-size", type=int, help="default: from the recipe")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default: from the recipe)")
+    p.add_argument("--weight-decay", type=float, help="default: from the recipe")
+    p.add_argument("--label-smoothing", type=float, help="default: from the recipe")
+    p.add_argument("--limit-train", type=int, metavar="N", help="sweep on a seeded subset of N training images (default: all)")
+    p.add_argument("--seed", type=int, help="default: from the recipe")
+    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else a per-user cache)")
+    p.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate of the sweep (default: 1e-7)")
+    p.add_argument("--end-lr", type=float, default=10.0, help="last learning rate of the sweep (default: 10)")
+    p.add_argument("--steps", type=int, default=200, help="training steps in the sweep (default: 200)")
+    p.add_argument("-o", "--output", help="plot file, .png/.svg/.pdf (default: lr-find-<model>-<dataset>.png)")
+    p.set_defaults(func=cmd_lr_find)
+
+
 def cmd_finetune(args) -> int:
     from cnnzoo.train import TrainConfig
     from cnnzoo.train.finetune import finetune_config, finetune_run
@@ -588,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--out", default="runs", help="parent of the compare-<time> folder (default: ./runs)")
     p.set_defaults(func=cmd_compare)
+
+    _add_lr_find_parser(sub)
 
     p = sub.add_parser("finetune", help="fine-tune a pretrained model (torchvision or a run); writes a run directory")
     p.add_argument("--from", dest="finetune_from", required=True, metavar="torchvision:resnet18|RUN_DIR",
