@@ -45,6 +45,8 @@ class TrainConfig:
     finetune_from: str | None = None  # "torchvision:resnet18" or a run directory (cnnzoo finetune)
     head_epochs: int = 0  # fine-tuning: epochs training only the new head before all layers
     val_split: float = 0.0
+    early_stop: int | None = None  # patience in epochs without validation progress; None: train every epoch
+    early_stop_min_delta: float = 0.0  # validation accuracy (a fraction) an epoch must gain to count as progress
     tta: bool = False
     seed: int = 0
     device: str = "auto"
@@ -110,6 +112,15 @@ class TrainConfig:
             raise CnnzooError(f"--crop-padding must be zero or positive, got {self.crop_padding!r}.")
         if not 0 <= self.val_split < 1:
             raise CnnzooError(f"--val-split must be in [0, 1), got {self.val_split!r}.")
+        if self.early_stop is not None:
+            if isinstance(self.early_stop, bool) or not isinstance(self.early_stop, int) or self.early_stop < 1:
+                raise CnnzooError(f"--early-stop must be a positive whole number of epochs, got {self.early_stop!r}.")
+            if not self.val_split:
+                raise CnnzooError("--early-stop watches validation accuracy, so it needs --val-split (e.g. --val-split 0.1).")
+        if not (math.isfinite(self.early_stop_min_delta) and 0 <= self.early_stop_min_delta < 1):
+            raise CnnzooError(f"--early-stop-min-delta must be a fraction in [0, 1), got {self.early_stop_min_delta!r}.")
+        if self.early_stop_min_delta and self.early_stop is None:
+            raise CnnzooError("--early-stop-min-delta applies only with --early-stop PATIENCE.")
         if self.input_size is not None and self.input_size < 1:
             raise CnnzooError(f"--resize must be a positive image size, got {self.input_size!r}.")
         if self.precision not in ("auto", "fp32", "bf16"):
