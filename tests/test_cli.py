@@ -153,7 +153,7 @@ def test_out_of_memory_names_the_batch_size(capsys, tmp_path, data_root, monkeyp
             raise torch.OutOfMemoryError("CUDA out of memory")
         return step
 
-    monkeypatch.setattr(loop, "_make_train_step", oom_step)
+    monkeypatch.setattr(loop, "make_train_step", oom_step)
     code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", *QUICK, "--batch-size", "512")
     assert_one_line_error(code, err, "batch size 512", "--batch-size 256")
 

@@ -114,20 +114,28 @@ def cmd_train(args) -> int:
         return _launch_torchrun(args)
     main_rank = launched_rank() == 0
     args.quiet = args.quiet or not main_rank  # rank 0 speaks for all
+    loggers = _loggers(args)
     if args.resume:
         _check_resume_flags(args)
         run_dir, history = resume_run(args.resume, quiet=args.quiet, epochs=args.epochs, device=args.device,
-                                      data_dir=args.data_dir)
+                                      data_dir=args.data_dir, callbacks=loggers)
     else:
         config = _config_from_args(args).validate()
         run_dir, history = train_run(config, out=args.out, name=args.name, overwrite=args.overwrite,
-                                     quiet=args.quiet)
+                                     quiet=args.quiet, callbacks=loggers)
     if main_rank:
         _print_done(run_dir, history)
     return 0
 
 
 RESUME_FLAGS = ("epochs", "device", "data_dir")  # what may change when a run continues
+
+
+def _loggers(args) -> list:
+    """The experiment loggers asked for; a missing package fails here, before any data is loaded."""
+    from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
+
+    return [*([TensorBoardLogger()] if args.tensorboard else []), *([MLflowLogger()] if args.mlflow else [])]
 
 
 def _check_resume_flags(args) -> None:
@@ -517,6 +525,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else a per-user cache)")
     g.add_argument("--val-split", type=float, help="fraction of train held out for validation, e.g. 0.2")
+    g.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without validation progress and keep the best epoch's weights "
+                        "(needs --val-split; default: off)")
+    g.add_argument("--early-stop-min-delta", type=float, metavar="FRACTION",
+                   help="validation accuracy an epoch must gain to count as progress, e.g. 0.002 (default: 0)")
     g.add_argument("--crop-padding", type=int, help="random-crop augmentation padding in pixels")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
     g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None, help="mean/std normalization")
@@ -575,6 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last completed epoch")
     g.add_argument("--quiet", action="store_true", help="no progress output")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to RUN_DIR/tensorboard (default: off)")
+    g.add_argument("--mlflow", action="store_true",
+                   help="also log to MLflow: $MLFLOW_TRACKING_URI, else a file store in RUN_DIR/mlruns (default: off)")
     g = p.add_argument_group("several processes (see also: torchrun --nproc_per_node N -m cnnzoo train ...)")
     g.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes of this machine (one per GPU) via torchrun; "

@@ -113,6 +113,8 @@ class EarlyStopping(Callback):
         if sys.exc_info()[0] is not None or self.status.best_epoch is None:
             return
         last_epoch = state.history.epochs[-1]["epoch"]
+        if self.status.stopped_epoch is None and last_epoch < state.config.epochs:
+            return  # another callback ended this fit early (fine-tuning's head phase): training goes on
         self.status.weights_epoch = last_epoch
         if self.restore_best and self.status.best_epoch != last_epoch:
             if self.best_weights is None:

@@ -1,4 +1,4 @@
-"""fit / evaluate / predict. The training step is `train_step` in `_make_train_step`, on one screen;
+"""fit / evaluate / predict. The training step is `train_step` in `make_train_step`, on one screen;
 `fit` is setup, then `_train_epoch` and `_end_epoch` per epoch, with callbacks around them."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cnnzoo.train.checkpoint import (
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
+from cnnzoo.train.early_stopping import EarlyStopping
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir
@@ -160,7 +161,8 @@ class _Interrupt:
                 signal.signal(s, handler)
 
 
-def _make_train_step(model, optimizer, loss_fn, runtime: Runtime, grad_clip: float | None):
+def make_train_step(model, optimizer, loss_fn, runtime: Runtime, grad_clip: float | None):
+    """One optimizer step on a batch -> (loss, correct count), both left on the device (also used by lr_find)."""
     def train_step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with runtime.autocast():
             logits = model(x)
@@ -253,7 +255,7 @@ def fit(
     state.history.compile_mode = _compile_mode(runtime, num_params, distributed=dist.world_size > 1)
     compiled = _compile(model, state.history.compile_mode)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    train_step = _make_train_step(dist.wrap(compiled), optimizer, loss_fn, runtime, config.grad_clip)
+    train_step = make_train_step(dist.wrap(compiled), optimizer, loss_fn, runtime, config.grad_clip)
     schedule = LRSchedule.from_config(config, state.steps_per_epoch)
     eval_args = {"batch_size": config.eval_batch_size, "runtime": runtime, "tta": config.tta, **transform}
 
@@ -263,8 +265,11 @@ def fit(
 
     # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
     # progress display is closed before the epoch's line is printed.
+    # Early stopping comes after the epoch line it comments on and before the user's callbacks, so
+    # that they see its decision in `state.stop_training`.
+    early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
     hooks = CallbackList([*([Checkpointer(save)] if run_dir is not None else []), *progress_callbacks(progress, quiet),
-                          *([] if quiet else [EpochLog()]), *callbacks])
+                          *([] if quiet else [EpochLog()]), *early_stop, *callbacks])
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.

@@ -33,7 +33,7 @@ from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
-from cnnzoo.train.loop import _make_train_step as make_train_step, input_size_for, input_transform
+from cnnzoo.train.loop import input_size_for, input_transform, make_train_step
 from cnnzoo.train.optim import build_optimizer, set_lr
 
 RULE_STEEPEST = "steepest descent of the smoothed loss"
