@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,10 @@ class TensorBoardLogger(Callback):
         for summary in (experiment, session_start):
             self.writer.file_writer.add_summary(summary)
         if self.graph:
-            with torch.random.fork_rng(devices=[]):
+            # add_graph traces with torch.jit, which warns that it is deprecated; that is
+            # SummaryWriter's business and nothing a cnnzoo user can act on.
+            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
                 self.writer.add_graph(inert_copy(state.model), torch.zeros(1, *input_shape(state)))
         self.writer.flush()
 
