@@ -149,7 +149,7 @@ def _check_resume_flags(args) -> None:
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise CnnzooError(f"--resume continues a run with the settings it was started with, so {flags} cannot be "
-                          "given with it; only --epochs, --device, --data-dir and --quiet can.")
+                          "given with it; only --epochs, --device, --data-dir, --quiet, --tensorboard and --mlflow can.")
 
 
 def _print_done(run_dir, history) -> None:
