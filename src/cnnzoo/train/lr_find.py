@@ -134,7 +134,7 @@ def check_sweep(start_lr: float, end_lr: float, num_steps: int, diverge_factor: 
 
 def _window(num_steps: int) -> int:
     # About a twentieth of the sweep (odd, so it centres on a step): wide enough to average out
-    # batch-to-batch noise, narrow enough (a third of a decade over the default 8 decades and 200
+    # batch-to-batch noise, narrow enough (under half a decade over the default 8 decades and 200
     # steps) not to flatten the descent it is meant to locate.
     return max(5, (num_steps // 20) | 1)
 
