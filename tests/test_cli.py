@@ -422,3 +422,57 @@ def test_show_draws_random_and_per_class_grids(capsys, tmp_path, data_root):
     assert code == 0 and (tmp_path / "r.png").stat().st_size > 0
     code, _, err = run_cli(capsys, "show", "mnist", "--per-class", "0", "-o", tmp_path / "x.png")
     assert_one_line_error(code, err, "--per-class")
+
+
+def test_lr_find_prints_a_suggestion_and_writes_only_its_plot(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "lr-find", "--model", "lenet5", "--limit-train", "512", "--batch-size", "32",
+                           "--steps", "40", "--start-lr", "1e-5", "--end-lr", "1", "--device", "cpu")
+    assert code == 0, out
+    suggestion = float(out.split("suggested learning rate: ")[1].split()[0])
+    assert 1e-5 <= suggestion <= 1
+    assert f"--lr {suggestion:.1e}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr-find-lenet5-fashion-mnist.png"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--start-lr", "1", "--end-lr", "0.1"], ["--start-lr < --end-lr"]),
+    (["--steps", "5"], ["--steps must be"]),
+    (["-o", "sweep.txt"], [".png"]),
+])
+def test_lr_find_refuses_bad_sweeps_before_loading_data(capsys, tmp_path, args, words):
+    code, _, err = run_cli(capsys, "lr-find", "--data-dir", tmp_path / "nothing-here", *args)
+    assert_one_line_error(code, err, *words)
+
+
+def test_early_stopping_and_both_loggers_from_the_command_line(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "train", "--model", "lenet5", "--out", tmp_path, "--name", "es", *QUICK[:-1],
+                           "--epochs", "4", "--val-split", "0.25", "--early-stop", "1",
+                           "--early-stop-min-delta", "0.99", "--tensorboard", "--mlflow")
+    assert code == 0, out
+    run = tmp_path / "es"
+    record = json.loads((run / "early_stopping.json").read_text())
+    assert record["stopped_epoch"] == 2 and record["patience"] == 1 and record["min_delta"] == 0.99
+    assert "early stopping: validation accuracy has not improved" in out
+    assert len(list(csv.DictReader(open(run / "metrics.csv")))) == 2
+    assert json.loads((run / "config.json").read_text())["early_stop"] == 1
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert json.loads((run / "mlflow.json").read_text())["run_id"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--early-stop", "3"], ["--early-stop", "--val-split"]),
+    (["--early-stop-min-delta", "0.01"], ["only with --early-stop"]),
+])
+def test_early_stopping_flags_are_checked_before_anything_is_loaded(capsys, tmp_path, args, words):
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", "--data-dir", tmp_path / "none", *args)
+    assert_one_line_error(code, err, *words)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("flag, package", [("--tensorboard", "tensorboard"), ("--mlflow", "mlflow")])
+def test_a_logger_without_its_package_fails_before_training(capsys, tmp_path, monkeypatch, flag, package):
+    monkeypatch.setitem(sys.modules, package, None)  # what importlib sees when it is not installed
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", "--data-dir", tmp_path / "none", flag)
+    assert_one_line_error(code, err, flag, f"cnnzoo[{package}]")
+    assert not (tmp_path / "x").exists()

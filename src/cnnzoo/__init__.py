@@ -18,7 +18,9 @@ _API = {
     "BatchIterator": "cnnzoo.data",
     "TrainConfig": "cnnzoo.train", "fit": "cnnzoo.train", "evaluate": "cnnzoo.train", "predict": "cnnzoo.train",
     "train_run": "cnnzoo.train", "resume_run": "cnnzoo.train", "load_trained": "cnnzoo.train",
-    "History": "cnnzoo.train", "Callback": "cnnzoo.train", "FitState": "cnnzoo.train", "CnnzooError": "cnnzoo.errors",
+    "History": "cnnzoo.train", "Callback": "cnnzoo.train", "FitState": "cnnzoo.train",
+    "EarlyStopping": "cnnzoo.train", "TensorBoardLogger": "cnnzoo.train", "MLflowLogger": "cnnzoo.train",
+    "lr_find": "cnnzoo.train", "LRFinderResult": "cnnzoo.train", "CnnzooError": "cnnzoo.errors",
 }
 
 __all__ = sorted(_API) + ["__version__"]

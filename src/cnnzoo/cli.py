@@ -128,16 +128,17 @@ def cmd_train(args) -> int:
         return _launch_torchrun(args)
     main_rank = launched_rank() == 0
     args.quiet = args.quiet or not main_rank  # rank 0 speaks for all
+    loggers = _loggers(args)
     if args.resume:
         _check_resume_flags(args)
         run_dir, history = resume_run(args.resume, quiet=args.quiet, epochs=args.epochs, device=args.device,
-                                      data_dir=args.data_dir)
+                                      data_dir=args.data_dir, callbacks=loggers)
     else:
         config = _config_from_args(args).validate()
         if not args.quiet:  # importing torch, reading the data and building the model take seconds
             print(f"loading PyTorch, the {config.dataset} images and {config.model} ...", flush=True)
         run_dir, history = train_run(config, out=args.out, name=args.name, overwrite=args.overwrite,
-                                     quiet=args.quiet)
+                                     quiet=args.quiet, callbacks=loggers)
     if main_rank:
         _print_done(run_dir, history)
     return 0
@@ -190,6 +191,13 @@ def _dry_run(args) -> int:
 RESUME_FLAGS = ("epochs", "device", "data_dir")  # what may change when a run continues
 
 
+def _loggers(args) -> list:
+    """The experiment loggers asked for; a missing package fails here, before any data is loaded."""
+    from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
+
+    return [*([TensorBoardLogger()] if args.tensorboard else []), *([MLflowLogger()] if args.mlflow else [])]
+
+
 def _check_resume_flags(args) -> None:
     """--resume continues a run with its own settings; a flag that would change them is refused,
     not silently ignored."""
@@ -201,7 +209,7 @@ def _check_resume_flags(args) -> None:
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise CnnzooError(f"--resume continues a run with the settings it was started with, so {flags} cannot be "
-                          "given with it; only --epochs, --device, --data-dir and --quiet can.")
+                          "given with it; only --epochs, --device, --data-dir, --quiet, --tensorboard and --mlflow can.")
 
 
 def _print_done(run_dir, history) -> None:
@@ -311,6 +319,65 @@ def cmd_predict(args) -> int:
         ranked = ", ".join(f"{trained.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist()))
         print(f"{path}: {ranked}")
     return 2 if failures else 0
+
+
+def cmd_lr_find(args) -> int:
+    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.lr_find import RULE_STEEPEST, check_sweep, lr_find
+    from cnnzoo.train.run import data_for, model_for
+    from cnnzoo.viz.plots import image_format, save_figure
+
+    args.quiet = False
+    config = _config_from_args(args).validate()
+    check_sweep(args.start_lr, args.end_lr, args.steps)
+    output = Path(args.output or f"lr-find-{config.model}-{config.dataset}.png")
+    image_format(output)  # a bad file name fails now, not after the sweep
+    runtime = Runtime.from_config(config)
+    data = data_for(config, runtime.device)
+    print(f"sweeping lr from {args.start_lr:.0e} to {args.end_lr:.0e} over {args.steps} steps of {config.optimizer} "
+          f"(batch {config.batch_size}, {len(data.train):,} training images) on {runtime.device}", flush=True)
+    result = lr_find(model_for(config, len(data.train.classes)), data, config, start_lr=args.start_lr,
+                     end_lr=args.end_lr, num_steps=args.steps, runtime=runtime)
+    save_figure(result.plot(), output)
+    ended = (f"stopped after {len(result.lrs)} steps, when the loss passed 4x its lowest" if result.diverged
+             else f"all {len(result.lrs)} steps")
+    print(f"suggested learning rate: {result.suggestion:.1e} ({result.rule}); lowest loss at lr "
+          f"{result.min_loss_lr:.1e}; {ended}")
+    if result.rule != RULE_STEEPEST:
+        print(f"note: the loss fell by only {100 * result.loss_drop:.1f}% over the sweep, so this is a weak hint; "
+              "more --steps or another --optimizer may show a clearer descent")
+    start = f"--recipe {args.recipe}" if args.recipe else f"--model {config.model} --dataset {config.dataset}"
+    print(f"plot: {output}\ntry: cnnzoo train {start} --optimizer {config.optimizer} --lr {result.suggestion:.1e}")
+    return 0
+
+
+def _add_lr_find_parser(sub) -> None:
+    p = sub.add_parser("lr-find", help="learning-rate range test: sweep the lr, plot the loss, suggest a value",
+                       description="Train a copy of the model for a few hundred steps while the learning rate grows "
+                                   "exponentially, plot loss against lr and print the rate where the loss falls "
+                                   "fastest. Nothing is written but the plot. Unset flags come from the recipe "
+                                   "<model>-<dataset> when one ships.")
+    p.add_argument("--model", help="model name (default: lenet5)")
+    p.add_argument("--dataset", help="fashion-mnist or mnist (default: fashion-mnist)")
+    p.add_argument("--recipe", help="take the settings of a shipped recipe (see `cnnzoo recipes`)")
+    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE", help="model option, repeatable")
+    p.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation (default: from the recipe)")
+    p.add_argument("--init", choices=("default", "xavier", "kaiming"), help="weight initialization (default: from the recipe)")
+    p.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the model's)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), help="default: from the recipe")
+    p.add_argument("--batch-size", type=int, help="default: from the recipe")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default: from the recipe)")
+    p.add_argument("--weight-decay", type=float, help="default: from the recipe")
+    p.add_argument("--label-smoothing", type=float, help="default: from the recipe")
+    p.add_argument("--limit-train", type=int, metavar="N", help="sweep on a seeded subset of N training images (default: all)")
+    p.add_argument("--seed", type=int, help="default: from the recipe")
+    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else a per-user cache)")
+    p.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate of the sweep (default: 1e-7)")
+    p.add_argument("--end-lr", type=float, default=10.0, help="last learning rate of the sweep (default: 10)")
+    p.add_argument("--steps", type=int, default=200, help="training steps in the sweep (default: 200)")
+    p.add_argument("-o", "--output", help="plot file, .png/.svg/.pdf (default: lr-find-<model>-<dataset>.png)")
+    p.set_defaults(func=cmd_lr_find)
 
 
 def cmd_finetune(args) -> int:
@@ -549,6 +616,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     g.add_argument("--val-split", type=float,
                    help=f"fraction of train held out for validation, e.g. 0.2 (default: {RECIPE}, else 0)")
+    g.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without validation progress and keep the best epoch's weights "
+                        "(needs --val-split; default: off)")
+    g.add_argument("--early-stop-min-delta", type=float, metavar="FRACTION",
+                   help="validation accuracy an epoch must gain to count as progress, e.g. 0.002 (default: 0)")
     g.add_argument("--val-holdout", choices=("random", "last"),
                    help="which images --val-split holds out: random (seeded), or last, as Keras' validation_split "
                         "(default: from the recipe, else random)")
@@ -640,6 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings, device and fast path, then exit without reading data or "
                         "writing anything")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to RUN_DIR/tensorboard (default: off)")
+    g.add_argument("--mlflow", action="store_true",
+                   help="also log to MLflow: $MLFLOW_TRACKING_URI, else a file store in RUN_DIR/mlruns (default: off)")
     g = p.add_argument_group("several processes (see also: torchrun --nproc_per_node N -m cnnzoo train ...)")
     g.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes of this machine (one per GPU) via torchrun; "
@@ -724,6 +800,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("--out", default="runs", help="parent of the compare-<time> folder (default: ./runs)")
     p.set_defaults(func=cmd_compare)
+
+    _add_lr_find_parser(sub)
 
     p = sub.add_parser("finetune", help="fine-tune a pretrained model (torchvision or a run); writes a run directory")
     p.add_argument("--from", dest="finetune_from", required=True, metavar="torchvision:resnet18|RUN_DIR",

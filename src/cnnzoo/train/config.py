@@ -60,6 +60,8 @@ class TrainConfig:
     val_holdout: str = "random"  # "last": Keras' validation_split, the last val_split of train, unshuffled
     resize_mode: str = "tensor"  # "pil": Pillow's uint8 resize, as the course's Resize on PIL images
     train_acc: str = "running"  # see TRAIN_ACC
+    early_stop: int | None = None  # patience in epochs without validation progress; None: train every epoch
+    early_stop_min_delta: float = 0.0  # validation accuracy (a fraction) an epoch must gain to count as progress
     tta: bool = False
     seed: int = 0
     device: str = "auto"
@@ -143,6 +145,15 @@ class TrainConfig:
         if self.input_size is not None and not 1 <= self.input_size <= MAX_INPUT_SIDE:
             raise CnnzooError(f"--resize must be a positive image size of at most {MAX_INPUT_SIDE} pixels, "
                               f"got {self.input_size!r}.")
+        if self.early_stop is not None:
+            if isinstance(self.early_stop, bool) or not isinstance(self.early_stop, int) or self.early_stop < 1:
+                raise CnnzooError(f"--early-stop must be a positive whole number of epochs, got {self.early_stop!r}.")
+            if not self.val_split:
+                raise CnnzooError("--early-stop watches validation accuracy, so it needs --val-split (e.g. --val-split 0.1).")
+        if not (math.isfinite(self.early_stop_min_delta) and 0 <= self.early_stop_min_delta < 1):
+            raise CnnzooError(f"--early-stop-min-delta must be a fraction in [0, 1), got {self.early_stop_min_delta!r}.")
+        if self.early_stop_min_delta and self.early_stop is None:
+            raise CnnzooError("--early-stop-min-delta applies only with --early-stop PATIENCE.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise CnnzooError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}.")
         for name in SWITCHES:

@@ -225,6 +225,8 @@ def _train_phases(model: nn.Module, data, config: TrainConfig, run_dir: RunDir, 
                 callbacks=[*callbacks, _StopAfterHead(config.head_epochs)], quiet=quiet, runtime=runtime)
         # Continuing from the checkpoint makes an uninterrupted run and a resumed one the same.
         resume = load_checkpoint(run_dir.last_checkpoint)
+        if resume.meta["epoch"] < config.head_epochs:  # early stopping ended the run within the head phase
+            return History.from_dict(resume.meta["history"])
     if resume is not None and resume.meta["epoch"] == config.head_epochs:
         resume = dataclasses.replace(resume, optimizer_state=None)  # that optimizer knew only the head
         if config.head_epochs == config.epochs:

@@ -30,6 +30,7 @@ from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
 from cnnzoo.train.fastpath import FastPath
+from cnnzoo.train.early_stopping import EarlyStopping
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir
@@ -224,9 +225,12 @@ def fit(
     # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
     # progress display is closed before the epoch's line is printed.
     # The guard comes first: a diverged step must stop the run before anything reads or saves it.
+    # Early stopping comes after the epoch line it comments on and before the user's callbacks, so
+    # that they see its decision in `state.stop_training`.
+    early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
     hooks = CallbackList([DivergenceGuard(reduce=dist.mean), *([Checkpointer(save)] if run_dir is not None else []),
                           *progress_callbacks(progress, quiet), *([] if quiet else [EpochLog(_split_sizes(data))]),
-                          *callbacks])
+                          *early_stop, *callbacks])
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.

@@ -242,6 +242,30 @@ def misclassified_figure(images_uint8, true: Sequence[int], pred: Sequence[int],
                  panel_w=2.0, title_color="#b00020")
 
 
+def lr_find_figure(lrs: Sequence, losses: Sequence, smoothed: Sequence, suggestion: float, rule: str,
+                   min_loss_lr: float | None = None) -> Figure:
+    """The learning-rate range test: loss per step against its learning rate (log axis), the
+    smoothed curve, the suggested rate and the rate of the lowest loss marked."""
+    lrs, losses, smoothed = (np.asarray(v, dtype=float) for v in (lrs, losses, smoothed))
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(lrs, losses, color=_TRAIN, alpha=0.3, linewidth=0.8, label="loss per step")
+    ax.plot(lrs, smoothed, color=_TRAIN, linewidth=2, label="smoothed")
+    ax.set_xscale("log")
+    at = float(np.interp(np.log10(suggestion), np.log10(lrs), smoothed))
+    ax.axvline(suggestion, color="#d62728", linestyle="--", linewidth=1)
+    ax.plot([suggestion], [at], "o", color="#d62728", markersize=8, label=f"suggested lr {suggestion:.1e} ({rule})")
+    if min_loss_lr is not None:
+        low = float(np.interp(np.log10(min_loss_lr), np.log10(lrs), smoothed))
+        ax.plot([min_loss_lr], [low], "v", color="#7f7f7f", markersize=7, label=f"lowest loss at lr {min_loss_lr:.1e}")
+    # The blow-up at the end would otherwise squash the part of the curve worth reading.
+    span = smoothed.max() - smoothed.min()
+    ax.set_ylim(min(losses.min(), smoothed.min()) - 0.05 * span, smoothed.max() + 0.1 * span)
+    _style(ax, "Learning-rate range test", "learning rate (log scale)", "training loss")
+    ax.legend(loc="best")
+    return fig
+
+
 def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of a metrics.csv or batch_loss.csv as dicts of the raw strings."""
     with open(path, newline="", encoding="utf-8") as f:
