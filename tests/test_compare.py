@@ -18,7 +18,8 @@ from cnnzoo.train.run import data_for, model_for
 def test_every_shipped_recipe_builds_its_model_and_data(name, data_root):
     config = load_recipe(name).config.replace(limit_train=64, limit_test=32, data_dir=str(data_root))
     data = data_for(config, torch.device("cpu"))
-    assert len(data.train) == 64 and len(data.test) == 32
+    held_out = len(data.val) if data.val is not None else 0  # lenet5-keras validates on the last 20%
+    assert len(data.train) + held_out == 64 and len(data.test) == 32
     model = model_for(config, len(data.train.classes)).eval()
     h, w = input_size_for(config)
     with torch.inference_mode():
@@ -113,3 +114,40 @@ def test_compare_mistakes_are_one_line_and_leave_no_folder(argv, words, capsys, 
     assert main(["compare", *argv, "--out", str(tmp_path / "out")]) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+COURSE_RECIPES = ("lenet5-keras", "lenet5-course", "lenet_bn-course", "alexnet-course", "vgg11_small-course",
+                  "resnet18-course")
+
+
+@pytest.mark.parametrize("name", COURSE_RECIPES)
+def test_course_recipes_run_fp32_eager_on_every_device(name):
+    from cnnzoo.train.device import Runtime
+
+    recipe = load_recipe(name)
+    runtime = Runtime.from_config(recipe.config, torch.device("cuda"))  # what a GPU would run
+    assert runtime.amp_dtype is None
+    assert not (runtime.compile or runtime.channels_last or runtime.cuda_graphs or runtime.fused_optimizer
+                or runtime.cudnn_benchmark)
+    assert recipe.published  # where the material's number (or its absence) comes from
+    assert recipe.config.train_acc == ("running" if name == "lenet5-keras" else "eval")
+    # The course resizes PIL images (a no-op at LeNet's native 28 px, until --resize asks for one).
+    assert recipe.config.resize_mode == ("tensor" if name == "lenet5-keras" else "pil")
+
+
+def test_the_keras_recipe_is_the_materials_procedure():
+    config = load_recipe("lenet5-keras").config
+    assert (config.optimizer, config.lr, config.rho, config.eps, config.momentum) == ("rmsprop_keras", 1e-3, 0.9,
+                                                                                      1e-7, 0.0)
+    assert (config.batch_size, config.epochs, config.val_split, config.val_holdout) == (256, 20, 0.2, "last")
+    assert (config.init, config.normalize, config.label_smoothing) == ("keras", False, 0.0)
+    assert load_recipe("lenet5-keras").published_accuracy == 0.826
+
+
+def test_recipes_command_shows_the_published_number_next_to_ours(capsys):
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "published" in lines[0]
+    keras = next(line for line in lines if line.startswith("lenet5-keras "))
+    alexnet = next(line for line in lines if line.startswith("alexnet-course "))
+    assert "82.60%" in keras and "89.66%" in alexnet

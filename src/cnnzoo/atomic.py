@@ -3,29 +3,77 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from cnnzoo.errors import CnnzooError
 
+# A temporary's name carries its writer's process id, so that a later writer can tell the leftovers
+# of a killed process (safe to delete) from a file another live process is still writing.
+_TEMPORARY = re.compile(r"^\..+\.pid(\d+)-[^.]*\..*tmp$")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(CnnzooError):
+    """A write ran out of space; the file it would have replaced is untouched."""
+
+
+def _human_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno in _DISK_FULL:
+        return True
+    # safetensors reports its Rust io::Error only as text: "I/O error: No space left on device (os error 28)".
+    text = str(error)
+    return type(error).__name__ == "SafetensorError" and any(f"os error {code})" in text for code in _DISK_FULL)
+
+
+def disk_full_error(path: Path, needed: int | None) -> DiskFull:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    need = f"about {_human_bytes(needed)} needed" if needed else "more space needed"
+    have = f", {_human_bytes(free)} free" if free is not None else ""
+    kept = (f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written")
+    if path.suffix == ".safetensors" or path.parent.name == "checkpoints":
+        kept += ", and so is every checkpoint written before"
+    elif (path.parent / "checkpoints").is_dir():
+        kept += ", and the last checkpoint in checkpoints/ is intact"
+    return DiskFull(f"The disk holding {path.parent} is full ({need}{have}) while writing {path.name}; {kept}: "
+                    "free some space, then run the command again (a run continues with --resume).")
+
 
 @contextlib.contextmanager
-def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_target(path: str | os.PathLike, size_hint: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the body succeeds.
 
     Readers (a browser refreshing report.html, a resumed run reading its checkpoint, a notebook
     showing loss.png during training) then never see a half-written file, and a crash leaves the
-    previous version in place. The file gets the mode a plain ``open()`` would give it.
+    previous version in place. The file gets the mode a plain ``open()`` would give it. A full disk
+    becomes :class:`DiskFull`, which says where, how much (``size_hint`` bytes, when the caller
+    knows) and that the previous file is intact.
     """
     path = Path(path)
     if path.is_dir():
         raise CnnzooError(f"{path} is a folder; give the path of a file to write.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.pid{os.getpid()}-", suffix=f"{path.suffix}.tmp",
+                                   dir=path.parent)
     except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise disk_full_error(path, size_hint) from None
         raise CnnzooError(f"Cannot write {path} ({error.strerror}); choose a writable location.") from None
     os.close(fd)
     tmp = Path(tmp)
@@ -36,10 +84,48 @@ def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except Exception as error:
+        if _is_disk_full(error):
+            raise disk_full_error(path, size_hint or _size_or_none(tmp)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return path.stat().st_size or None
+    except OSError:
+        return None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_target(path) as tmp:
-        tmp.write_text(text, encoding="utf-8", newline="")
+    data = text.encode("utf-8")
+    with atomic_target(path, size_hint=len(data)) as tmp:
+        tmp.write_bytes(data)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries in ``folder`` left by writers that died mid-write (kill -9, power loss);
+    return what was removed. A live process's temporary is left alone."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

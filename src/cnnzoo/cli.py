@@ -45,9 +45,9 @@ def cmd_models(args) -> int:
     from cnnzoo.models.summary import models_table
 
     rows = models_table()
-    header = ("model", "input", "classes", "params", "mult-adds")
-    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", _human(r.mult_adds))
-             for r in rows]
+    header = ("model", "input", "classes", "params", "mult-adds", "form and origin")
+    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", _human(r.mult_adds),
+              r.description) for r in rows]
     _print_table(header, lines, right=(2, 3, 4))
     return 0
 
@@ -62,7 +62,7 @@ def cmd_summary(args) -> int:
         raise CnnzooError(f"--input must be square for the zoo's models, got {h}×{w}.")
     model = build_model(args.model, num_classes=args.classes, in_channels=channels, input_size=h,
                         norm=args.norm, **dict(args.option or []))
-    print(summarize(model, (channels, h, w)))
+    print(summarize(model, (channels, h, w), name=args.model))
     return 0
 
 
@@ -367,8 +367,10 @@ def cmd_recipes(args) -> int:
             expected = f"{100 * recipe.expected_accuracy:.2f}%"
         else:  # a target nobody has reached yet must not read like a result
             expected = f"target ≥ {100 * recipe.expected_accuracy:.1f}%"
-        rows.append((name, c.model, c.dataset, str(c.epochs), expected, recipe.expected_time))
-    _print_table(("recipe", "model", "dataset", "epochs", "accuracy", "time / notes"), rows, right=(3, 4))
+        published = "" if recipe.published_accuracy is None else f"{100 * recipe.published_accuracy:.2f}%"
+        rows.append((name, c.model, c.dataset, str(c.epochs), expected, published, recipe.expected_time))
+    _print_table(("recipe", "model", "dataset", "epochs", "accuracy", "published", "time / notes"), rows,
+                 right=(3, 4, 5))
     return 0
 
 
@@ -441,14 +443,22 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--recipe", help="start from a shipped recipe (see `cnnzoo recipes`)")
     g.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE", help="model option, repeatable")
     g.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation for BN models")
-    g.add_argument("--init", choices=("default", "xavier", "kaiming"), help="weight initialization")
+    g.add_argument("--init", choices=("default", "xavier", "keras", "kaiming"),
+                   help="weight initialization: xavier = the course's (weights only, torch's biases), keras = Glorot "
+                        "weights and zero biases (default: from the recipe, else torch's own)")
     g.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the model's)")
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float)
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"))
-    g.add_argument("--momentum", type=float)
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras"),
+                   help="rmsprop_keras: Keras' RMSprop rule, eps inside the square root (default: from the recipe)")
+    g.add_argument("--momentum", type=float, help="SGD/RMSprop momentum (default: from the recipe, else 0.9 for SGD, "
+                                                   "0 for RMSprop)")
+    g.add_argument("--rho", type=float, help="RMSprop's squared-gradient decay, torch's alpha (default: from the "
+                                             "recipe, else 0.99 for rmsprop, 0.9 for rmsprop_keras)")
+    g.add_argument("--eps", type=float, help="optimizer epsilon for Adam/AdamW/RMSprop (default: from the recipe, else "
+                                             "1e-8, 1e-7 for rmsprop_keras)")
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--schedule", choices=("constant", "cosine", "onecycle"))
@@ -458,6 +468,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else a per-user cache)")
     g.add_argument("--val-split", type=float, help="fraction of train held out for validation, e.g. 0.2")
+    g.add_argument("--val-holdout", choices=("random", "last"),
+                   help="which images --val-split holds out: random (seeded), or last, as Keras' validation_split "
+                        "(default: from the recipe, else random)")
+    g.add_argument("--resize-mode", choices=("tensor", "pil"),
+                   help="how --resize scales: tensor (float bilinear on the device) or pil (Pillow's uint8 resize, "
+                        "as the course) (default: from the recipe, else tensor)")
     g.add_argument("--crop-padding", type=int, help="random-crop augmentation padding in pixels")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
     g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None, help="mean/std normalization")
@@ -466,6 +482,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images")
     g = p.add_argument_group("execution")
     g.add_argument("--seed", type=int)
+    g.add_argument("--train-acc", choices=("running", "eval"),
+                   help="training accuracy reported: running (train mode, during the epoch) or eval (the course's: "
+                        "whole training set re-evaluated in eval mode, inside the epoch's time) (default: from the "
+                        "recipe, else running)")
     _add_execution_switches(g)
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,

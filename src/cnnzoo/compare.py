@@ -74,13 +74,12 @@ def _mult_adds(config, input_shape: tuple[int, int, int]) -> int:
 def read_run(path: str | Path) -> RunRecord:
     """A RunRecord from a run directory written by `cnnzoo train` (it must have finished an epoch)."""
     from cnnzoo.train import RunDir
-    from cnnzoo.train.run import read_config
+    from cnnzoo.train.loop import input_size_for
 
     run = RunDir.open(path)
     if not run.metrics_path.is_file():
         raise CnnzooError(f"{run.path} has no metrics.csv yet; let it finish an epoch, or leave it out of --runs.")
-    config = read_config(run)
-    values = run.read_json("config.json")
+    config, values = run.read_config()
     rows = run.read_metrics()
     if not rows:
         raise CnnzooError(f"{run.path} has not finished an epoch yet; let it, or leave it out of --runs.")
@@ -88,10 +87,14 @@ def read_run(path: str | Path) -> RunRecord:
     images = sum(float(r["images_per_s"]) * t for r, t in zip(rows, times))
     test_acc = _float(rows[-1]["test_acc"])
     if run.evaluation_path.is_file():
-        test_acc = run.read_json("evaluation.json")["accuracy"]
+        evaluation = run.read_json("evaluation.json")
+        test_acc = evaluation.get("accuracy") if isinstance(evaluation, dict) else None
+        if isinstance(test_acc, bool) or not isinstance(test_acc, (int, float)):
+            raise CnnzooError(f"{run.evaluation_path} is damaged (no 'accuracy' number); delete it and run "
+                              f"`cnnzoo evaluate {run.path}` again, or leave the run out of --runs.")
     return RunRecord(
         path=run.path, recipe=config.recipe or config.model, model=config.model, dataset=config.dataset,
-        seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, tuple(values["input_shape"])),
+        seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, tuple(values.get("input_shape") or (1, *input_size_for(config)))),
         epochs=len(rows), train_s=sum(times), images_per_s=images / sum(times), test_acc=test_acc,
         test_curve=[_float(r["test_acc"]) for r in rows],
         setup={k: v for k, v in config.to_dict().items() if k not in _NOT_SETUP},

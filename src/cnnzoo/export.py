@@ -12,12 +12,14 @@ ONNX goes through torch.onnx.export (the dynamo exporter, opset 18) with a dynam
 TorchScript through torch.jit.trace, whose graph has no batch-size-dependent branches here. Both
 are written to a temporary file beside the target, checked against PyTorch on real test images
 (batch sizes 1 and 7; the largest absolute logit difference must be at most CHECK_TOLERANCE) and
-only then renamed over the target.
+only then renamed over the target. A model with NaN or infinite weights is refused before anything
+is exported (its checkpoint does not load), and non-finite logits fail the check.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,9 @@ def export_model(source: str | Path, output: str | Path, format: str = "onnx", c
         example = torch.zeros((2, *IMAGE_SHAPE), dtype=torch.uint8)
         (_export_onnx if format == "onnx" else _export_torchscript)(wrapper, example, tmp, trained.classes)
         diff = _max_abs_diff(wrapper, tmp, format, images) if check else None
+        if diff is not None and math.isnan(diff):
+            raise CnnzooError(f"The exported {format} model or PyTorch's gives non-finite logits (NaN or inf) on "
+                              "real test images, so the export cannot be checked; nothing was written.")
         if diff is not None and not diff <= CHECK_TOLERANCE:
             raise CnnzooError(f"The exported {format} model's logits differ from PyTorch's by up to {diff:.2e} "
                               f"(more than {CHECK_TOLERANCE:g}); nothing was written.")
@@ -131,8 +136,11 @@ def _max_abs_diff(wrapper: nn.Module, path: Path, format: str, images: torch.Ten
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
             run = torch.jit.load(str(path), map_location="cpu")
-    diff = 0.0
+    diffs = []
     for n in CHECK_BATCH_SIZES:
         x = images[:n]
-        diff = max(diff, (run(x).float() - wrapper(x)).abs().max().item())
-    return diff
+        exported, reference = run(x).float(), wrapper(x)
+        if not (torch.isfinite(exported).all() and torch.isfinite(reference).all()):
+            return math.nan  # NaN logits "agree" to nothing: max(0.0, nan) would read as a perfect match
+        diffs.append((exported - reference).abs().max().item())
+    return max(diffs)

@@ -7,6 +7,7 @@ import torch
 
 from cnnzoo.data import (
     DATASETS,
+    BatchIterator,
     DataBundle,
     DataSplit,
     canonical_dataset_name,
@@ -158,3 +159,20 @@ def test_bad_device():
 def test_load_data_on_cuda(data_root):
     b = load_data("fashion-mnist", root=data_root, device="cuda", limit_train=1000)
     assert b.train.device.type == "cuda" and b.train.images.dtype == torch.uint8
+
+
+def test_keras_validation_split_holds_out_the_last_12000_unshuffled(data_root):
+    data = load_data("fashion-mnist", root=data_root, val_split=0.2, val_holdout="last", seed=5)
+    assert torch.equal(data.val.source_indices(), torch.arange(48_000, 60_000))
+    assert torch.equal(data.train.source_indices(), torch.arange(48_000))
+    full = load_split("fashion-mnist", "train", root=data_root)
+    assert torch.equal(data.val.images, full.images[48_000:])
+    assert BatchIterator(data.train, 256).__len__() == 188  # Keras' steps per epoch
+
+
+def test_keras_validation_split_rounds_as_keras(data_root):
+    # Keras keeps floor(n * (1 - split)) for training: 409 of 512 (a plain round would keep 410).
+    data = load_data("fashion-mnist", root=data_root, val_split=0.2, val_holdout="last", limit_train=512)
+    assert (len(data.train), len(data.val)) == (409, 103)
+    with pytest.raises(CnnzooError, match="val_holdout must be one of random, last"):
+        load_data("fashion-mnist", root=data_root, val_split=0.2, val_holdout="first")

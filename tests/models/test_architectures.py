@@ -39,6 +39,9 @@ def test_forward_backward_at_default_input(name):
         ("vgg11_small", {}, 43_093_322),
         ("vgg16", {}, 138_357_544),
         ("resnet18_tv", {}, 11_689_512),
+        ("resnet18", {}, 11_174_474),
+        ("resnet18", {"conv_bias": True}, 11_178_378),  # d2l's count: a bias on every conv
+        ("alexnet_bn_keras", {}, 25_709_350),  # Keras' trainable count
         (
             "resnet18",
             {"in_channels": 3, "num_classes": 1000, "input_size": 224, "shortcut_norm": True},
@@ -64,6 +67,59 @@ def test_course_resnet18_has_bare_biased_shortcut_convs():
     # Each shortcut BN adds 2 parameters per channel where the bias it replaces had 1.
     tv_form = build_model("resnet18", shortcut_norm=True)
     assert count_parameters(tv_form) - count_parameters(model) == 128 + 256 + 512
+
+
+def test_keras_alexnet_bn_counts_as_keras_does():
+    model = meta_model("alexnet_bn_keras")
+    moving = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    assert count_parameters(model) + moving == 25_730_506  # Keras' total: moving statistics included
+    assert moving == 25_730_506 - 25_709_350
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert len(norms) == 9 and all((m.eps, m.momentum) == (1e-3, 0.01) for m in norms)
+
+
+def test_keras_alexnet_bn_pads_asymmetrically_as_tensorflow():
+    # 'same' at stride 4 on 32 pixels: 8 outputs need 7 pixels of padding, 3 above and 4 below.
+    torch.manual_seed(0)
+    model = build_model("alexnet_bn_keras").eval()
+    x = torch.randn(2, 3, 32, 32)
+    pad, conv = model.features[0], model.features[1]
+    expected = nn.functional.conv2d(nn.functional.pad(x, (3, 4, 3, 4)), conv.weight, conv.bias, stride=4)
+    assert torch.equal(conv(pad(x)), expected)
+    shapes = []
+    with torch.no_grad():
+        for layer in model.features:
+            x = layer(x)
+            if isinstance(layer, nn.MaxPool2d):
+                shapes.append(tuple(x.shape[1:]))
+    assert shapes == [(96, 4, 4), (256, 2, 2), (256, 1, 1)]
+
+
+@pytest.mark.parametrize(
+    "name, builder, size",
+    [
+        ("alexnet_tv", torchvision.models.alexnet, 64),
+        ("vgg11_tv", torchvision.models.vgg11, 32),
+        ("vgg16_tv", torchvision.models.vgg16, 32),
+    ],
+)
+def test_torchvision_forms_load_torchvision_weights_with_identical_logits(name, builder, size):
+    torch.manual_seed(0)
+    reference = builder(weights=None).double().eval()
+    model = meta_model(name).eval()  # weights come from the reference: no second 138M-weight init
+    assert count_parameters(model) == count_parameters(reference)
+    assert list(model.state_dict()) == list(reference.state_dict())
+    model.load_state_dict(reference.state_dict(), strict=True, assign=True)
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)  # the adaptive pool takes small inputs
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+
+
+def test_resnet18_conv_bias_is_d2l_form():
+    model = meta_model("resnet18", conv_bias=True)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 20 and all(c.bias is not None for c in convs)
+    assert all(c.bias is None for c in meta_model("resnet18").modules() if isinstance(c, nn.Conv2d) and c.kernel_size != (1, 1))
 
 
 def test_resnet18_tv_loads_torchvision_weights_with_identical_logits():
@@ -119,6 +175,7 @@ def test_minimum_applies_to_each_side():
 def test_lenet5_classic_activation_option():
     acts = {type(m) for m in build_model("lenet5_classic", activation="relu").modules()}
     assert nn.ReLU in acts and nn.Tanh not in acts
+    assert "activation=relu" in get_model_spec("lenet5_classic").description  # the material's form
     assert nn.Tanh in {type(m) for m in build_model("lenet5_classic").modules()}
     with pytest.raises(CnnzooError, match="Unknown activation 'swish'"):
         build_model("lenet5_classic", activation="swish")
@@ -132,6 +189,7 @@ def test_lenet5_classic_activation_option():
         ("vgg11_bn", 0, 8),
         ("resnet18", 0, 17),
         ("resnet18_tv", 0, 20),
+        ("alexnet_bn_keras", 4, 5),
     ],
 )
 def test_batch_norm_placement(name, bn1d, bn2d):
@@ -142,5 +200,5 @@ def test_batch_norm_placement(name, bn1d, bn2d):
 
 
 def test_models_without_batch_norm_say_so():
-    for name in ("lenet5", "lenet5_classic", "alexnet", "vgg11", "vgg16"):
+    for name in ("lenet5", "lenet5_classic", "alexnet", "alexnet_tv", "vgg11", "vgg16", "vgg11_tv", "vgg16_tv"):
         assert not get_model_spec(name).uses_norm

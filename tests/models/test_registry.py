@@ -19,6 +19,10 @@ EXPECTED = {
     "vgg16": ((3, 224, 224), 1000),
     "resnet18": ((1, 96, 96), 10),
     "resnet18_tv": ((3, 224, 224), 1000),
+    "alexnet_tv": ((3, 224, 224), 1000),
+    "alexnet_bn_keras": ((3, 32, 32), 10),
+    "vgg11_tv": ((3, 224, 224), 1000),
+    "vgg16_tv": ((3, 224, 224), 1000),
 }
 
 
@@ -52,7 +56,7 @@ def test_unknown_option_names_it_and_the_valid_ones():
 
 
 def test_options_listed_on_spec():
-    assert get_model_spec("resnet18").options == ("shortcut_norm",)
+    assert get_model_spec("resnet18").options == ("shortcut_norm", "conv_bias")
     assert get_model_spec("vgg11_bn").options == ("dropout",)
     assert get_model_spec("lenet5").options == ()
 

@@ -111,3 +111,37 @@ def test_training_needs_no_torchinfo():
             "import cnnzoo.cli, cnnzoo.train, cnnzoo.train.bench, cnnzoo.compare\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_buffers_are_shown_and_counted_as_keras_does():
+    summary = summarize(build_model("lenet_bn"), (1, 28, 28), name="lenet_bn")
+    assert (summary.total_params, summary.non_trainable_params, summary.buffers) == (44_878, 0, 452)
+    assert (summary.keras_total, summary.keras_non_trainable) == (45_330, 452)  # Keras' model.summary()
+    assert [layer.buffers for layer in summary.layers if layer.buffers] == [12, 32, 240, 168]
+    text = str(summary)
+    assert "Buffers #" in text and "Buffers (BN running statistics, not parameters): 452" in text
+    assert "45,330 total, 452 non-trainable" in text
+    assert "Buffers" not in str(summarize(build_model("lenet5"), (1, 28, 28)))  # nothing to show
+
+
+def test_keras_alexnet_summary_matches_keras_counts():
+    with torch.device("meta"):
+        model = build_model("alexnet_bn_keras")
+    summary = summarize(model, (3, 32, 32), name="alexnet_bn_keras")
+    assert summary.keras_total == 25_730_506
+    assert summary.keras_total - summary.keras_non_trainable == 25_709_350
+
+
+def test_summary_is_titled_with_the_registered_name():
+    assert str(summarize(build_model("lenet5_classic"), (1, 32, 32), name="lenet5_classic")).startswith(
+        'Model: "lenet5_classic"')
+    assert summarize(build_model("lenet5"), (1, 28, 28)).model == "LeNet"  # without a name: the class
+
+
+def test_models_table_describes_every_model():
+    rows = models_table()
+    assert all(row.description == get_model_spec(row.name).description for row in rows)
+    for name in ("alexnet_tv", "vgg11_tv", "vgg16_tv", "resnet18_tv"):
+        assert "torchvision" in get_model_spec(name).description
+    assert "Keras" in get_model_spec("alexnet_bn_keras").description
+    assert "d2l" in get_model_spec("resnet18").description

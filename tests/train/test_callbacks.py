@@ -105,3 +105,9 @@ def test_progress_bar_shows_loss_and_closes(tiny):
 def test_epoch_line_leaves_out_missing_splits():
     row = {"epoch": 3, "train_loss": 0.5, "train_acc": 0.8, "val_acc": None, "test_acc": 0.75, "time_s": 1.31}
     assert epoch_line(row, 10) == "epoch 3/10  loss 0.500  train 80.0%  test 75.0%  1.3 s"
+
+
+def test_epoch_line_labels_the_course_training_accuracy():
+    row = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.9104, "val_acc": None, "test_acc": 0.8966, "time_s": 2.0}
+    assert "train(eval) 91.0%" in epoch_line(row, 10, train_acc="eval")
+    assert "  train 91.0%" in epoch_line(row, 10)

@@ -1,7 +1,9 @@
 """Checkpoints: round trip, atomic writes, and every bad file refused with a clear CnnzooError."""
 
+import json
 import os
 import pickle
+import random
 import struct
 
 import pytest
@@ -12,7 +14,16 @@ from hypothesis import strategies as st
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
 from cnnzoo.train import load_checkpoint, save_checkpoint
-from cnnzoo.train.checkpoint import load_model_state
+from cnnzoo.train.checkpoint import CheckpointCorrupted, NonFiniteWeights, load_model_state
+
+
+def _meta(epoch: int, **config) -> dict:
+    """The metadata fit writes, for a lenet_bn run."""
+    from cnnzoo.train import TrainConfig
+    from cnnzoo.train.history import History
+
+    return {"config": TrainConfig(model="lenet_bn", **config).to_dict(), "classes": [str(i) for i in range(10)],
+            "epoch": epoch, "step": epoch * 4, "best": -1.0, "history": History().to_dict()}
 
 
 def _trained_pair():
@@ -27,10 +38,10 @@ def _trained_pair():
 def test_round_trip_restores_model_optimizer_rng_and_metadata(tmp_path):
     model, optimizer = _trained_pair()
     torch.manual_seed(123)
-    path = save_checkpoint(tmp_path / "c.safetensors", model, {"epoch": 3, "config": {"model": "lenet_bn"}}, optimizer)
+    path = save_checkpoint(tmp_path / "c.safetensors", model, _meta(3), optimizer)
     expected_draw = torch.rand(3)
     checkpoint = load_checkpoint(path)
-    assert checkpoint.meta["epoch"] == 3 and checkpoint.config == {"model": "lenet_bn"}
+    assert checkpoint.meta["epoch"] == 3 and checkpoint.config == _meta(3)["config"]
     for key, value in model.state_dict().items():
         assert torch.equal(checkpoint.model_state[key], value), key
     fresh = build_model("lenet_bn")
@@ -48,7 +59,7 @@ def test_round_trip_restores_model_optimizer_rng_and_metadata(tmp_path):
 
 def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeypatch):
     model, optimizer = _trained_pair()
-    path = save_checkpoint(tmp_path / "last.safetensors", model, {"epoch": 1}, optimizer)
+    path = save_checkpoint(tmp_path / "last.safetensors", model, _meta(1), optimizer)
 
     import cnnzoo.train.checkpoint as checkpoint_module
 
@@ -59,7 +70,7 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeyp
 
     monkeypatch.setattr(checkpoint_module, "save_file", crash_half_way)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, model, {"epoch": 2}, optimizer)
+        save_checkpoint(path, model, _meta(2), optimizer)
     assert load_checkpoint(path).meta["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]  # no temporary file left behind
 
@@ -84,7 +95,7 @@ def test_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
 
 def test_truncated_empty_and_foreign_files_are_refused(tmp_path):
     model, optimizer = _trained_pair()
-    good = save_checkpoint(tmp_path / "good.safetensors", model, {"epoch": 1}, optimizer).read_bytes()
+    good = save_checkpoint(tmp_path / "good.safetensors", model, _meta(1), optimizer).read_bytes()
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good[: len(good) // 2])
     with pytest.raises(CnnzooError, match="not a cnnzoo checkpoint"):
@@ -139,3 +150,88 @@ def test_a_checkpoint_from_a_newer_cnnzoo_says_so(tmp_path, capsys):
         load_checkpoint(path).train_config()
     assert main(["evaluate", str(path), "--device", "cpu"]) == 2
     assert "newer cnnzoo" in capsys.readouterr().err
+
+
+def _history(steps: int) -> dict:
+    from cnnzoo.train.history import History
+
+    return History(batch_loss=[2.3 / (1 + i) for i in range(steps)], batch_lr=[0.1] * steps,
+                   batch_epoch=[1 + i // 100 for i in range(steps)], epochs=[{"epoch": 1, "train_loss": 1.0}]).to_dict()
+
+
+def _header(path) -> dict:
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(size))
+
+
+def test_a_flipped_byte_anywhere_in_the_tensor_data_is_refused_naming_the_file(tmp_path):
+    model, optimizer = _trained_pair()
+    good = save_checkpoint(tmp_path / "good.safetensors", model, _meta(1), optimizer).read_bytes()
+    start = 8 + struct.unpack("<Q", good[:8])[0]
+    generator = random.Random(0)
+    for trial in range(50):
+        position = generator.randrange(start, len(good))
+        damaged = bytearray(good)
+        damaged[position] ^= 1 << generator.randrange(8)
+        path = tmp_path / f"flip{trial}.safetensors"
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CheckpointCorrupted, match=f"{path}.*corrupted"):
+            load_checkpoint(path)
+
+
+def test_per_step_history_lives_in_tensors_so_the_header_does_not_grow_with_steps(tmp_path):
+    model, optimizer = _trained_pair()
+    short = save_checkpoint(tmp_path / "short.safetensors", model, {**_meta(1), "history": _history(10)}, optimizer)
+    long = save_checkpoint(tmp_path / "long.safetensors", model, {**_meta(1), "history": _history(200_000)}, optimizer)
+    assert len(json.dumps(_header(long))) - len(json.dumps(_header(short))) < 1000  # only offsets grow
+    restored = load_checkpoint(long).meta["history"]
+    assert restored == _history(200_000)  # float64 tensors give back the exact Python floats
+
+
+def test_weights_in_another_dtype_are_refused_not_cast(tmp_path):
+    model, _ = _trained_pair()
+    save_checkpoint(tmp_path / "half.safetensors", model.half(), _meta(1))
+    with pytest.raises(CnnzooError, match=r"stores .* as float16 but the model holds float32"):
+        load_model_state(build_model("lenet_bn"), load_checkpoint(tmp_path / "half.safetensors").model_state)
+
+
+def test_non_finite_weights_are_never_saved_and_never_loaded(tmp_path):
+    model, optimizer = _trained_pair()
+    path = save_checkpoint(tmp_path / "last.safetensors", model, _meta(1), optimizer)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(NonFiniteWeights, match="previous checkpoint is kept"):
+        save_checkpoint(path, model, _meta(2), optimizer)
+    assert load_checkpoint(path).meta["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
+    # a file that holds NaN weights anyway (written by other means) does not load either
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    tensors["model.features.0.weight"][0, 0, 0, 0] = float("inf")
+    header = _header(path)["__metadata__"]["cnnzoo"]
+    meta = json.loads(header)
+    from cnnzoo.train.checkpoint import tensor_checksum
+
+    meta["checksum"] = tensor_checksum(tensors, meta)
+    save_file(tensors, tmp_path / "inf.safetensors", metadata={"cnnzoo": json.dumps(meta)})
+    with pytest.raises(NonFiniteWeights, match="non-finite weights"):
+        load_checkpoint(tmp_path / "inf.safetensors")
+
+
+def test_format_1_checkpoints_without_a_checksum_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    model, _ = _trained_pair()
+    meta = {"format": "cnnzoo-checkpoint", "version": 1, **_meta(1), "history": _history(7)}
+    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, tmp_path / "old.safetensors", metadata={"cnnzoo": json.dumps(meta)})
+    checkpoint = load_checkpoint(tmp_path / "old.safetensors")
+    assert checkpoint.meta["history"] == _history(7) and checkpoint.train_config().model == "lenet_bn"
+
+
+def test_a_folder_where_the_checkpoint_should_be_is_named_plainly(tmp_path):
+    (tmp_path / "run" / "checkpoints" / "last.safetensors").mkdir(parents=True)
+    for path in (tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.safetensors"):
+        with pytest.raises(CnnzooError, match=r"last.safetensors is a folder, not a file"):
+            load_checkpoint(path)

@@ -83,3 +83,76 @@ def test_loaded_optimizer_state_keeps_this_runs_kernels_and_the_parameters_layou
     for param, values in resumed.state.items():
         assert values["exp_avg"].stride() == param.stride()
         torch.testing.assert_close(values["exp_avg"], saved.state[param]["exp_avg"], rtol=0, atol=0)
+
+
+def keras_rmsprop_reference(params, grads_per_step, lr, rho, eps, momentum=0.0):
+    """Keras 3's RMSprop.update_step in float64: v = rho v + (1 - rho) g^2, p -= lr g / sqrt(v + eps)."""
+    params = [p.double().clone() for p in params]
+    velocity = [torch.zeros_like(p) for p in params]
+    buffers = [torch.zeros_like(p) for p in params]
+    for grads in grads_per_step:
+        for i, g in enumerate(grads):
+            g = g.double()
+            velocity[i] = rho * velocity[i] + (1 - rho) * g * g
+            increment = lr * g / torch.sqrt(velocity[i] + eps)
+            if momentum > 0:
+                buffers[i] = momentum * buffers[i] + increment
+                params[i] = params[i] - buffers[i]
+            else:
+                params[i] = params[i] - increment
+    return params
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_keras_rmsprop_follows_keras_update_rule(momentum):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    start = [p.detach().clone() for p in model.parameters()]
+    # Gradients as small as 1e-4 make eps matter: inside the root (Keras) or outside (torch).
+    grads_per_step = [[torch.randn_like(p) * 10.0 ** -k for p in start] for k in (0, 2, 4, 1, 3)]
+    config = TrainConfig(optimizer="rmsprop_keras", lr=1e-3, rho=0.9, eps=1e-7, momentum=momentum)
+    optimizer = build_optimizer(model, config)
+    for grads in grads_per_step:
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g.clone()
+        optimizer.step()
+    expected = keras_rmsprop_reference(start, grads_per_step, 1e-3, 0.9, 1e-7, momentum)
+    for p, e in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-12, atol=1e-15)
+    # torch's RMSprop (eps outside the root) lands elsewhere on the same gradients.
+    torch_model = torch.nn.Linear(4, 3).double()
+    with torch.no_grad():
+        for p, s in zip(torch_model.parameters(), start):
+            p.copy_(s)
+    torch_opt = torch.optim.RMSprop(torch_model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7, momentum=momentum)
+    for grads in grads_per_step:
+        for p, g in zip(torch_model.parameters(), grads):
+            p.grad = g.clone()
+        torch_opt.step()
+    assert not torch.allclose(torch_model.weight, model.weight, rtol=1e-6, atol=0)
+
+
+def test_rmsprop_defaults_are_the_libraries_and_momentum_is_not_sgds():
+    model = torch.nn.Linear(3, 2)
+    torch_group = build_optimizer(model, TrainConfig(optimizer="rmsprop", lr=0.01)).param_groups[0]
+    assert (torch_group["alpha"], torch_group["eps"], torch_group["momentum"]) == (0.99, 1e-8, 0.0)
+    keras_group = build_optimizer(model, TrainConfig(optimizer="rmsprop_keras", lr=0.01)).param_groups[0]
+    assert (keras_group["rho"], keras_group["eps"], keras_group["momentum"]) == (0.9, 1e-7, 0.0)
+    set_group = build_optimizer(model, TrainConfig(optimizer="rmsprop", lr=0.01, rho=0.9, eps=1e-7,
+                                                   momentum=0.5)).param_groups[0]
+    assert (set_group["alpha"], set_group["eps"], set_group["momentum"]) == (0.9, 1e-7, 0.5)
+    assert build_optimizer(model, TrainConfig(optimizer="sgd")).param_groups[0]["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("change, word", [
+    ({"optimizer": "sgd", "rho": 0.9}, "--rho applies to RMSprop only"),
+    ({"optimizer": "rmsprop", "rho": 1.0}, "--rho must be in"),
+    ({"optimizer": "sgd", "eps": 1e-7}, "--eps has no effect on SGD"),
+    ({"optimizer": "adam", "eps": 0.0}, "--eps must be a positive number"),
+    ({"val_holdout": "first"}, "--val-holdout must be one of random, last"),
+    ({"resize_mode": "cv2"}, "--resize-mode must be one of tensor, pil"),
+    ({"train_acc": "both"}, "--train-acc must be one of running, eval"),
+])
+def test_validate_rejects_course_settings_no_run_could_use(change, word):
+    with pytest.raises(CnnzooError, match=word):
+        TrainConfig(**change).validate()

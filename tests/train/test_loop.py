@@ -203,3 +203,27 @@ def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evalua
     shown = _misclassified_images(run_dir.path, evaluation)
     positions = evaluated.source_indices().tolist()
     assert all(torch.equal(shown[k], evaluated.images[positions.index(m["index"])]) for k, m in enumerate(mistakes))
+
+
+def test_course_training_accuracy_is_the_whole_train_set_in_eval_mode(tmp_path, quick_config, data_root):
+    from cnnzoo.train.loop import evaluate
+    from cnnzoo.train.run import data_for, load_trained
+
+    config = quick_config.replace(model="lenet_bn", epochs=1, limit_train=512, train_acc="eval")
+    run_dir, history = train_run(config, out=tmp_path, name="eval", quiet=True)
+    _, running = train_run(config.replace(train_acc="running"), out=tmp_path, name="running", quiet=True)
+    assert history.batch_loss == running.batch_loss  # the re-evaluation changes nothing it trains
+    trained = load_trained(run_dir.path, which="last")
+    data = data_for(config, torch.device("cpu"))
+    expected = evaluate(trained.model, data.train, input_size=trained.input_size, normalize=trained.normalize).accuracy
+    assert history.epochs[0]["train_acc"] == expected != running.epochs[0]["train_acc"]
+    assert json.loads((run_dir.path / "config.json").read_text())["train_acc"] == "eval"  # what it reports
+
+
+def test_course_data_settings_reach_the_batches(tmp_path, quick_config):
+    # Keras' split: the validation images are the last 20% of the (limited) training images.
+    config = quick_config.replace(epochs=1, limit_train=500, val_split=0.2, val_holdout="last",
+                                  resize_mode="pil", input_size=32)
+    run_dir, history = train_run(config, out=tmp_path, name="keras", quiet=True)
+    assert len(history.batch_loss) == 7  # 400 training images in batches of 64
+    assert history.epochs[0]["val_acc"] is not None

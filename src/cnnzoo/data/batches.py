@@ -17,9 +17,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cnnzoo.data.pil_resize import pil_resize
 from cnnzoo.errors import CnnzooError
 
-__all__ = ["Augment", "BatchIterator", "epoch_seed", "preprocess", "resolve_input_size"]
+__all__ = ["RESIZE_MODES", "Augment", "BatchIterator", "epoch_seed", "preprocess", "resolve_input_size"]
+
+# "tensor": bilinear interpolation of float pixels on the device; "pil": Pillow's uint8 resize,
+# bit for bit (torchvision's Resize on PIL images, as the course loads its data).
+RESIZE_MODES = ("tensor", "pil")
 
 _MASK64 = (1 << 64) - 1
 
@@ -81,6 +86,7 @@ def preprocess(
     *,
     dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
+    resize_mode: str = "tensor",
 ) -> torch.Tensor:
     """The one conversion from uint8 pixels to model input, used by training, evaluation and
     ``predict``; it runs on whatever device the images are on.
@@ -88,7 +94,8 @@ def preprocess(
     ``images_uint8`` is (N, C, H, W) or (C, H, W) uint8. Pixels become floats in [0, 1]
     (like ``ToTensor``); with ``input_size`` (int or (H, W)) they are resized bilinearly like
     torchvision's ``Resize`` on tensors (``antialias`` only matters when shrinking, where it is
-    on, as in torchvision); with ``normalize=(mean, std)`` (floats or per-channel sequences)
+    on, as in torchvision), or with ``resize_mode="pil"`` as ``Resize`` on PIL images, in uint8
+    before the conversion to floats (bit for bit, see :mod:`cnnzoo.data.pil_resize`); with ``normalize=(mean, std)`` (floats or per-channel sequences)
     they become ``(x - mean) / std``. The result has ``dtype`` (float32 by default).
     """
     if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8:
@@ -103,13 +110,21 @@ def preprocess(
         if norm[0].numel() not in (1, channels) or norm[1].numel() not in (1, channels):
             raise CnnzooError(f"normalize has {norm[0].numel()} means / {norm[1].numel()} stds for {channels}-channel images.")
         norm = tuple(t.to(x.device).view(1, -1, 1, 1) for t in norm)
-    x = _convert(x, resolve_input_size(input_size), norm, dtype, channels_last)
+    x = _convert(x, resolve_input_size(input_size), norm, dtype, channels_last, _check_resize_mode(resize_mode))
     return x.squeeze(0) if single else x
 
 
-def _convert(x, size, norm, dtype, channels_last):
+def _check_resize_mode(resize_mode: str) -> str:
+    if resize_mode not in RESIZE_MODES:
+        raise CnnzooError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {resize_mode!r}.")
+    return resize_mode
+
+
+def _convert(x, size, norm, dtype, channels_last, resize_mode="tensor"):
     """uint8 (N, C, H, W) -> float: the body of :func:`preprocess`, with validated arguments
     (``norm`` is (mean, std) already shaped (1, C, 1, 1) on ``x``'s device)."""
+    if resize_mode == "pil" and size is not None and tuple(x.shape[-2:]) != size:
+        x = pil_resize(x, size)
     x = x.to(torch.float32).div_(255.0)
     if size is not None and tuple(x.shape[-2:]) != size:
         shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
@@ -168,8 +183,8 @@ class BatchIterator:
     """Mini-batches ``(x, y)`` of a :class:`~cnnzoo.data.DataSplit`, on its device.
 
     ``x`` is float (``dtype``) NCHW (``channels_last`` memory format if asked), already
-    augmented (at 28x28), resized to ``input_size`` and normalized with ``normalize=(mean, std)``
-    -- in that order; ``y`` is int64.
+    augmented (at 28x28), resized to ``input_size`` (as ``resize_mode`` says, see
+    :func:`preprocess`) and normalized with ``normalize=(mean, std)`` -- in that order; ``y`` is int64.
 
     Epochs: call :meth:`set_epoch` before iterating (like ``DistributedSampler``); epoch
     ``e``'s order and augmentation are a pure function of ``(seed, e)``, drawn from
@@ -199,6 +214,7 @@ class BatchIterator:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        resize_mode: str = "tensor",
     ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise CnnzooError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
@@ -215,6 +231,7 @@ class BatchIterator:
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.input_size = resolve_input_size(input_size)
+        self.resize_mode = _check_resize_mode(resize_mode)
         self.normalize = normalize
         norm = _resolve_normalize(normalize)  # validated and moved to the device once
         if norm is not None:
@@ -312,7 +329,7 @@ class BatchIterator:
                     offsets[sl] if offsets is not None else None,
                     flips[sl] if flips is not None else None,
                 )
-            x = _convert(x, self.input_size, self._norm, self.dtype, self.channels_last)
+            x = _convert(x, self.input_size, self._norm, self.dtype, self.channels_last, self.resize_mode)
             yield x, labels[idx]
 
     def __repr__(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -553,6 +554,7 @@ def load_split(
     split = _check_split(split)
     dev = _as_device(device)
     root_path = resolve_data_root(root)
+    _check_root(root_path, explicit=(root is not None and str(root) != "") or bool(os.environ.get("CNNZOO_DATA")))
     raw_dir, found = _find_files(root_path, info, split)
     if raw_dir is None:
         missing = found
@@ -580,6 +582,17 @@ def load_split(
     key += tuple(_stat_key(p) for p in (images_path, labels_path))
     images, labels = _decode_split_cached(key)
     return DataSplit(images, labels, info.classes, info.name, split).to(dev)
+
+
+def _check_root(root: Path, explicit: bool) -> None:
+    """A data root that is a file, or a named one that does not exist, is a mistake to report: creating
+    a folder tree under a mistyped --data-dir and downloading into it would hide the typo."""
+    if root.exists() and not root.is_dir():
+        raise CnnzooError(f"The data folder {root} is a file, not a folder; point --data-dir (or CNNZOO_DATA) at "
+                          "the folder that contains FashionMNIST/ and MNIST/.")
+    if explicit and not root.exists():
+        raise CnnzooError(f"The data folder {root} does not exist; check the spelling of --data-dir (or "
+                          "CNNZOO_DATA), or create the folder first to download the data into it.")
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:
@@ -610,6 +623,19 @@ def _val_count(val_split, n: int) -> int:
         count = int(val_split)
     else:
         raise CnnzooError(f"val_split must be a fraction in [0, 1) or a number of images, got {val_split!r}.")
+    if count >= n and count > 0:
+        raise CnnzooError(f"val_split={val_split!r} leaves no training images out of {n}; use a smaller value.")
+    return count
+
+
+VAL_HOLDOUTS = ("random", "last")
+
+
+def _keras_val_count(val_split, n: int) -> int:
+    """Keras' ``validation_split``: training keeps the first floor(n * (1 - split)) samples."""
+    if isinstance(val_split, bool) or not isinstance(val_split, (float, np.floating)) or not 0 <= val_split < 1:
+        raise CnnzooError(f"val_holdout='last' takes val_split as a fraction in [0, 1) as Keras does, got {val_split!r}.")
+    count = n - int(math.floor(n * (1.0 - float(val_split))))
     if count >= n and count > 0:
         raise CnnzooError(f"val_split={val_split!r} leaves no training images out of {n}; use a smaller value.")
     return count
@@ -648,6 +674,7 @@ def load_data(
     limit_test: int | None = None,
     download: bool = True,
     stratify: bool = False,
+    val_holdout: str = "random",
 ) -> DataBundle:
     """Load train and test (and carve a validation split from train), each moved to ``device``
     once, whole, as uint8.
@@ -657,7 +684,9 @@ def load_data(
       validation split is then carved from what is left.
     - ``val_split``: a fraction in [0, 1) of the (limited) training images, or a whole number
       of images, chosen by a permutation seeded with ``seed`` (per class in proportion when
-      ``stratify``). ``0`` gives ``val=None``.
+      ``stratify``). ``0`` gives ``val=None``. With ``val_holdout="last"`` the validation
+      images are instead the last ``val_split`` of the training arrays, unshuffled, as Keras'
+      ``fit(validation_split=...)`` takes them (60,000 x 0.2: the last 12,000).
     """
     info = get_dataset_info(dataset)
     dev = _as_device(device)
@@ -669,10 +698,16 @@ def load_data(
         train = train.subset(_seeded_subset(len(train), limit_train, seed))
     if limit_test is not None and limit_test < len(test):
         test = test.subset(_seeded_subset(len(test), limit_test, seed))
+    if val_holdout not in VAL_HOLDOUTS:
+        raise CnnzooError(f"val_holdout must be one of {', '.join(VAL_HOLDOUTS)}, got {val_holdout!r}.")
     val = None
-    count = _val_count(val_split, len(train))
+    n = len(train)
+    count = _keras_val_count(val_split, n) if val_holdout == "last" else _val_count(val_split, n)
     if count > 0:
-        train_idx, val_idx = _split_indices(train.labels, count, seed, stratify)
+        if val_holdout == "last":
+            train_idx, val_idx = torch.arange(n - count), torch.arange(n - count, n)
+        else:
+            train_idx, val_idx = _split_indices(train.labels, count, seed, stratify)
         val = train.subset(val_idx, split="val")
         train = train.subset(train_idx)
     return DataBundle(

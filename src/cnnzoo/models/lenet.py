@@ -61,7 +61,7 @@ class LeNet(nn.Module):
     "lenet5",
     input_shape=(1, 28, 28),
     num_classes=10,
-    description="LeNet-5, sigmoid and average pooling, first conv padded (d2l/Keras form)",
+    description="LeNet-5 on 1x28x28: sigmoid, average pooling, first conv padded (course: d2l/Keras)",
 )
 def lenet5(*, in_channels: int, num_classes: int, input_size: tuple[int, int]) -> LeNet:
     return LeNet(in_channels, num_classes, input_size)
@@ -71,12 +71,13 @@ def lenet5(*, in_channels: int, num_classes: int, input_size: tuple[int, int]) -
     "lenet5_classic",
     input_shape=(1, 32, 32),
     num_classes=10,
-    description="LeNet-5 as in 1998: 32x32 input, no padding, choice of activation",
+    description="LeNet-5 on 1x32x32, no padding (1998 layout): tanh; activation=relu is the material's",
 )
 def lenet5_classic(
     *, in_channels: int, num_classes: int, input_size: tuple[int, int], activation: str = "tanh"
 ) -> LeNet:
-    # tanh is the nearest standard layer to the original's scaled-tanh squashing function.
+    # tanh is the nearest standard layer to the 1998 scaled-tanh squashing function; the course
+    # material's 32x32 code uses ReLU (activation="relu").
     return LeNet(in_channels, num_classes, input_size, padding=0, activation=activation)
 
 
@@ -84,7 +85,7 @@ def lenet5_classic(
     "lenet_bn",
     input_shape=(1, 28, 28),
     num_classes=10,
-    description="LeNet with batch norm after every conv and hidden dense layer, max pooling",
+    description="course LeNet-BN on 1x28x28: BN after every conv and hidden dense layer, max pooling",
 )
 def lenet_bn(
     *,

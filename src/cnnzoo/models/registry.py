@@ -13,6 +13,10 @@ from cnnzoo.nn import norm_layers
 
 # Every builder takes these; anything else in its signature is a model-specific option.
 _COMMON = ("in_channels", "num_classes", "input_size")
+# Sanity bounds, far above any real use (1 or 3 channels, 10 classes), that keep an absurd request
+# from dying in a multi-GB allocation.
+MAX_CHANNELS = 64
+MAX_CLASSES = 100_000
 # Filled in from ``norm``, never passed by callers: a builder that takes ``norm_layer`` has
 # batch norm, and ``norm_layer_1d`` as well when its dense layers are normalized too.
 _NORM_PARAMS = ("norm_layer", "norm_layer_1d")
@@ -108,9 +112,12 @@ def build_model(
     default_channels, *default_size = spec.input_shape
     in_channels = default_channels if in_channels is None else in_channels
     num_classes = spec.num_classes if num_classes is None else num_classes
-    for arg, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+    for arg, value, largest in (("in_channels", in_channels, MAX_CHANNELS), ("num_classes", num_classes, MAX_CLASSES)):
         if not isinstance(value, int) or value < 1:
             raise CnnzooError(f"{arg} must be a positive integer, got {value!r}.")
+        if value > largest:
+            raise CnnzooError(f"{arg}={value} is more than cnnzoo builds models for (at most {largest}); "
+                              "choose a smaller number.")
     model = spec.builder(
         in_channels=in_channels,
         num_classes=num_classes,

@@ -10,6 +10,9 @@ from cnnzoo.errors import CnnzooError
 
 # Far beyond any image cnnzoo handles; only bounds the search for a minimum size.
 _LARGEST_SIDE = 4096
+# The largest input side a model is built for: 4.5x AlexNet's 224. Beyond it the dense heads alone
+# need tens of GB (VGG-11 at 100000 px: 10^13 weights), so the request is refused up front.
+MAX_INPUT_SIDE = 1024
 
 
 def as_size(input_size: int | Sequence[int]) -> tuple[int, int]:
@@ -22,6 +25,9 @@ def as_size(input_size: int | Sequence[int]) -> tuple[int, int]:
         raise CnnzooError(
             f"input_size must be a positive int or a pair (H, W) of them, got {input_size!r}."
         )
+    if max(size) > MAX_INPUT_SIDE:
+        raise CnnzooError(f"An input of {size[0]}×{size[1]} pixels is larger than cnnzoo builds models for (at most "
+                          f"{MAX_INPUT_SIDE} per side; the data sets are 28×28); choose a smaller size.")
     return size
 
 

@@ -21,11 +21,12 @@ class LayerSummary:
     kind: str  # class name, e.g. "Conv2d"
     output_shape: tuple[int, ...]  # batch dimension first
     params: int
+    buffers: int = 0  # floating-point buffers: batch norm's running mean and variance
 
 
 @dataclass(frozen=True)
 class ModelSummary:
-    model: str
+    model: str  # the registered name when known, else the class name
     input_shape: tuple[int, ...]  # batch dimension first
     layers: tuple[LayerSummary, ...]  # leaf modules in call order
     total_params: int
@@ -34,19 +35,45 @@ class ModelSummary:
     param_size_mb: float
     # torchinfo's convention: each weight and bias counts one multiply-add per output position
     mult_adds: int
+    # Values of floating-point buffers (batch norm's running statistics). PyTorch does not count
+    # them as parameters; Keras counts its moving mean/variance as non-trainable weights.
+    # Integer buffers (num_batches_tracked) have no Keras counterpart and are left out.
+    buffers: int = 0
+
+    @property
+    def keras_total(self) -> int:
+        """The total Keras' ``model.summary()`` prints for the same layers."""
+        return self.total_params + self.buffers
+
+    @property
+    def keras_non_trainable(self) -> int:
+        return self.non_trainable_params + self.buffers
 
     def __str__(self) -> str:
-        header = ("Layer (type)", "Output Shape", "Param #")
+        header = ["Layer (type)", "Output Shape", "Param #"]
         rows = [
-            (f"{layer.name} ({layer.kind})", str(list(layer.output_shape)), f"{layer.params:,}")
+            [f"{layer.name} ({layer.kind})", str(list(layer.output_shape)), f"{layer.params:,}"]
             for layer in self.layers
         ]
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-        width = sum(widths) + 4
+        if self.buffers:
+            header.append("Buffers #")
+            for row, layer in zip(rows, self.layers):
+                row.append(f"{layer.buffers:,}")
+        columns = len(header)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(columns)]
+        width = sum(widths) + 2 * (columns - 1)
 
-        def line(row: tuple[str, str, str]) -> str:
-            return f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}"
+        def line(row: list[str]) -> str:
+            cells = [f"{row[0]:<{widths[0]}}", f"{row[1]:<{widths[1]}}"]
+            return "  ".join(cells + [f"{v:>{w}}" for v, w in zip(row[2:], widths[2:])])
 
+        buffer_lines = []
+        if self.buffers:
+            buffer_lines = [
+                f"Buffers (BN running statistics, not parameters): {self.buffers:,}",
+                f"As Keras counts them (buffers are non-trainable weights): {self.keras_total:,} total, "
+                f"{self.keras_non_trainable:,} non-trainable",
+            ]
         return "\n".join(
             [
                 f'Model: "{self.model}", input {list(self.input_shape)}',
@@ -58,6 +85,7 @@ class ModelSummary:
                 f"Total params: {self.total_params:,}",
                 f"Trainable params: {self.trainable_params:,}",
                 f"Non-trainable params: {self.non_trainable_params:,}",
+                *buffer_lines,
                 f"Params size (MB): {self.param_size_mb:.2f}",
                 f"Mult-adds: {self.mult_adds:,}",
                 "=" * width,
@@ -72,6 +100,7 @@ class ModelRow:
     num_classes: int
     params: int
     mult_adds: int
+    description: str = ""  # which form the model is and where it comes from
 
 
 def _meta_copy(model: nn.Module) -> nn.Module:
@@ -84,12 +113,22 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def count_buffers(module: nn.Module, recurse: bool = True) -> int:
+    """Values in ``module``'s floating-point buffers (batch norm's running mean and variance)."""
+    return sum(b.numel() for b in module.buffers(recurse=recurse) if b.is_floating_point())
+
+
 def summarize(
-    model: nn.Module, input_shape: tuple[int, int, int], batch_size: int = 1
+    model: nn.Module, input_shape: tuple[int, int, int], batch_size: int = 1, name: str | None = None
 ) -> ModelSummary:
-    """Summarize ``model`` on a batch of ``batch_size`` inputs of shape (C, H, W)."""
+    """Summarize ``model`` on a batch of ``batch_size`` inputs of shape (C, H, W).
+
+    ``name`` heads the table (pass the registered name: lenet5 and lenet5_classic are both
+    ``LeNet`` instances); by default the model's class name.
+    """
     twin = _meta_copy(model).eval()  # eval: batch norm accepts a batch of one
-    names = {id(m): name for name, m in twin.named_modules()}
+    names = {id(m): path for path, m in twin.named_modules()}
+    modules = {id(m): m for m in twin.modules()}
     import torchinfo  # here, not at the top: training never needs it, so a bare torch install can train
 
     stats = torchinfo.summary(twin, input_size=(batch_size, *input_shape), device="meta", verbose=0)
@@ -99,6 +138,7 @@ def summarize(
             kind=info.class_name,
             output_shape=tuple(info.output_size),
             params=0 if info.is_recursive else info.num_params,
+            buffers=0 if info.is_recursive else count_buffers(modules[info.layer_id], recurse=False),
         )
         for info in stats.summary_list
         if info.is_leaf_layer and info.executed
@@ -106,7 +146,7 @@ def summarize(
     total = count_parameters(model)
     trainable = count_parameters(model, trainable_only=True)
     return ModelSummary(
-        model=type(model).__name__,
+        model=name or type(model).__name__,
         input_shape=(batch_size, *input_shape),
         layers=layers,
         total_params=total,
@@ -114,6 +154,7 @@ def summarize(
         non_trainable_params=total - trainable,
         param_size_mb=sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6,
         mult_adds=stats.total_mult_adds,
+        buffers=count_buffers(model),
     )
 
 
@@ -140,6 +181,7 @@ def models_table() -> list[ModelRow]:
                 num_classes=spec.num_classes,
                 params=count_parameters(model),
                 mult_adds=count_mult_adds(model, spec.input_shape),
+                description=spec.description,
             )
         )
     return rows

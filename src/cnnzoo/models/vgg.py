@@ -3,6 +3,7 @@
 from collections.abc import Callable, Sequence
 from math import prod
 
+import torch
 from torch import Tensor, nn
 
 from cnnzoo.models.registry import register_model
@@ -67,11 +68,50 @@ class VGG(nn.Module):
         return self.classifier(self.features(x))
 
 
+class VGGTV(nn.Module):
+    """torchvision's VGG: one flat ``features`` Sequential, a 7x7 adaptive pool, then the head.
+
+    Module names and order are torchvision's (features.0, ..., classifier.6), so its
+    ``state_dict`` loads as is; the adaptive pool lets any input of at least 32x32 through.
+    """
+
+    def __init__(
+        self,
+        conv_arch: Sequence[tuple[int, int]],
+        in_channels: int,
+        num_classes: int,
+        input_size: tuple[int, int],
+        *,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for num_convs, out_channels in conv_arch:
+            layers.extend(vgg_block(num_convs, channels, out_channels))
+            channels = out_channels
+        self.features = nn.Sequential(*layers)
+        output_shape(self.features, in_channels, input_size, "VGG")  # names the minimum input size
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * 7 * 7, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
 @register_model(
     "vgg11",
     input_shape=(1, 224, 224),
     num_classes=10,
-    description="VGG-11 (8 convs, 3 dense) on 1x224x224",
+    description="VGG-11 (8 convs, 3 dense) on 1x224x224, 10 classes (d2l form)",
 )
 def vgg11(
     *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
@@ -83,7 +123,7 @@ def vgg11(
     "vgg11_small",
     input_shape=(1, 224, 224),
     num_classes=10,
-    description="VGG-11 with a quarter of the channels, the course's fit for small GPUs",
+    description="VGG-11 with a quarter of the channels, 1x224x224 (d2l's fit for small GPUs)",
 )
 def vgg11_small(
     *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
@@ -95,7 +135,7 @@ def vgg11_small(
     "vgg11_bn",
     input_shape=(1, 224, 224),
     num_classes=10,
-    description="VGG-11 with batch norm after every conv",
+    description="VGG-11 (d2l form, 1x224x224) with batch norm after every conv",
 )
 def vgg11_bn(
     *,
@@ -112,9 +152,33 @@ def vgg11_bn(
     "vgg16",
     input_shape=(3, 224, 224),
     num_classes=1000,
-    description="VGG-16 (13 convs, 3 dense) on 3x224x224 ImageNet input",
+    description="VGG-16 (13 convs, 3 dense), 3x224x224, 1000 classes; torchvision's count, d2l's layout",
 )
 def vgg16(
     *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
 ) -> VGG:
     return VGG(VGG16, in_channels, num_classes, input_size, dropout=dropout)
+
+
+@register_model(
+    "vgg11_tv",
+    input_shape=(3, 224, 224),
+    num_classes=1000,
+    description="VGG-11 as torchvision builds it (7x7 adaptive pool); loads its weights",
+)
+def vgg11_tv(
+    *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
+) -> VGGTV:
+    return VGGTV(VGG11, in_channels, num_classes, input_size, dropout=dropout)
+
+
+@register_model(
+    "vgg16_tv",
+    input_shape=(3, 224, 224),
+    num_classes=1000,
+    description="VGG-16 as torchvision builds it (7x7 adaptive pool); loads its weights",
+)
+def vgg16_tv(
+    *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
+) -> VGGTV:
+    return VGGTV(VGG16, in_channels, num_classes, input_size, dropout=dropout)

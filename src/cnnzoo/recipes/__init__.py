@@ -2,7 +2,9 @@
 
 A recipe file has top-level `description`, `expected_accuracy` (Fashion-MNIST or MNIST test
 accuracy, a fraction), `expected_time` (free text, with the device) and a `[train]` table whose
-keys are TrainConfig fields.
+keys are TrainConfig fields. A recipe that reproduces published work also has
+`published_accuracy` (a fraction) and `published` (who published it, in what setting); the
+course recipes (`*-course`, `lenet5-keras`) run the material's procedures exactly as written.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_META = ("description", "expected_accuracy", "measured", "expected_time", "train")
+_META = ("description", "expected_accuracy", "measured", "expected_time", "published_accuracy", "published", "train")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Recipe:
     expected_time: str
     config: TrainConfig
     measured: bool = False  # expected_accuracy is a measured mean (docs/RESULTS.md), not a target
+    published_accuracy: float | None = None  # what the material (or the book it follows) reports
+    published: str = ""  # where that number comes from
 
 
 def list_recipes() -> list[str]:
@@ -61,7 +65,8 @@ def parse_recipe(name: str, text: str) -> Recipe:
     config = TrainConfig.from_dict({**train, "recipe": name}).validate()
     return Recipe(name=name, description=values.get("description", ""),
                   expected_accuracy=values.get("expected_accuracy"), expected_time=values.get("expected_time", ""),
-                  config=config, measured=bool(values.get("measured", False)))
+                  config=config, measured=bool(values.get("measured", False)),
+                  published_accuracy=values.get("published_accuracy"), published=values.get("published", ""))
 
 
 def recipe_for(model: str, dataset: str) -> Recipe | None:

@@ -129,11 +129,14 @@ class EpochLog(Callback):
     """One line per epoch on stdout, as d2l and Keras print."""
 
     def on_epoch_end(self, state: FitState) -> None:
-        print(epoch_line(state.row, state.config.epochs), flush=True)
+        print(epoch_line(state.row, state.config.epochs, state.config.train_acc), flush=True)
 
 
-def epoch_line(row: dict[str, Any], epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}", f"train {100 * row['train_acc']:.1f}%"]
+def epoch_line(row: dict[str, Any], epochs: int, train_acc: str = "running") -> str:
+    """`train_acc`: the definition the row's training accuracy follows (TrainConfig.train_acc); the
+    course's eval-mode re-evaluation is labelled as such."""
+    train = "train(eval)" if train_acc == "eval" else "train"
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}", f"{train} {100 * row['train_acc']:.1f}%"]
     if row["val_acc"] is not None:
         parts.append(f"val {100 * row['val_acc']:.1f}%")
     if row["test_acc"] is not None:

@@ -9,13 +9,20 @@ from typing import Any
 
 from cnnzoo.errors import CnnzooError
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras")
 SCHEDULES = ("constant", "cosine", "onecycle")
 NORMS = ("torch", "scratch")
-INITS = ("default", "xavier", "kaiming")
+INITS = ("default", "xavier", "keras", "kaiming")
 AUTO_BOOL = ("auto", "on", "off")
+MAX_LR = 3.4e38  # float32's largest finite value, rounded down
 # The fast path's pieces, each auto/on/off so it can be measured alone.
 SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
+VAL_HOLDOUTS = ("random", "last")
+RESIZE_MODES = ("tensor", "pil")
+# What "training accuracy" means: "running", the train-mode accuracy of the epoch's batches as
+# they were trained (cnnzoo's and Keras'); "eval", the course's, the whole training set
+# evaluated in eval mode after the epoch, inside the epoch's time.
+TRAIN_ACC = ("running", "eval")
 
 
 @dataclass
@@ -30,9 +37,13 @@ class TrainConfig:
     batch_size: int = 256
     optimizer: str = "sgd"
     lr: float = 0.1
-    momentum: float = 0.9
+    momentum: float | None = None  # None: 0.9 for SGD, 0 for RMSprop (torch's and Keras' default)
     nesterov: bool = False
     weight_decay: float = 0.0
+    # RMSprop's decay of the squared-gradient average (torch's alpha, Keras' rho) and the
+    # optimizers' epsilon; None takes the chosen optimizer's own default (see train.optim).
+    rho: float | None = None
+    eps: float | None = None
     schedule: str = "constant"
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
@@ -45,6 +56,10 @@ class TrainConfig:
     finetune_from: str | None = None  # "torchvision:resnet18" or a run directory (cnnzoo finetune)
     head_epochs: int = 0  # fine-tuning: epochs training only the new head before all layers
     val_split: float = 0.0
+    # Reproducing the course material (its recipes set these; cnnzoo's own keep the defaults):
+    val_holdout: str = "random"  # "last": Keras' validation_split, the last val_split of train, unshuffled
+    resize_mode: str = "tensor"  # "pil": Pillow's uint8 resize, as the course's Resize on PIL images
+    train_acc: str = "running"  # see TRAIN_ACC
     tta: bool = False
     seed: int = 0
     device: str = "auto"
@@ -86,14 +101,23 @@ class TrainConfig:
         for name, value in positive_ints.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise CnnzooError(f"--{name.replace('_', '-')} must be a positive whole number, got {value!r}.")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise CnnzooError(f"--lr must be a positive number, got {self.lr!r}.")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            # Optimizers apply the rate in float32: a larger one is not a rate but an overflow.
+            raise CnnzooError(f"--lr must be a positive number of at most {MAX_LR:.1e}, got {self.lr!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise CnnzooError(f"Unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}.")
         if self.schedule not in SCHEDULES:
             raise CnnzooError(f"Unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}.")
-        if not 0 <= self.momentum < 1:
+        if self.momentum is not None and not 0 <= self.momentum < 1:
             raise CnnzooError(f"--momentum must be in [0, 1), got {self.momentum!r}.")
+        if self.rho is not None and not 0 <= self.rho < 1:
+            raise CnnzooError(f"--rho must be in [0, 1), got {self.rho!r}.")
+        if self.rho is not None and not self.optimizer.startswith("rmsprop"):
+            raise CnnzooError(f"--rho applies to RMSprop only; drop it or use --optimizer rmsprop (got {self.optimizer}).")
+        if self.eps is not None and not (math.isfinite(self.eps) and self.eps > 0):
+            raise CnnzooError(f"--eps must be a positive number, got {self.eps!r}.")
+        if self.eps is not None and self.optimizer == "sgd":
+            raise CnnzooError("--eps has no effect on SGD; drop it or pick adam, adamw, rmsprop or rmsprop_keras.")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise CnnzooError(f"--weight-decay must be zero or a positive number, got {self.weight_decay!r}.")
         if self.norm not in NORMS:
@@ -110,8 +134,15 @@ class TrainConfig:
             raise CnnzooError(f"--crop-padding must be zero or positive, got {self.crop_padding!r}.")
         if not 0 <= self.val_split < 1:
             raise CnnzooError(f"--val-split must be in [0, 1), got {self.val_split!r}.")
-        if self.input_size is not None and self.input_size < 1:
-            raise CnnzooError(f"--resize must be a positive image size, got {self.input_size!r}.")
+        for name, allowed in (("val_holdout", VAL_HOLDOUTS), ("resize_mode", RESIZE_MODES), ("train_acc", TRAIN_ACC)):
+            if getattr(self, name) not in allowed:
+                raise CnnzooError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, name)!r}.")
+        from cnnzoo.models.shapes import MAX_INPUT_SIDE
+
+        if self.input_size is not None and not 1 <= self.input_size <= MAX_INPUT_SIDE:
+            raise CnnzooError(f"--resize must be a positive image size of at most {MAX_INPUT_SIDE} pixels, "
+                              f"got {self.input_size!r}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise CnnzooError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}.")
         for name in SWITCHES:

@@ -80,6 +80,16 @@ def _source_checkpoint(source: str) -> Checkpoint:
     return load_checkpoint(path)
 
 
+def _weights_problem(error: Exception) -> str:
+    import pickle
+
+    if isinstance(error, pickle.UnpicklingError):
+        return "it holds Python objects other than tensors, which cnnzoo will not unpickle"
+    if isinstance(error, (EOFError, RuntimeError, OSError)) or "zip" in str(error).lower():
+        return "it is not a complete torch.save file"
+    return f"it is damaged ({type(error).__name__})"
+
+
 def load_torchvision_weights(source: str, weights: str | Path | None = None) -> dict[str, torch.Tensor]:
     """The source's state_dict from `weights` (a torch.save file) or else torchvision's download."""
     if weights is not None:
@@ -87,10 +97,14 @@ def load_torchvision_weights(source: str, weights: str | Path | None = None) -> 
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise CnnzooError(f"Weights file {weights} does not exist.") from None
+        except IsADirectoryError:
+            raise CnnzooError(f"Weights file {weights} is a folder; give the torch.save file itself.") from None
         except Exception as error:  # unpickling garbage raises anything: KeyError, IndexError, struct.error...
-            raise CnnzooError(f"Cannot load {weights} as a state_dict of tensors ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0] if str(error) else 'no details'}); cnnzoo loads "
-                              "only plain torch.save state_dicts and refuses pickles that would run code.") from None
+            # torch's own text is not quoted: it advises weights_only=False, which must never be followed
+            # for a file of unknown origin, and it carries terminal colour codes.
+            raise CnnzooError(f"Cannot load {weights} as a state_dict of tensors ({_weights_problem(error)}); cnnzoo "
+                              "loads only plain torch.save state_dicts and refuses pickles that would run code, so "
+                              "save the weights with torch.save(model.state_dict(), PATH).") from None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CnnzooError(f"{weights} does not hold a state_dict (a dict of tensors); save one with "
                               "torch.save(model.state_dict(), PATH).")
@@ -241,16 +255,17 @@ def finetune_run(
     runtime = Runtime.from_config(config)
     data = data_for(config, runtime.device)
     model = pretrained_model(config, len(data.train.classes), weights=weights, keep_head=keep_head)
-    run_dir = RunDir.create(out, name or default_run_name(f"{config.model}-finetuned", config.dataset),
-                            overwrite=overwrite)
+    run_dir = RunDir.create(out, default_run_name(f"{config.model}-finetuned", config.dataset) if name is None
+                            else name, overwrite=overwrite)
     weights_from = str(Path(weights).resolve()) if weights is not None else (
         "torchvision ResNet18_Weights.IMAGENET1K_V1" if config.finetune_from in TORCHVISION_SOURCES
         else config.finetune_from)
-    write_run_config(run_dir, config, data, model, runtime, finetune={
-        "weights": weights_from, "keep_head": keep_head, "head": head_name(model),
-        "lr_scales": [g["lr_scale"] for g in param_groups(model)]})
-    history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks)
-    finish_run(run_dir, model, data, config, runtime, history)
+    with run_dir.writing():  # created locked: this process is the run's only writer until it is done
+        write_run_config(run_dir, config, data, model, runtime, finetune={
+            "weights": weights_from, "keep_head": keep_head, "head": head_name(model),
+            "lr_scales": [g["lr_scale"] for g in param_groups(model)]})
+        history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks)
+        finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history
 
 

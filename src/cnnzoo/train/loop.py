@@ -4,7 +4,6 @@ epoch, with callbacks around them."""
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
@@ -29,6 +28,7 @@ from cnnzoo.train.checkpoint import (
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
+from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
 from cnnzoo.train.fastpath import FastPath
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
@@ -39,10 +39,6 @@ SINGLE_PROCESS = DistContext()
 
 class TrainingInterrupted(CnnzooError):
     exit_code = 130
-
-
-class TrainingDiverged(CnnzooError):
-    exit_code = 3
 
 
 @dataclass
@@ -62,7 +58,8 @@ def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int])
     # normalize_mean/std override the data set's statistics: a pretrained body expects its own.
     mean = data_info.mean if config.normalize_mean is None else config.normalize_mean
     std = data_info.std if config.normalize_std is None else config.normalize_std
-    return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None}
+    return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None,
+            "resize_mode": config.resize_mode}
 
 
 @torch.inference_mode()
@@ -75,6 +72,7 @@ def evaluate(
     batch_size: int = 1024,
     runtime: Runtime | None = None,
     tta: bool = False,
+    resize_mode: str = "tensor",
 ) -> EvalResult:
     """Accuracy and loss in eval mode without autograd; `tta` averages with the mirrored image."""
     was_training = model.training
@@ -84,7 +82,7 @@ def evaluate(
     memory_format = runtime.memory_format if runtime else torch.contiguous_format
     batches = BatchIterator(
         split, batch_size, shuffle=False, input_size=input_size, normalize=normalize,
-        channels_last=memory_format == torch.channels_last,
+        channels_last=memory_format == torch.channels_last, resize_mode=resize_mode,
     )
     total_loss = torch.zeros((), device=split.device)
     predictions, confidences = [], []
@@ -225,8 +223,9 @@ def fit(
 
     # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
     # progress display is closed before the epoch's line is printed.
-    hooks = CallbackList([*([Checkpointer(save)] if run_dir is not None else []), *progress_callbacks(progress, quiet),
-                          *([] if quiet else [EpochLog()]), *callbacks])
+    # The guard comes first: a diverged step must stop the run before anything reads or saves it.
+    hooks = CallbackList([DivergenceGuard(reduce=dist.mean), *([Checkpointer(save)] if run_dir is not None else []),
+                          *progress_callbacks(progress, quiet), *([] if quiet else [EpochLog()]), *callbacks])
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
@@ -298,12 +297,6 @@ def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dic
     if runtime.device.type == "cuda":
         torch.cuda.synchronize(runtime.device)
     elapsed = time.perf_counter() - state.epoch_start
-    bad = next((i for i, v in enumerate(batch_losses) if not math.isfinite(v)), None)
-    if bad is not None:
-        raise TrainingDiverged(
-            f"The loss became {batch_losses[bad]} at epoch {state.epoch + 1}, step {bad + 1}; the learning rate "
-            f"({config.lr}) is probably too high for this model, lower it (the last good checkpoint is kept)."
-        )
     row = {
         "epoch": state.epoch + 1,
         "train_loss": sum(batch_losses) / len(batch_losses),
@@ -312,9 +305,12 @@ def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dic
         "time_s": elapsed,
         "images_per_s": seen / elapsed,
     }
-    for name, split in (("val_acc", data.val), ("test_acc", data.test)):
+    splits = (("train_acc", data.train),) if config.train_acc == "eval" else ()  # the course's: all of it, eval mode
+    for name, split in (*splits, ("val_acc", data.val), ("test_acc", data.test)):
         row[name] = None if split is None else fast.evaluate(
             lambda model, runtime: evaluate(model, split, runtime=runtime, **eval_args), epoch=state.epoch).accuracy
+    if config.train_acc == "eval":  # and, as the course prints it, the epoch's time includes the evaluations
+        row["time_s"] = time.perf_counter() - state.epoch_start
     history = state.history
     # What ran, after any fallback of this epoch: callbacks and the checkpoint see it.
     history.compile_mode, state.runtime = fast.compile_mode, fast.runtime

@@ -11,7 +11,19 @@ import math
 import torch
 from torch import nn
 
+from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
+
+
+# What an unset (None) momentum, rho or eps means for each optimizer: torch's own defaults, except
+# SGD's momentum (cnnzoo's recipes start from 0.9) and Keras' for its RMSprop.
+DEFAULT_MOMENTUM = {"sgd": 0.9, "rmsprop": 0.0, "rmsprop_keras": 0.0}
+DEFAULT_RHO = {"rmsprop": 0.99, "rmsprop_keras": 0.9}
+DEFAULT_EPS = {"adam": 1e-8, "adamw": 1e-8, "rmsprop": 1e-8, "rmsprop_keras": 1e-7}
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = False, params=None) -> torch.optim.Optimizer:
@@ -19,17 +31,73 @@ def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = False, 
     if params is None:
         params = [p for p in model.parameters() if p.requires_grad]
     extra = {"fused": True} if fused else {}
-    if config.optimizer == "sgd":
+    name = config.optimizer
+    momentum = _or(config.momentum, DEFAULT_MOMENTUM.get(name))
+    rho = _or(config.rho, DEFAULT_RHO.get(name))
+    eps = _or(config.eps, DEFAULT_EPS.get(name))
+    if name == "sgd":
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
+            params, lr=config.lr, momentum=momentum, nesterov=config.nesterov and momentum > 0,
             weight_decay=config.weight_decay, **extra,
         )
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **extra)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **extra)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=config.lr, eps=eps, weight_decay=config.weight_decay, **extra)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, eps=eps, weight_decay=config.weight_decay, **extra)
+    if name == "rmsprop_keras":
+        return KerasRMSprop(params, lr=config.lr, rho=rho, eps=eps, momentum=momentum,
+                            weight_decay=config.weight_decay)
     # RMSprop has no fused kernel; foreach is its fast path.
-    return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.RMSprop(params, lr=config.lr, alpha=rho, eps=eps, momentum=momentum,
+                               weight_decay=config.weight_decay)
+
+
+class KerasRMSprop(torch.optim.Optimizer):
+    """RMSprop with Keras' update rule, which torch's cannot express.
+
+    Per parameter, with gradient g (Keras 3's ``RMSprop.update_step``, uncentered)::
+
+        v <- rho * v + (1 - rho) * g^2            (v starts at 0)
+        step = lr * g / sqrt(v + eps)             torch: lr * g / (sqrt(v) + eps)
+        m <- momentum * m + step;  p <- p - m     (momentum 0: p <- p - step)
+
+    Keras' epsilon sits inside the square root, so while v is small its 1e-7 caps the step near
+    lr * g / 3.2e-4 where torch's 1e-8 would allow lr * g / 1e-8. ``weight_decay`` is Keras'
+    decoupled form, p <- p - lr * weight_decay * p before the step.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-7, momentum: float = 0.0,
+                 weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "momentum": momentum,
+                                  "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, rho, eps, momentum = group["lr"], group["rho"], group["eps"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    if momentum > 0:
+                        state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group["weight_decay"]:
+                    p.mul_(1 - lr * group["weight_decay"])
+                velocity = state["velocity"]
+                velocity.mul_(rho).addcmul_(p.grad, p.grad, value=1 - rho)
+                if momentum > 0:
+                    buffer = state["momentum"]
+                    buffer.mul_(momentum).addcdiv_(p.grad, (velocity + eps).sqrt_(), value=lr)
+                    p.sub_(buffer)
+                else:
+                    p.addcdiv_(p.grad, (velocity + eps).sqrt_(), value=-lr)
+        return loss
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -42,7 +110,12 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     with an error).
     """
     kernels = [{k: group.get(k) for k in ("fused", "foreach")} for group in optimizer.param_groups]
-    optimizer.load_state_dict(state)
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise CnnzooError(f"The checkpoint's optimizer state does not fit this run's {type(optimizer).__name__} "
+                          f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); the checkpoint "
+                          "was saved for another model or optimizer.") from None
     for group, chosen in zip(optimizer.param_groups, kernels):
         group.update(chosen)
     for param, values in optimizer.state.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,7 +18,7 @@ from cnnzoo.models import build_model
 from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
-from cnnzoo.train.distributed import DistContext
+from cnnzoo.train.distributed import DistContext, launched_rank
 from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
@@ -47,7 +48,8 @@ def model_for(config: TrainConfig, num_classes: int) -> nn.Module:
 
 def data_for(config: TrainConfig, device: torch.device) -> DataBundle:
     return load_data(config.dataset, root=config.data_dir, device=device, val_split=config.val_split,
-                     seed=config.seed, limit_train=config.limit_train, limit_test=config.limit_test)
+                     seed=config.seed, limit_train=config.limit_train, limit_test=config.limit_test,
+                     val_holdout=config.val_holdout)
 
 
 def stored_data_dir(config: TrainConfig) -> str | None:
@@ -57,8 +59,8 @@ def stored_data_dir(config: TrainConfig) -> str | None:
 
 
 def read_config(run_dir: RunDir) -> TrainConfig:
-    values = run_dir.read_json("config.json")
-    return TrainConfig.from_dict({k: v for k, v in values.items() if k in TrainConfig.field_names()})
+    """The run's config.json, checked against the schema (see `RunDir.read_config`)."""
+    return run_dir.read_config()[0]
 
 
 def finish_run(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig, runtime: Runtime,
@@ -126,13 +128,15 @@ def train_run(
     runtime = Runtime.from_config(config, dist.device)
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
-    run_dir = None
-    if dist.is_main:  # so only rank 0's clock names the run
-        run_dir = RunDir.create(out, name or default_run_name(config.model, config.dataset), overwrite=overwrite)
+    if not dist.is_main:  # only rank 0 writes (and only its clock names the run)
+        return None, fit(model, data, config, callbacks=callbacks, progress=progress, quiet=quiet, runtime=runtime,
+                         dist=dist)
+    run_dir = RunDir.create(out, default_run_name(config.model, config.dataset) if name is None else name,
+                            overwrite=overwrite)
+    with run_dir.writing():  # created locked: this process is the run's only writer until it is done
         write_run_config(run_dir, config, data, model, runtime, world_size=dist.world_size)
-    history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, progress=progress, quiet=quiet,
-                  runtime=runtime, dist=dist)
-    if dist.is_main:
+        history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, progress=progress, quiet=quiet,
+                      runtime=runtime, dist=dist)
         finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history
 
@@ -143,6 +147,13 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callba
     """Continue a run from its last completed epoch. `epochs` may extend the run; `device` and
     `data_dir` may differ from the first session's (another machine); nothing else changes."""
     run_dir = RunDir.open(path)
+    # Rank 0 is the writer: a second process resuming (or still training) this run is refused here.
+    with run_dir.writing() if launched_rank() == 0 else nullcontext():
+        return _resume_locked(run_dir, quiet, callbacks, epochs, device, data_dir, progress)
+
+
+def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], epochs: int | None,
+                   device: str | None, data_dir: str | None, progress: str) -> tuple[RunDir, History]:
     checkpoint = load_checkpoint(run_dir.last_checkpoint)
     config = checkpoint.train_config()
     changes = {k: v for k, v in {"epochs": epochs, "device": device}.items() if v is not None}
@@ -151,7 +162,7 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callba
         raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
                           "larger N to train it further.")
     # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
-    run_dir.write_json("config.json", {**run_dir.read_json("config.json"), **config.to_dict()})
+    run_dir.write_json("config.json", {**run_dir.read_config()[1], **config.to_dict()})
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
         from cnnzoo.train.finetune import resume_finetune
 

@@ -1,19 +1,35 @@
-"""A run directory: the files a run leaves behind, each written atomically."""
+"""A run directory: the files a run leaves behind, each written atomically, by one writer at a time.
+
+The writer (a training or resuming process) holds an exclusive ``flock`` on ``.writer.lock`` in
+the folder for as long as it writes. The operating system drops the lock when the process ends in
+any way, kill -9 included, so a crash can never leave a run locked; a second writer is refused at
+once with one sentence. Whoever takes the lock also deletes the temporaries that killed writers
+left half-written (a checkpoint's can be 89 MB).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
-from cnnzoo.atomic import atomic_write_text
+from cnnzoo.atomic import atomic_write_text, remove_stale_temporaries
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.history import BATCH_COLUMNS, EPOCH_COLUMNS, History
+
+LOCK_NAME = ".writer.lock"
+
+
+class RunDirBusy(CnnzooError):
+    """Another live process is writing this run directory."""
 
 
 def _csv_text(columns: Iterable[str], rows: Iterable[dict[str, Any]]) -> str:
@@ -29,19 +45,28 @@ def default_run_name(model: str, dataset: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{dataset}"
 
 
+def check_run_name(name: str) -> str:
+    """A run name is one plain folder name that prints on one line."""
+    if (not isinstance(name, str) or not name.strip() or name in (".", "..") or "/" in name or os.sep in name
+            or any(not ch.isprintable() for ch in name)):
+        raise CnnzooError(f"--name must be a plain folder name (not empty, no '/', no line breaks or control "
+                          f"characters, not '.' or '..'), got {name!r}; --out chooses the folder that holds the runs.")
+    return name
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock: IO[str] | None = None
 
     @classmethod
     def create(cls, out: str | Path, name: str, overwrite: bool = False) -> RunDir:
-        if not name or name in (".", "..") or "/" in name or os.sep in name:
-            raise CnnzooError(f"--name must be a plain folder name (no '/', not '.' or '..'), got {name!r}; "
-                              "--out chooses the folder that holds the runs.")
-        path = Path(out) / name
+        """A new, empty run directory, locked for writing by this process (see `writing`)."""
+        path = Path(out) / check_run_name(name)
         if path.exists() and not path.is_dir():
             raise CnnzooError(f"{path} exists and is not a folder; pick another --name.")
-        if path.exists() and any(path.iterdir()):
+        run = cls(path)
+        if path.exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
             if not overwrite:
                 raise CnnzooError(
                     f"Run directory {path} already exists; pick another --name, or pass --resume {path} to "
@@ -50,17 +75,62 @@ class RunDir:
             if not (path / "config.json").is_file():
                 raise CnnzooError(f"{path} is not a cnnzoo run directory (it has no config.json), so --overwrite "
                                   "will not delete it; pick another --name.")
-            shutil.rmtree(path)
+            run.lock()  # never delete a run another process is still writing
+            for entry in path.iterdir():
+                if entry.name != LOCK_NAME:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         try:
             (path / "checkpoints").mkdir(parents=True, exist_ok=True)
             probe = path / ".write-test"
             probe.write_text("")
             probe.unlink()
         except OSError as error:
+            run.unlock()
             raise CnnzooError(
                 f"Cannot write the run directory {path} ({error.strerror}); choose a writable --out folder."
             ) from None
-        return cls(path)
+        return run.lock()
+
+    def lock(self) -> RunDir:
+        """Become this run directory's only writer, or raise RunDirBusy; idempotent within one RunDir."""
+        if self._lock is not None:
+            return self
+        try:
+            handle = open(self.path / LOCK_NAME, "a+", encoding="utf-8")
+        except OSError as error:
+            raise CnnzooError(f"Cannot write the run directory {self.path} ({error.strerror}); check its "
+                              "permissions.") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise RunDirBusy(f"Run directory {self.path} is being written by another cnnzoo process"
+                             f"{f' (pid {holder})' if holder.isdigit() else ''}; wait for it to finish or stop it, "
+                             "then try again.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+        for folder in (self.path, self.path / "checkpoints"):
+            remove_stale_temporaries(folder)
+        return self
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[RunDir]:
+        """Hold the writer lock for the body (taking it unless this RunDir already has it)."""
+        self.lock()
+        try:
+            yield self
+        finally:
+            self.unlock()
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -79,8 +149,24 @@ class RunDir:
     def write_json(self, name: str, values: dict[str, Any]) -> None:
         atomic_write_text(self.path / name, json.dumps(values, indent=2, default=str) + "\n")
 
-    def read_json(self, name: str) -> dict[str, Any]:
-        return json.loads((self.path / name).read_text(encoding="utf-8"))
+    def read_json(self, name: str) -> Any:
+        """A JSON file of the run; unreadable or invalid JSON is a CnnzooError naming the file."""
+        path = self.path / name
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise CnnzooError(f"Cannot read {path} ({error.strerror}); check that the run directory is complete "
+                              "and readable.") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            where = f" (line {error.lineno}, column {error.colno})" if isinstance(error, json.JSONDecodeError) else ""
+            raise CnnzooError(f"{path} is damaged: it is not valid JSON{where}; restore it from a copy or train "
+                              "the run again.") from None
+
+    def read_config(self):
+        """config.json checked against the schema: (TrainConfig, every field it holds)."""
+        from cnnzoo.train.schema import check_run_config
+
+        return check_run_config(self.read_json("config.json"), str(self.config_path))
 
     def write_history(self, history: History) -> None:
         atomic_write_text(self.metrics_path, _csv_text(EPOCH_COLUMNS, history.rows()))

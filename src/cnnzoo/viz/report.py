@@ -66,10 +66,6 @@ def _image(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" loading="eager">'
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def _stale(run_dir: Path, evaluation: dict | None) -> bool:
     """Whether a figure is missing or older than the data it is drawn from."""
     sources = [p for p in (run_dir / "metrics.csv", run_dir / "batch_loss.csv", run_dir / "evaluation.json") if p.is_file()]
@@ -167,10 +163,15 @@ def _card(label: str, value: str, element_id: str | None = None, data_value: str
 def render_report(run_dir: str | os.PathLike) -> str:
     """The report's HTML text; draws the run's figures first when they are missing or stale."""
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json")
-    if config is None:
+    if not (run_dir / "config.json").is_file():
         raise CnnzooError(f"{str(run_dir)!r} has no config.json; pass a run directory written by `cnnzoo train`.")
-    evaluation = _read_json(run_dir / "evaluation.json")
+    from cnnzoo.train.rundir import RunDir
+
+    _, config = RunDir(run_dir).read_config()
+    evaluation = RunDir(run_dir).read_json("evaluation.json") if (run_dir / "evaluation.json").is_file() else None
+    if evaluation is not None and not isinstance(evaluation, dict):
+        raise CnnzooError(f"{run_dir / 'evaluation.json'} is damaged (not a JSON object); delete it and run "
+                          f"`cnnzoo evaluate {run_dir}` again.")
     metrics = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
     has_curves = (run_dir / "metrics.csv").is_file() or (run_dir / "batch_loss.csv").is_file()
     if has_curves and _stale(run_dir, evaluation):
