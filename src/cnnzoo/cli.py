@@ -267,7 +267,7 @@ def cmd_evaluate(args) -> int:
                        device=next(trained.model.parameters()).device)
     runtime = Runtime.from_config(config.replace(device=args.device))
     result = evaluate(trained.model, split, input_size=trained.input_size, normalize=trained.normalize,
-                      batch_size=config.eval_batch_size, runtime=runtime,
+                      resize_mode=trained.resize_mode, batch_size=config.eval_batch_size, runtime=runtime,
                       tta=config.tta if args.tta is None else args.tta)
     report = evaluation_report(result, trained.classes)
     print(f"{args.split} accuracy {100 * result.accuracy:.2f}%  loss {result.loss:.4f}  ({len(split)} images)")

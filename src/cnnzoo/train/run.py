@@ -201,6 +201,7 @@ class TrainedModel:
     input_size: tuple[int, int]
     normalize: tuple[float, float] | None
     meta: dict[str, Any]
+    resize_mode: str = "tensor"  # how the run resized its inputs (TrainConfig.resize_mode)
 
 
 def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> TrainedModel:
@@ -219,4 +220,5 @@ def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> 
     h, w = input_size_for(config)
     info = DATASETS[config.dataset]
     return TrainedModel(model=model, config=config, classes=classes, input_size=(h, w),
-                        normalize=input_transform(config, info, (h, w))["normalize"], meta=checkpoint.meta)
+                        normalize=input_transform(config, info, (h, w))["normalize"], meta=checkpoint.meta,
+                        resize_mode=config.resize_mode)
