@@ -5,18 +5,24 @@ from cnnzoo.viz.diagrams import draw_model, graph_figure, layered_figure, model_
 from cnnzoo.viz.plots import (
     accuracy_figure,
     confusion_figure,
+    draw_accuracy,
+    draw_loss,
     image_grid_figure,
     loss_figure,
     lr_figure,
     misclassified_figure,
     plot_run,
     save_figure,
+    training_figure,
 )
 from cnnzoo.viz.report import render_report, write_report
+from cnnzoo.viz.run_card import RunCard, open_run
 
 __all__ = [
     "accuracy_figure",
     "confusion_figure",
+    "draw_accuracy",
+    "draw_loss",
     "draw_model",
     "graph_figure",
     "image_grid_figure",
@@ -25,8 +31,11 @@ __all__ = [
     "lr_figure",
     "misclassified_figure",
     "model_figure",
+    "open_run",
     "plot_run",
     "render_report",
+    "RunCard",
     "save_figure",
+    "training_figure",
     "write_report",
 ]
