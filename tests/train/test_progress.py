@@ -7,7 +7,8 @@ import types
 import pytest
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.progress import in_notebook, resolve_progress
+from cnnzoo.kernel import in_notebook
+from cnnzoo.train.progress import resolve_progress
 
 
 class _Terminal(io.StringIO):

@@ -6,21 +6,9 @@ import sys
 from typing import TextIO
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.kernel import in_notebook
 
 PROGRESS_CHOICES = ("auto", "bar", "plot", "none")
-
-
-def in_notebook() -> bool:
-    """Whether this code runs inside a Jupyter kernel (classic, Lab, VS Code, Colab).
-
-    The kernel, not the tty, is what matters: a kernel's stderr is never a tty, and a terminal
-    IPython has no kernel. IPython is only looked up, never imported: if nothing has imported it,
-    this is no kernel."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def resolve_progress(progress: str, *, quiet: bool = False, stream: TextIO | None = None) -> str:

@@ -16,7 +16,10 @@ from cnnzoo.viz.plots import (
     training_figure,
 )
 from cnnzoo.viz.report import render_report, write_report
+from cnnzoo.viz.notebook import show_figures_inline
 from cnnzoo.viz.run_card import RunCard, open_run
+
+show_figures_inline()
 
 __all__ = [
     "accuracy_figure",

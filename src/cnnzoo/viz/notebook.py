@@ -49,6 +49,26 @@ def figure_png(fig: Figure, dpi: int = NOTEBOOK_DPI) -> bytes:
     return buffer.getvalue()
 
 
+def show_figures_inline() -> None:
+    """Let a notebook show every matplotlib Figure returned as a cell's last line.
+
+    cnnzoo builds Figures without pyplot (nothing registered, nothing to close, no window). IPython
+    learns to draw Figures only when pyplot starts its inline backend, so until then a returned
+    Figure showed as `<Figure size ...>`. This teaches the running kernel, once, the same PNG drawing;
+    it does nothing outside a kernel and leaves a printer pyplot already installed alone."""
+    from cnnzoo.kernel import in_notebook
+
+    if not in_notebook():
+        return
+    import IPython
+
+    png = IPython.get_ipython().display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)
+    except KeyError:
+        png.for_type(Figure, lambda fig: figure_png(fig, dpi=90))
+
+
 def img_tag(png: bytes, alt: str) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{escape(alt)}">'
 
