@@ -19,7 +19,8 @@ _API = {
     "BatchIterator": "cnnzoo.data",
     "TrainConfig": "cnnzoo.train", "fit": "cnnzoo.train", "evaluate": "cnnzoo.train", "predict": "cnnzoo.train",
     "train_run": "cnnzoo.train", "resume_run": "cnnzoo.train", "load_trained": "cnnzoo.train",
-    "History": "cnnzoo.train", "CnnzooError": "cnnzoo.errors", "open_run": "cnnzoo.viz.run_card",
+    "History": "cnnzoo.train", "Callback": "cnnzoo.train", "FitState": "cnnzoo.train", "CnnzooError": "cnnzoo.errors",
+    "open_run": "cnnzoo.viz.run_card",
 }
 
 __all__ = sorted(_API) + ["__version__"]

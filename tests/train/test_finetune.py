@@ -12,6 +12,7 @@ from cnnzoo.cli import main
 from cnnzoo.data import DATASETS
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import (
+    Callback,
     TrainConfig,
     evaluate,
     load_checkpoint,
@@ -77,12 +78,13 @@ def test_finetune_run_is_complete_trains_only_the_head_first_and_resumes_exactly
     start = pretrained_model(config, 10, weights=tv_weights).state_dict()
     after_head = {}
 
-    def snapshot(epoch, row, history):
-        if epoch == 1:  # the last checkpoint is written before callbacks run
-            after_head.update(load_checkpoint(tmp_path / "full").model_state)
+    class Snapshot(Callback):
+        def on_epoch_end(self, state):
+            if state.epoch == 0:  # the last checkpoint is written before the user's callbacks run
+                after_head.update(load_checkpoint(tmp_path / "full").model_state)
 
     run_dir, history = finetune_run(config, weights=tv_weights, out=tmp_path, name="full", quiet=True,
-                                    callbacks=[snapshot])
+                                    callbacks=[Snapshot()])
     body = [k for k in start if not k.startswith("fc.")]
     assert all(torch.equal(after_head[k], start[k]) for k in body)  # BN running statistics included
     assert not torch.equal(after_head["fc.weight"], start["fc.weight"])
@@ -104,11 +106,12 @@ def test_finetune_run_is_complete_trains_only_the_head_first_and_resumes_exactly
                       normalize=trained.normalize)
     assert result.loss == pytest.approx(evaluation["loss"], rel=1e-5)
 
-    def stop(epoch, row, history):
-        raise _Stop
+    class Crash(Callback):
+        def on_epoch_end(self, state):
+            raise _Stop
 
     with pytest.raises(_Stop):  # stopped right after the head phase: the resumed run switches optimizers
-        finetune_run(config, weights=tv_weights, out=tmp_path, name="cut", quiet=True, callbacks=[stop])
+        finetune_run(config, weights=tv_weights, out=tmp_path, name="cut", quiet=True, callbacks=[Crash()])
     resume_run(tmp_path / "cut", quiet=True)
     cut = load_checkpoint(tmp_path / "cut").model_state
     assert all(torch.equal(final.model_state[k], cut[k]) for k in cut)

@@ -9,6 +9,7 @@ import torch
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import (
+    Callback,
     TrainConfig,
     TrainingDiverged,
     load_checkpoint,
@@ -49,12 +50,13 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path, quick_c
                                   fused_optimizer=fused, channels_last="on")
     _, full = train_run(config, out=tmp_path, name="full", quiet=True)
 
-    def stop_after_first(epoch, row, history):
-        if epoch == 1:
-            raise _StopAfter
+    class CrashAfterFirst(Callback):  # a crash, not a clean stop: the run must resume from its checkpoint
+        def on_epoch_end(self, state):
+            if state.epoch == 0:
+                raise _StopAfter
 
     with pytest.raises(_StopAfter):
-        train_run(config, out=tmp_path, name="cut", quiet=True, callbacks=[stop_after_first])
+        train_run(config, out=tmp_path, name="cut", quiet=True, callbacks=[CrashAfterFirst()])
     assert load_checkpoint(tmp_path / "cut").meta["epoch"] == 1
     _, resumed = resume_run(tmp_path / "cut", quiet=True)
     assert _metrics(resumed) == _metrics(full)

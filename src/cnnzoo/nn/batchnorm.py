@@ -214,21 +214,26 @@ class _BatchNorm(nn.Module):
             # One pass over the data for both moments (Welford on CPU, one kernel on CUDA).
             var, mean = torch.var_mean(x, dim=reduce_dims, correction=0)
             if update_running:
-                self._update_running_stats(mean, var, per_channel)
+                self.update_running_stats(mean, var, per_channel)
         else:
             mean, var = self.running_mean, self.running_var
 
+        return self.normalize(x, mean, var).to(input.dtype)
+
+    def normalize(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        """gamma * (x - mean) / d(var) + beta with per-channel `mean` and `var` (also used by the
+        data-parallel layer, which computes them over all processes)."""
         # Fold normalization and affine into one per-channel scale and shift, so the only
         # full-size work is a single fused multiply-add (addcmul) over the input.
         scale = self._inverse_denominator(var)
         if self.weight is not None:
             scale = self.weight * scale
         shift = -mean * scale if self.bias is None else self.bias - mean * scale
-        shape = (1, channels) + (1,) * (input.dim() - 2)
-        out = torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
-        return out.to(input.dtype)
+        shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
 
-    def _update_running_stats(self, mean: Tensor, var: Tensor, n: int) -> None:
+    def update_running_stats(self, mean: Tensor, var: Tensor, n: int | Tensor) -> None:
+        """Fold one batch's `mean` and biased `var` over `n` values per channel into the running estimates."""
         # The running estimates are bookkeeping, not part of the model's function: no graph.
         with torch.no_grad():
             self.num_batches_tracked.add_(1)

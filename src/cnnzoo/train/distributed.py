@@ -18,6 +18,7 @@ from torch import nn
 
 from cnnzoo.data.batches import epoch_seed
 from cnnzoo.errors import CnnzooError
+from cnnzoo.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from cnnzoo.train.device import resolve_device
 
 
@@ -115,20 +116,25 @@ def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
     return collectives.wait_tensor(collectives.all_reduce(tensor, "sum", dist.group.WORLD))
 
 
-class _GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+class _GlooSyncBatchNorm(BatchNorm2d):
     """Batch norm over the global batch for CPU tensors, which torch's SyncBatchNorm refuses (its kernels
     and DDP's support for it are GPU-only).
 
     The statistics are all-reduced with autograd-aware collectives, so backward gives each rank its
-    share of the global-batch gradient, as torch's GPU kernels do. Eval mode uses running statistics.
+    share of the global-batch gradient, as torch's GPU kernels do; normalizing and the running
+    estimates are the hand-written layer's own arithmetic. Eval mode uses running statistics.
     """
+
+    _expected_dims = (2, 3, 4, 5)
+    _dims_text = "2D to 5D"
 
     @classmethod
     def convert(cls, module: nn.Module) -> nn.Module:
         """Like `nn.SyncBatchNorm.convert_sync_batchnorm`: the same parameter and buffer objects, so
         parameter groups made before still hold them."""
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            synced = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        if isinstance(module, (nn.modules.batchnorm._BatchNorm, BatchNorm1d, BatchNorm2d)):
+            synced = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+                         denominator=getattr(module, "denominator", "sqrt_var"))
             if module.affine:
                 synced.weight, synced.bias = module.weight, module.bias
             if module.track_running_stats:
@@ -139,10 +145,6 @@ class _GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             module.add_module(name, cls.convert(child))
         return module
 
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
@@ -150,17 +152,12 @@ class _GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         out_dtype, x = x.dtype, x.float()  # statistics of bf16 activations (autocast) in float32, as torch's kernels
+        # The count travels with the sums, so no rank needs a separate (host-synchronizing) exchange.
         sums = _all_reduce(torch.cat([x.sum(dims), x.new_tensor([x.numel() / x.shape[1]])]))
         count, mean = sums[-1], sums[:-1] / sums[-1]
         centered = x - mean.view(shape)
         # Two passes, like the single-process kernel, rather than E[x²] - E[x]², which cancels badly.
         var = _all_reduce((centered * centered).sum(dims)) / count
         if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                momentum = self.momentum if self.momentum is not None else 1 / self.num_batches_tracked.item()
-                self.running_mean.lerp_(mean, momentum)
-                self.running_var.lerp_(var * count / (count - 1), momentum)
-        y = centered * torch.rsqrt(var + self.eps).view(shape)
-        y = y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
-        return y.to(out_dtype)
+            self.update_running_stats(mean, var, count)
+        return self.normalize(x, mean, var).to(out_dtype)

@@ -38,7 +38,8 @@ from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_stat
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.history import History
-from cnnzoo.train.loop import EpochCallback, fit, input_size_for, input_transform
+from cnnzoo.train.callbacks import Callback, FitState
+from cnnzoo.train.loop import fit, input_size_for, input_transform
 from cnnzoo.train.run import data_for, finish_run, model_for, write_run_config
 from cnnzoo.train.rundir import RunDir, default_run_name
 
@@ -192,24 +193,22 @@ def head_only(model: nn.Module):
             del m.train
 
 
-class _HeadPhaseDone(Exception):
-    """Ends fit() after the head-only epochs; not an error."""
+class _StopAfterHead(Callback):
+    def __init__(self, head_epochs: int):
+        self.head_epochs = head_epochs
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if state.epoch + 1 == self.head_epochs:
+            state.stop_training, state.stop_reason = True, "head phase done"
 
 
 def _train_phases(model: nn.Module, data, config: TrainConfig, run_dir: RunDir, runtime: Runtime, quiet: bool,
-                  callbacks: Iterable[EpochCallback], resume: Checkpoint | None = None) -> History:
+                  callbacks: Iterable[Callback], resume: Checkpoint | None = None) -> History:
     callbacks = list(callbacks)
     if (resume.meta["epoch"] if resume else 0) < config.head_epochs:
-        def stop_after_head(epoch: int, row: dict[str, Any], history: History) -> None:
-            if epoch == config.head_epochs:
-                raise _HeadPhaseDone
-
         with head_only(model):
-            try:
-                fit(model, data, config, run_dir=run_dir, resume=resume, callbacks=[*callbacks, stop_after_head],
-                    quiet=quiet, runtime=runtime)
-            except _HeadPhaseDone:
-                pass
+            fit(model, data, config, run_dir=run_dir, resume=resume,
+                callbacks=[*callbacks, _StopAfterHead(config.head_epochs)], quiet=quiet, runtime=runtime)
         # Continuing from the checkpoint makes an uninterrupted run and a resumed one the same.
         resume = load_checkpoint(run_dir.last_checkpoint)
     if resume is not None and resume.meta["epoch"] == config.head_epochs:
@@ -228,7 +227,7 @@ def finetune_run(
     name: str | None = None,
     overwrite: bool = False,
     quiet: bool = False,
-    callbacks: Iterable[EpochCallback] = (),
+    callbacks: Iterable[Callback] = (),
 ) -> tuple[RunDir, History]:
     """Fine-tune as `cnnzoo finetune` does (config from `finetune_config`); returns the run directory and history."""
     config.validate()
@@ -256,7 +255,7 @@ def finetune_run(
 
 
 def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig, quiet: bool = False,
-                    callbacks: Iterable[EpochCallback] = ()) -> tuple[RunDir, History]:
+                    callbacks: Iterable[Callback] = ()) -> tuple[RunDir, History]:
     """Continue an interrupted fine-tuning run in whichever phase it stopped (used by resume_run)."""
     runtime = Runtime.from_config(config)
     data = data_for(config, runtime.device)

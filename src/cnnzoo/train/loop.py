@@ -1,4 +1,5 @@
-"""fit / evaluate / predict. The whole training step is `_train_step`, on one screen."""
+"""fit / evaluate / predict. The training step is `train_step` in `_make_train_step`, on one screen;
+`fit` is setup, then `_train_epoch` and `_end_epoch` per epoch, with callbacks around them."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from cnnzoo.data import BatchIterator, DataBundle, DataSplit, preprocess
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.callbacks import Callback, CallbackList, Checkpointer, EpochLog, FitState, progress_callbacks
 from cnnzoo.train.checkpoint import (
     Checkpoint,
     load_model_state,
@@ -31,7 +32,6 @@ from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir
 
-EpochCallback = Callable[[int, dict[str, Any], History], None]
 SINGLE_PROCESS = DistContext()
 
 
@@ -50,10 +50,31 @@ class EvalResult:
     predictions: torch.Tensor  # (N,) predicted class, on the CPU
     confidences: torch.Tensor  # (N,) probability of the predicted class
     labels: torch.Tensor
+    classes: tuple[str, ...] = ()  # the split's class names, for display
 
-    def confusion(self, num_classes: int) -> torch.Tensor:
+    def confusion(self, num_classes: int | None = None) -> torch.Tensor:
+        """Counts (rows: true class, columns: predicted); `num_classes` defaults to the split's."""
+        num_classes = num_classes or len(self.classes) or int(max(self.labels.max(), self.predictions.max())) + 1
         index = self.labels * num_classes + self.predictions
         return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+    def per_class_accuracy(self) -> list[float]:
+        confusion = self.confusion()
+        return (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
+
+    # In a notebook: accuracy, per-class accuracy and the confusion matrix; `print` gives them as text.
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from cnnzoo.viz.notebook import evaluation_bundle  # train never imports viz until a picture is wanted
+
+        return evaluation_bundle(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
+
+    def _repr_html_(self) -> str:
+        return self._repr_mimebundle_()["text/html"]
+
+    def __str__(self) -> str:
+        from cnnzoo.viz.notebook import evaluation_text
+
+        return evaluation_text(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
 
 
 def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int]) -> dict[str, Any]:
@@ -107,6 +128,7 @@ def evaluate(
         predictions=predictions_t,
         confidences=torch.cat(confidences).cpu(),
         labels=labels,
+        classes=tuple(split.classes),
     )
 
 
@@ -199,29 +221,6 @@ def _compile(model: nn.Module, mode: str | None) -> nn.Module:
     return torch.compile(model, mode=mode, dynamic=False)
 
 
-class _LossReadout:
-    """The latest loss for the progress bar without stalling the GPU: the value is copied to pinned
-    host memory asynchronously and shown once the copy has landed, a few steps late."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.host = torch.zeros((), pin_memory=self.cuda)
-        self.landed = torch.cuda.Event() if self.cuda else None
-        self.pending = False
-        self.value: float | None = None
-
-    def __call__(self, loss: torch.Tensor) -> float | None:
-        if not self.cuda:
-            return loss.item()
-        if self.pending and self.landed.query():
-            self.value, self.pending = self.host.item(), False
-        if not self.pending:
-            self.host.copy_(loss, non_blocking=True)
-            self.landed.record()
-            self.pending = True
-        return self.value
-
-
 def fit(
     model: nn.Module,
     data: DataBundle,
@@ -229,15 +228,18 @@ def fit(
     *,
     run_dir: RunDir | None = None,
     resume: Checkpoint | None = None,
-    callbacks: Iterable[EpochCallback] = (),
+    callbacks: Iterable[Callback] = (),
+    progress: str = "auto",
     quiet: bool = False,
     runtime: Runtime | None = None,
-    meta: dict[str, Any] | None = None,
     params: list[dict[str, Any]] | None = None,
     dist: DistContext = SINGLE_PROCESS,
 ) -> History:
     """Train `model` on `data.train`, evaluating on `data.val`/`data.test` after every epoch.
 
+    `callbacks`: `cnnzoo.Callback`s, called per step and per epoch (see cnnzoo.train.callbacks).
+    `progress`: "auto" (in a Jupyter kernel the live plot with its bar, on a terminal the bar, piped nothing),
+    "bar", "plot" (live curves; a terminal shows the bar) or "none"; `quiet` also drops the epoch lines.
     `params`: optimizer parameter groups (each may carry an `lr_scale`); by default every trainable parameter.
     `dist`: with torchrun's context this is one rank of data-parallel training: `config.batch_size` is the
     global batch, each rank trains on its part, and the metrics are the global batches'. Every rank
@@ -249,136 +251,143 @@ def fit(
     runtime.apply_backend_settings()
     data = data.to(runtime.device)  # a no-op for data loaded onto the device, as `cnnzoo train` does
     quiet = quiet or not dist.is_main
-    log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    input_size = input_size_for(config)
-    transform = input_transform(config, data.info, input_size)
-    augment = Augment(crop_padding=config.crop_padding, hflip=config.hflip)
+    transform = input_transform(config, data.info, input_size_for(config))
     train_batches = BatchIterator(
-        data.train, dist.per_rank_batch(config.batch_size), shuffle=True, seed=config.seed, augment=augment,
+        data.train, dist.per_rank_batch(config.batch_size), shuffle=True, seed=config.seed,
+        augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip),
         channels_last=runtime.channels_last, rank=dist.rank, world_size=dist.world_size, **transform,
     )
-    steps_per_epoch = len(train_batches)
-
     if config.sync_bn:
         model = dist.sync_batchnorm(model)
     model.to(runtime.device, memory_format=runtime.memory_format)
     optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer, params=params)
-    schedule = LRSchedule.from_config(config, steps_per_epoch)
-    history, start_epoch, best = History(), 0, -1.0
+    state = FitState(config=config, model=model, optimizer=optimizer, runtime=runtime, run_dir=run_dir,
+                     history=History(), steps_per_epoch=len(train_batches), start_epoch=0, is_main=dist.is_main,
+                     meta={"config": config.to_dict(), "classes": list(data.train.classes)})
     if resume is not None:
         load_model_state(model, resume.model_state)
         if resume.optimizer_state is not None:
             load_optimizer_state(optimizer, resume.optimizer_state)
         restore_rng_state(resume.rng)
-        history = History.from_dict(resume.meta["history"])
-        start_epoch, best = resume.meta["epoch"], resume.meta.get("best", -1.0)
+        state.history = History.from_dict(resume.meta["history"])
+        state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
 
     num_params = sum(p.numel() for p in model.parameters())
-    history.compile_mode = _compile_mode(runtime, num_params, distributed=dist.world_size > 1)
-    compiled = _compile(model, history.compile_mode)
+    state.history.compile_mode = _compile_mode(runtime, num_params, distributed=dist.world_size > 1)
+    compiled = _compile(model, state.history.compile_mode)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     train_step = _make_train_step(dist.wrap(compiled), optimizer, loss_fn, runtime, config.grad_clip)
-    base_meta = {"config": config.to_dict(), "classes": list(data.train.classes), **(meta or {})}
+    schedule = LRSchedule.from_config(config, state.steps_per_epoch)
+    eval_args = {"batch_size": config.eval_batch_size, "runtime": runtime, "tta": config.tta, **transform}
 
-    def checkpoint(path, epoch: int) -> None:
-        save_checkpoint(path, model, {**base_meta, "epoch": epoch, "step": epoch * steps_per_epoch,
-                                      "best": best, "history": history.to_dict()}, optimizer)
+    def save(path, epoch: int) -> None:
+        save_checkpoint(path, model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
+                                      "best": state.best, "history": state.history.to_dict()}, optimizer)
 
-    if run_dir is not None and resume is None:
-        checkpoint(run_dir.last_checkpoint, 0)  # so even an interrupt in epoch 1 leaves something to resume
+    # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
+    # progress display is closed before the epoch's line is printed. A notebook's live display shows
+    # the epochs in its own table, so it prints no lines beneath itself.
+    display = progress_callbacks(progress, quiet)
+    epoch_log = [] if quiet or any(getattr(c, "shows_epochs", False) for c in display) else [EpochLog()]
+    hooks = CallbackList([*([Checkpointer(save)] if run_dir is not None else []), *display, *epoch_log, *callbacks])
     interrupt = _Interrupt()
-    progress_enabled = not quiet and sys.stderr.isatty()
-    loss_readout = _LossReadout(runtime.device)
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
     with interrupt.installed() if dist.world_size == 1 else nullcontext():
-        for epoch in range(start_epoch, config.epochs):
-            model.train()
-            train_batches.set_epoch(epoch)
-            dist.seed_epoch(config.seed, epoch)
-            # Losses stay on the device and are read once per epoch: no host sync inside the loop.
-            losses = torch.zeros(steps_per_epoch, device=runtime.device)
-            correct = torch.zeros((), dtype=torch.long, device=runtime.device)
-            lrs, seen = [], 0
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                       disable=not progress_enabled, unit="batch")
-            start = time.perf_counter()
-            try:
-                for i, (x, y) in enumerate(train_batches):
-                    lr = schedule(epoch * steps_per_epoch + i)
-                    set_lr(optimizer, lr)
-                    lrs.append(lr)
-                    step_start = time.perf_counter()
-                    losses[i], batch_correct = train_step(x, y)
-                    if epoch == start_epoch and i == 0 and runtime.compile:
-                        # The first call compiles: report that apart from the epoch time.
-                        if runtime.device.type == "cuda":
-                            torch.cuda.synchronize(runtime.device)
-                        history.compile_s = time.perf_counter() - step_start
-                        start += history.compile_s
-                    correct += batch_correct
-                    seen += len(y)
-                    if progress_enabled:
-                        bar.update()
-                        if i % 20 == 0 and (shown := loss_readout(losses[i])) is not None:
-                            bar.set_postfix(loss=f"{shown:.3f}",
-                                            img_s=f"{seen / max(time.perf_counter() - start, 1e-9):.0f}")
-                    if interrupt.requested:
-                        break
-            except torch.OutOfMemoryError:
-                raise CnnzooError(
-                    f"The GPU ran out of memory at batch size {config.batch_size}; try a smaller one, "
-                    f"e.g. --batch-size {max(1, config.batch_size // 2)}."
-                ) from None
-            finally:
-                bar.close()
+        try:
+            hooks.on_fit_start(state)
+            for state.epoch in range(state.start_epoch, config.epochs):
+                _train_epoch(state, train_step, train_batches, schedule, hooks, interrupt, dist)
+                _end_epoch(state, compiled, data, eval_args, dist)
+                hooks.on_epoch_end(state)
+                if state.stop_training:
+                    break
+        finally:
+            hooks.on_fit_end(state)
+    return state.history
+
+
+def _train_epoch(state: FitState, train_step, batches: BatchIterator, schedule: LRSchedule, hooks: CallbackList,
+                 interrupt: _Interrupt, dist: DistContext) -> None:
+    """One pass over the training data; the per-step losses stay on the device (no host sync in here)."""
+    config, runtime, epoch = state.config, state.runtime, state.epoch
+    state.model.train()
+    batches.set_epoch(epoch)
+    dist.seed_epoch(config.seed, epoch)
+    state.losses = torch.zeros(state.steps_per_epoch, device=runtime.device)
+    state.correct = torch.zeros((), dtype=torch.long, device=runtime.device)
+    state.lrs, state.seen, state.row = [], 0, None
+    hooks.on_epoch_start(state)
+    state.epoch_start = time.perf_counter()
+    try:
+        for state.step, (x, y) in enumerate(batches):
+            state.lr = schedule(state.global_step)
+            set_lr(state.optimizer, state.lr)
+            state.lrs.append(state.lr)
+            step_start = time.perf_counter()
+            state.losses[state.step], batch_correct = train_step(x, y)
+            if epoch == state.start_epoch and state.step == 0 and runtime.compile:
+                # The first call compiles: report that apart from the epoch time.
+                if runtime.device.type == "cuda":
+                    torch.cuda.synchronize(runtime.device)
+                state.history.compile_s = time.perf_counter() - step_start
+                state.epoch_start += state.history.compile_s
+            state.loss = state.losses[state.step]
+            state.correct += batch_correct
+            state.seen += len(y)
+            hooks.on_step_end(state)
             if interrupt.requested:
-                where = run_dir.path if run_dir else None
-                raise TrainingInterrupted(
-                    f"Training stopped by {interrupt.requested} in epoch {epoch + 1}; the last completed epoch "
-                    f"({epoch}) is saved" + (f", resume with: cnnzoo train --resume {where}" if where else ".")
-                )
-            # Equal-sized rank batches: the mean of their losses is the global batch's loss.
-            batch_losses = dist.mean(losses).tolist()
-            correct, seen = dist.sum(correct), seen * dist.world_size
-            if runtime.device.type == "cuda":
-                torch.cuda.synchronize(runtime.device)
-            elapsed = time.perf_counter() - start
-            bad = next((i for i, v in enumerate(batch_losses) if not math.isfinite(v)), None)
-            if bad is not None:
-                raise TrainingDiverged(
-                    f"The loss became {batch_losses[bad]} at epoch {epoch + 1}, step {bad + 1}; the learning rate "
-                    f"({config.lr}) is probably too high for this model, lower it (the last good checkpoint is kept)."
-                )
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": sum(batch_losses) / len(batch_losses),
-                "train_acc": correct.item() / seen,
-                "lr": lrs[-1],
-                "time_s": elapsed,
-                "images_per_s": seen / elapsed,
-            }
-            eval_args = {"batch_size": config.eval_batch_size, "runtime": runtime, "tta": config.tta, **transform}
-            row["val_acc"] = evaluate(compiled, data.val, **eval_args).accuracy if data.val is not None else None
-            row["test_acc"] = evaluate(compiled, data.test, **eval_args).accuracy if data.test is not None else None
-            history.batch_loss += batch_losses
-            history.batch_lr += lrs
-            history.batch_epoch += [epoch + 1] * len(batch_losses)
-            history.epochs.append(row)
-            # "Best" is chosen on validation data only: picking the epoch by test accuracy would make
-            # every later test score of that checkpoint optimistic. Without --val-split there is no best.
-            score = row["val_acc"]
-            improved = score is not None and score > best
-            best = max(best, score) if score is not None else best
-            if run_dir is not None:
-                run_dir.write_history(history)
-                checkpoint(run_dir.last_checkpoint, epoch + 1)
-                if improved:
-                    checkpoint(run_dir.best_checkpoint, epoch + 1)
-            log(_epoch_line(row, config.epochs))
-            for callback in callbacks:
-                callback(epoch + 1, row, history)
-    return history
+                break
+    except torch.OutOfMemoryError:
+        raise CnnzooError(
+            f"The GPU ran out of memory at batch size {config.batch_size}; try a smaller one, "
+            f"e.g. --batch-size {max(1, config.batch_size // 2)}."
+        ) from None
+    if interrupt.requested:
+        where = state.run_dir.path if state.run_dir else None
+        raise TrainingInterrupted(
+            f"Training stopped by {interrupt.requested} in epoch {epoch + 1}; the last completed epoch "
+            f"({epoch}) is saved" + (f", resume with: cnnzoo train --resume {where}" if where else ".")
+        )
+
+
+def _end_epoch(state: FitState, model: nn.Module, data: DataBundle, eval_args: dict[str, Any],
+               dist: DistContext) -> None:
+    """Read the epoch's numbers once, evaluate, and append the epoch's row to the history."""
+    config, runtime = state.config, state.runtime
+    # Equal-sized rank batches: the mean of their losses is the global batch's loss.
+    batch_losses = dist.mean(state.losses).tolist()
+    correct, seen = dist.sum(state.correct).item(), state.seen * dist.world_size
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize(runtime.device)
+    elapsed = time.perf_counter() - state.epoch_start
+    bad = next((i for i, v in enumerate(batch_losses) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise TrainingDiverged(
+            f"The loss became {batch_losses[bad]} at epoch {state.epoch + 1}, step {bad + 1}; the learning rate "
+            f"({config.lr}) is probably too high for this model, lower it (the last good checkpoint is kept)."
+        )
+    row = {
+        "epoch": state.epoch + 1,
+        "train_loss": sum(batch_losses) / len(batch_losses),
+        "train_acc": correct / seen,
+        "lr": state.lrs[-1],
+        "time_s": elapsed,
+        "images_per_s": seen / elapsed,
+    }
+    row["val_acc"] = evaluate(model, data.val, **eval_args).accuracy if data.val is not None else None
+    row["test_acc"] = evaluate(model, data.test, **eval_args).accuracy if data.test is not None else None
+    history = state.history
+    history.batch_loss += batch_losses
+    history.batch_lr += state.lrs
+    history.batch_epoch += [state.epoch + 1] * len(batch_losses)
+    history.epochs.append(row)
+    # "Best" is chosen on validation data only: picking the epoch by test accuracy would make
+    # every later test score of that checkpoint optimistic. Without --val-split there is no best.
+    state.improved = row["val_acc"] is not None and row["val_acc"] > state.best
+    if state.improved:
+        state.best = row["val_acc"]
+    state.row = row
 
 
 def input_size_for(config: TrainConfig) -> tuple[int, int]:
@@ -389,13 +398,3 @@ def input_size_for(config: TrainConfig) -> tuple[int, int]:
 
     _, h, w = get_model_spec(config.model).input_shape
     return (h, w)
-
-
-def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}", f"train {100 * row['train_acc']:.1f}%"]
-    if row["val_acc"] is not None:
-        parts.append(f"val {100 * row['val_acc']:.1f}%")
-    if row["test_acc"] is not None:
-        parts.append(f"test {100 * row['test_acc']:.1f}%")
-    parts.append(f"{row['time_s']:.1f} s")
-    return "  ".join(parts)

@@ -19,8 +19,8 @@ from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.history import History
+from cnnzoo.train.callbacks import Callback
 from cnnzoo.train.loop import (
-    EpochCallback,
     evaluate,
     fit,
     input_size_for,
@@ -111,7 +111,8 @@ def train_run(
     name: str | None = None,
     overwrite: bool = False,
     quiet: bool = False,
-    callbacks: Iterable[EpochCallback] = (),
+    callbacks: Iterable[Callback] = (),
+    progress: str = "auto",
 ) -> tuple[RunDir | None, History]:
     """Train as `cnnzoo train` does and return the run directory and history.
 
@@ -126,15 +127,16 @@ def train_run(
     if dist.is_main:  # so only rank 0's clock names the run
         run_dir = RunDir.create(out, name or default_run_name(config.model, config.dataset), overwrite=overwrite)
         write_run_config(run_dir, config, data, model, runtime, world_size=dist.world_size)
-    history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, quiet=quiet, runtime=runtime, dist=dist)
+    history = fit(model, data, config, run_dir=run_dir, callbacks=callbacks, progress=progress, quiet=quiet,
+                  runtime=runtime, dist=dist)
     if dist.is_main:
         finish_run(run_dir, model, data, config, runtime)
     return run_dir, history
 
 
-def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochCallback] = (),
+def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callback] = (),
                epochs: int | None = None, device: str | None = None,
-               data_dir: str | None = None) -> tuple[RunDir, History]:
+               data_dir: str | None = None, progress: str = "auto") -> tuple[RunDir, History]:
     """Continue a run from its last completed epoch. `epochs` may extend the run; `device` and
     `data_dir` may differ from the first session's (another machine); nothing else changes."""
     run_dir = RunDir.open(path)
@@ -156,7 +158,7 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[EpochC
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     history = fit(model, data, config, run_dir=run_dir if dist.is_main else None, resume=checkpoint,
-                  callbacks=callbacks, quiet=quiet, runtime=runtime, dist=dist)
+                  callbacks=callbacks, progress=progress, quiet=quiet, runtime=runtime, dist=dist)
     if dist.is_main:
         finish_run(run_dir, model, data, config, runtime)
     return run_dir, history

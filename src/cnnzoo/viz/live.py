@@ -11,8 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cnnzoo.train.callbacks import Callback
-from cnnzoo.train.readout import AsyncReadout
+from cnnzoo.train.callbacks import AsyncLossReadout, Callback
 from cnnzoo.viz import notebook
 
 BAR_INTERVAL_S = 0.25  # the bar is cheap HTML: four updates a second read as live
@@ -31,8 +30,10 @@ def _clock(seconds: float | None) -> str:
 class LiveProgress(Callback):
     """Shows a training run in the notebook cell that runs it.
 
-    `curves=False` shows the bar and the table of finished epochs only. The loss shown is read
-    through `AsyncReadout`, so no step ever waits for the GPU: on CUDA it lags a few steps."""
+    `curves=False` shows the bar and the table of finished epochs only. The losses shown are read
+    through `AsyncLossReadout`, so no step ever waits for the GPU: on CUDA they lag a few steps."""
+
+    shows_epochs = True  # its table replaces the printed epoch lines
 
     def __init__(self, curves: bool = True):
         self.curves = curves
@@ -48,7 +49,7 @@ class LiveProgress(Callback):
     def on_fit_start(self, state) -> None:
         from IPython.display import display
 
-        self.readout = AsyncReadout(state.runtime.device)
+        self.readout = AsyncLossReadout(state.runtime.device)
         self.fit_start = time.perf_counter()
         self.status = f"epoch {state.epoch + 1}/{state.config.epochs}"
         if self.curves:

@@ -1,0 +1,228 @@
+"""The callback API of `fit`, and the built-in callbacks (checkpointing, epoch log line, progress bar).
+
+A callback is an object with any of five hooks; `fit` calls each with the one `FitState` of the run:
+
+    on_fit_start   before the first epoch (also after a resume)
+    on_epoch_start before the epoch's first step
+    on_step_end    after every optimizer step
+    on_epoch_end   after the epoch's evaluation; `state.row` holds its metrics
+    on_fit_end     last, also when training ends by an interrupt or an error
+
+Callbacks read the state; they may set only `state.stop_training` (with `state.stop_reason`) to end
+training after the current epoch, as Keras' `model.stop_training` does. The built-ins run before the
+user's callbacks, so at `on_epoch_end` the epoch's checkpoint is already written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+
+import torch
+from torch import nn
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.kernel import in_notebook
+from cnnzoo.train.history import History
+from cnnzoo.train.progress import resolve_progress
+
+if TYPE_CHECKING:
+    from cnnzoo.train.config import TrainConfig
+    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.rundir import RunDir
+
+Progress = Literal["auto", "bar", "plot", "none"]
+HOOKS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_epoch_end", "on_fit_end")
+
+
+@dataclass
+class FitState:
+    """Everything a callback may read about the run in progress."""
+
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    runtime: Runtime
+    run_dir: RunDir | None
+    history: History
+    steps_per_epoch: int
+    start_epoch: int
+    is_main: bool = True
+    epoch: int = 0  # 0-based index of the current epoch
+    step: int = 0  # 0-based step within the epoch
+    lr: float = 0.0
+    loss: torch.Tensor | None = None  # this step's loss, on the device: reading it per step would stall a GPU
+    losses: torch.Tensor | None = None  # this epoch's per-step losses so far, on the device
+    correct: torch.Tensor | None = None  # this epoch's correctly classified training images, on the device
+    lrs: list[float] = field(default_factory=list)  # this epoch's learning rate per step
+    seen: int = 0  # images trained on this epoch (this process's share under data parallelism)
+    epoch_start: float = 0.0  # time.perf_counter() when the epoch's timing started
+    row: dict[str, Any] | None = None  # the epoch's metrics, set before on_epoch_end
+    best: float = -1.0  # the best validation accuracy so far (-1: none yet)
+    improved: bool = False  # this epoch's validation accuracy beat every earlier epoch's
+    stop_training: bool = False  # set by a callback: stop after the current epoch
+    stop_reason: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (config, classes, ...)
+
+    @property
+    def global_step(self) -> int:
+        return self.epoch * self.steps_per_epoch + self.step
+
+
+class Callback:
+    """Base class: override the hooks you need; the others do nothing."""
+
+    def on_fit_start(self, state: FitState) -> None:
+        pass
+
+    def on_epoch_start(self, state: FitState) -> None:
+        pass
+
+    def on_step_end(self, state: FitState) -> None:
+        pass
+
+    def on_epoch_end(self, state: FitState) -> None:
+        pass
+
+    def on_fit_end(self, state: FitState) -> None:
+        pass
+
+
+class CallbackList:
+    """Calls one hook on every callback that overrides it, so a per-step no-op costs nothing."""
+
+    def __init__(self, callbacks: Iterable[Callback]):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise CnnzooError(f"fit's callbacks must be cnnzoo Callback instances, got {type(callback).__name__}; "
+                                  "subclass cnnzoo.Callback and override the hooks you need.")
+        self._by_hook = {hook: [getattr(c, hook) for c in self.callbacks
+                                if getattr(type(c), hook) is not getattr(Callback, hook)] for hook in HOOKS}
+
+    def __getattr__(self, hook: str) -> Callable[[FitState], None]:
+        if hook not in HOOKS:
+            raise AttributeError(hook)
+        methods = self._by_hook[hook]
+        return lambda state: [method(state) for method in methods] and None
+
+
+class Checkpointer(Callback):
+    """Writes metrics and `last` after every epoch, and `best` when validation accuracy improved."""
+
+    def __init__(self, save: Callable[[Any, int], None]):
+        self.save = save
+
+    def on_fit_start(self, state: FitState) -> None:
+        if state.start_epoch == 0:
+            self.save(state.run_dir.last_checkpoint, 0)  # so even an interrupt in epoch 1 leaves something to resume
+
+    def on_epoch_end(self, state: FitState) -> None:
+        state.run_dir.write_history(state.history)
+        self.save(state.run_dir.last_checkpoint, state.epoch + 1)
+        if state.improved:
+            self.save(state.run_dir.best_checkpoint, state.epoch + 1)
+
+
+class EpochLog(Callback):
+    """One line per epoch on stdout, as d2l and Keras print."""
+
+    def on_epoch_end(self, state: FitState) -> None:
+        print(epoch_line(state.row, state.config.epochs), flush=True)
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}", f"train {100 * row['train_acc']:.1f}%"]
+    if row["val_acc"] is not None:
+        parts.append(f"val {100 * row['val_acc']:.1f}%")
+    if row["test_acc"] is not None:
+        parts.append(f"test {100 * row['test_acc']:.1f}%")
+    parts.append(f"{row['time_s']:.1f} s")
+    return "  ".join(parts)
+
+
+class AsyncLossReadout:
+    """The latest value of a device tensor for a progress display without stalling the GPU: the
+    tensor is copied to pinned host memory asynchronously and shown once the copy has landed, a few
+    steps late. A 0-d loss reads as a float; a vector (an epoch's per-step losses) as a CPU tensor.
+    `tag` travels with the copy, so a display knows which step the value it shows came from."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.host: torch.Tensor | None = None
+        self.landed = torch.cuda.Event() if self.cuda else None
+        self.pending = False
+        self.value: float | torch.Tensor | None = None
+        self.tag: Any = None  # the `tag` of the call whose tensor `value` is
+        self._pending_tag: Any = None
+
+    def __call__(self, tensor: torch.Tensor, tag: Any = None) -> float | torch.Tensor | None:
+        if not self.cuda:
+            self.value, self.tag = self._read(tensor.detach()), tag
+            return self.value
+        if self.pending and self.landed.query():
+            self.value, self.tag, self.pending = self._read(self.host), self._pending_tag, False
+        if not self.pending:
+            if self.host is None or self.host.shape != tensor.shape or self.host.dtype != tensor.dtype:
+                self.host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self.host.copy_(tensor.detach(), non_blocking=True)
+            self.landed.record()
+            self.pending, self._pending_tag = True, tag
+        return self.value
+
+    @staticmethod
+    def _read(tensor: torch.Tensor) -> float | torch.Tensor:
+        return tensor.item() if tensor.ndim == 0 else tensor.clone()
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on stderr: batches, running loss, images/s, ETA."""
+
+    refresh_every = 20  # steps between loss readouts: each one is a (non-blocking) device-to-host copy
+
+    def __init__(self, file=None):
+        self.file = file
+        self.bar = None
+        self.readout: AsyncLossReadout | None = None
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.readout = AsyncLossReadout(state.runtime.device)
+
+    def on_epoch_start(self, state: FitState) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{state.config.epochs}",
+                        leave=False, unit="batch", file=self.file or sys.stderr)
+
+    def on_step_end(self, state: FitState) -> None:
+        self.bar.update()
+        if state.step % self.refresh_every == 0 and (shown := self.readout(state.loss)) is not None:
+            elapsed = max(time.perf_counter() - state.epoch_start, 1e-9)
+            self.bar.set_postfix(loss=f"{shown:.3f}", img_s=f"{state.seen / elapsed:.0f}")
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self._close()
+
+    def on_fit_end(self, state: FitState) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def progress_callbacks(progress: str, quiet: bool) -> list[Callback]:
+    """The display for `progress` (see `cnnzoo.train.progress.resolve_progress`): in a Jupyter kernel
+    the live notebook display, elsewhere the terminal bar."""
+    shown = resolve_progress(progress, quiet=quiet)
+    if shown == "none":
+        return []
+    if in_notebook():
+        # Imported only here: the notebook display draws with matplotlib, which training never needs.
+        from cnnzoo.viz.live import LiveProgress
+
+        return [LiveProgress(curves=shown == "plot")]
+    return [ProgressBar()]
