@@ -39,6 +39,7 @@ class LiveProgress(Callback):
         self.curves = curves
         self.handle = None
         self.png: bytes | None = None
+        self.drawn: tuple[int, int, int] | None = None  # what the current picture shows
         self.epoch_losses: list[float] = []
         self.plot_interval = MIN_PLOT_INTERVAL_S
         self.last_update = self.last_plot = 0.0
@@ -85,6 +86,8 @@ class LiveProgress(Callback):
         elapsed = _clock(time.perf_counter() - self.fit_start)
         if done >= planned:
             self.status = f"done: {done} epochs in {elapsed}"
+        elif state.stop_reason:  # a callback ended it on purpose (early stopping, a fine-tuning phase)
+            self.status = f"{state.stop_reason}: {done} of {planned} epochs in {elapsed}"
         else:
             self.status = f"stopped in epoch {state.epoch + 1}/{planned} after {elapsed}; {done} epochs finished"
         self.epoch_losses = []
@@ -97,8 +100,12 @@ class LiveProgress(Callback):
     def _draw(self, state) -> None:
         from cnnzoo.viz.plots import training_figure
 
-        start = time.perf_counter()
         history = state.history
+        drawn = (len(history.batch_loss), len(history.epochs), len(self.epoch_losses))
+        if drawn == self.drawn:  # e.g. the end of fit right after the last epoch's end
+            return
+        self.drawn = drawn
+        start = time.perf_counter()
         steps = history.steps_per_epoch or state.steps_per_epoch
         fig = training_figure(history.batch_loss + self.epoch_losses, steps, history.rows(), state.config.epochs)
         self.png = notebook.figure_png(fig)
