@@ -13,7 +13,7 @@ TINY = {
     "01-lenet5.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 2048, "LIMIT_TEST": 500},
     "02-batch-norm.ipynb": {"EPOCHS": 1, "LIMIT_TRAIN": 1024, "LIMIT_TEST": 256},
     "03-alexnet-vgg.ipynb": {"SIZE": 72, "LIMIT_TRAIN": 128, "BENCH_EPOCHS": 1},
-    "04-resnet18-transfer.ipynb": {"SIZE": 32, "EPOCHS": 1, "LIMIT_TRAIN": 256, "LIMIT_TEST": 128},
+    "04-resnet18-transfer.ipynb": {"SIZE": 32, "EPOCHS": 1, "LIMIT_TRAIN": 1024, "LIMIT_TEST": 128},
     "05-compare.ipynb": {"EPOCHS": 1, "LIMIT_TRAIN": 1024, "LIMIT_TEST": 256},
 }
 TRAINS = {"01-lenet5.ipynb", "02-batch-norm.ipynb", "04-resnet18-transfer.ipynb", "05-compare.ipynb"}
