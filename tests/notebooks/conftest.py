@@ -1,11 +1,13 @@
 """Executing the shipped notebooks in a real Jupyter kernel, as a reader would run them."""
 
+import os
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
@@ -28,12 +30,18 @@ class RecordingClient(NotebookClient):
 @pytest.fixture(scope="session")
 def kernel_specs(tmp_path_factory):
     """A kernel spec for this very interpreter, in a temporary folder: nothing is installed for the
-    user, and the kernel runs the Python (and so the cnnzoo) that runs the tests."""
+    user, and the kernel runs the Python and the cnnzoo that run the tests."""
     from ipykernel.kernelspec import write_kernel_spec
 
+    import cnnzoo
+
     folder = tmp_path_factory.mktemp("kernels")
-    write_kernel_spec(folder / "cnnzoo-tests", overrides={"argv": [sys.executable, "-m", "ipykernel_launcher",
-                                                                  "-f", "{connection_file}"]})
+    # The kernel works in a temporary folder, so a relative PYTHONPATH would not find this checkout.
+    source = str(Path(cnnzoo.__file__).resolve().parents[1])
+    path = os.pathsep.join([source, *filter(None, [os.environ.get("PYTHONPATH")])])
+    write_kernel_spec(folder / "cnnzoo-tests", overrides={
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "env": {"PYTHONPATH": path}})
     return KernelSpecManager(kernel_dirs=[str(folder)])
 
 
@@ -50,9 +58,8 @@ def run_notebook(kernel_specs, tmp_path):
             code = "\n".join(f"{key} = {value!r}" for key, value in settings.items())
             override = nbformat.v4.new_code_cell(code, metadata={"tags": ["injected-parameters"]})
             book.cells.insert(index + 1, override)
-        client = RecordingClient(book, kernel_name="cnnzoo-tests", kernel_spec_manager=kernel_specs, timeout=300,
-                                 resources={"metadata": {"path": str(tmp_path)}})
-        client.km = client.create_kernel_manager()
+        manager = KernelManager(kernel_name="cnnzoo-tests", kernel_spec_manager=kernel_specs)
+        client = RecordingClient(book, km=manager, timeout=300, resources={"metadata": {"path": str(tmp_path)}})
         start = time.perf_counter()
         client.execute()
         return book, client, time.perf_counter() - start

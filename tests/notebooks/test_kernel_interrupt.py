@@ -41,7 +41,7 @@ def test_interrupting_the_kernel_stops_training_and_leaves_the_run_resumable(ker
         # Wait until the second epoch is under way (its first epoch is checkpointed), then interrupt.
         started = _messages(client, msg_id, lambda m: m["msg_type"] == "update_display_data"
                             and m["content"]["data"]["text/plain"].startswith("epoch 2/30"))
-        assert started[-1]["msg_type"] == "update_display_data"
+        assert started[-1]["msg_type"] == "update_display_data", [m["content"] for m in started if m["msg_type"] in ("error", "stream")]
         manager.interrupt_kernel()
         rest = _messages(client, msg_id, lambda m: False)
         (error,) = [m["content"] for m in rest if m["msg_type"] == "error"]
