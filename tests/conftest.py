@@ -62,3 +62,35 @@ def tv_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
     torch.save(reference.state_dict(), path)
     return path
+
+
+_VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def _check_html(text: str) -> None:
+    """Every tag closed in order and nothing left open: what a notebook needs to render a fragment."""
+    from html.parser import HTMLParser
+
+    class Checker(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.open: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in _VOID_TAGS:
+                self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.open and self.open[-1] == tag, f"</{tag}> closes {self.open[-1:] or 'nothing'}"
+            self.open.pop()
+
+    checker = Checker()
+    checker.feed(text)
+    checker.close()
+    assert not checker.open, f"left open: {checker.open}"
+
+
+@pytest.fixture
+def assert_valid_html():
+    """``assert_valid_html(text)`` fails unless the HTML's tags are balanced."""
+    return _check_html

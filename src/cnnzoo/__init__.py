@@ -4,7 +4,8 @@
     data = cnnzoo.load_data("fashion-mnist")
     model = cnnzoo.build_model("lenet5")
     history = cnnzoo.fit(model, data, cnnzoo.TrainConfig(model="lenet5", epochs=10, lr=0.9))
-    history.plot()
+    history          # in a notebook: the curves and the epoch table (history.plot() is the Figure)
+    cnnzoo.open_run("runs/<name>")   # a run directory's report card
 """
 
 from importlib import import_module
@@ -21,6 +22,7 @@ _API = {
     "History": "cnnzoo.train", "Callback": "cnnzoo.train", "FitState": "cnnzoo.train",
     "EarlyStopping": "cnnzoo.train", "TensorBoardLogger": "cnnzoo.train", "MLflowLogger": "cnnzoo.train",
     "lr_find": "cnnzoo.train", "LRFinderResult": "cnnzoo.train", "CnnzooError": "cnnzoo.errors",
+    "open_run": "cnnzoo.viz.run_card",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -7,3 +7,8 @@ class CnnzooError(Exception):
     The command line prints it as a single line and exits with status 2; bugs still raise
     their own exception types with a traceback.
     """
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython asks this of an exception before printing it: in a notebook a user's mistake reads
+        # as its one sentence, as on the command line, not as a screen of cnnzoo's internals.
+        return [f"{type(self).__name__}: {self}"]

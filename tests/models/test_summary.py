@@ -145,3 +145,24 @@ def test_models_table_describes_every_model():
         assert "torchvision" in get_model_spec(name).description
     assert "Keras" in get_model_spec("alexnet_bn_keras").description
     assert "d2l" in get_model_spec("resnet18").description
+
+
+def test_a_notebook_shows_the_summary_as_an_html_table_and_print_as_text(assert_valid_html):
+    summary = summarize(build_model("lenet5"), (1, 28, 28))
+    page = summary._repr_html_()
+    assert_valid_html(page)
+    assert page.count("<tr>") == 1 + len(summary.layers) + 1 + 5  # header, layers, totals header, five totals
+    assert "61,706" in page and "features.0" in page and "[1, 6, 28, 28]" in page
+    text = str(summary)
+    assert "Total params: 61,706" in text and "<" not in text
+
+    class Printer:  # IPython's pretty printer: its plain-text view is the table too
+        def __init__(self):
+            self.out = ""
+
+        def text(self, value):
+            self.out += value
+
+    printer = Printer()
+    summary._repr_pretty_(printer, cycle=False)
+    assert printer.out == text

@@ -117,3 +117,26 @@ def test_epoch_line_labels_the_course_training_accuracy():
     row = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.9104, "val_acc": None, "test_acc": 0.8966, "time_s": 2.0}
     assert "train(eval) 91.0%" in epoch_line(row, 10, train_acc="eval")
     assert "  train 91.0%" in epoch_line(row, 10)
+
+
+def test_the_readout_gives_a_loss_as_a_float_and_an_epochs_losses_as_a_copy_with_their_tag():
+    from cnnzoo.train.callbacks import AsyncLossReadout
+
+    readout = AsyncLossReadout(torch.device("cpu"))
+    assert readout(torch.tensor(0.25)) == 0.25
+    losses = torch.tensor([2.0, 1.5, 0.0])
+    shown = readout(losses, tag=(0, 2))
+    assert shown.tolist() == [2.0, 1.5, 0.0] and readout.tag == (0, 2)
+    losses[2] = 1.0  # a copy: later steps do not change what is on screen
+    assert shown.tolist() == [2.0, 1.5, 0.0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the asynchronous copy exists only on CUDA")
+def test_on_cuda_the_readout_lands_later_without_a_synchronize():
+    from cnnzoo.train.callbacks import AsyncLossReadout
+
+    readout = AsyncLossReadout(torch.device("cuda"))
+    losses = torch.arange(4.0, device="cuda")
+    assert readout(losses, tag=1) is None  # only started
+    torch.cuda.synchronize()
+    assert readout(losses * 2, tag=2).tolist() == [0.0, 1.0, 2.0, 3.0] and readout.tag == 1

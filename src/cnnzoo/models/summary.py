@@ -49,6 +49,14 @@ class ModelSummary:
     def keras_non_trainable(self) -> int:
         return self.non_trainable_params + self.buffers
 
+    def _repr_html_(self) -> str:
+        from cnnzoo.viz.notebook import summary_html
+
+        return summary_html(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(str(self))  # IPython's plain-text display: the table, not the dataclass fields
+
     def __str__(self) -> str:
         header = ["Layer (type)", "Output Shape", "Param #"]
         rows = [

@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.kernel import in_notebook
 from cnnzoo.train.history import History
+from cnnzoo.train.progress import resolve_progress
 
 if TYPE_CHECKING:
     from cnnzoo.train.config import TrainConfig
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     from cnnzoo.train.rundir import RunDir
 
 Progress = Literal["auto", "bar", "plot", "none"]
-PROGRESS_CHOICES: tuple[str, ...] = ("auto", "bar", "plot", "none")
 HOOKS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_epoch_end", "on_fit_end")
 
 
@@ -155,26 +156,37 @@ def epoch_line(row: dict[str, Any], epochs: int, train_acc: str = "running",
 
 
 class AsyncLossReadout:
-    """The latest loss for a progress display without stalling the GPU: the value is copied to pinned
-    host memory asynchronously and shown once the copy has landed, a few steps late."""
+    """The latest value of a device tensor for a progress display without stalling the GPU: the
+    tensor is copied to pinned host memory asynchronously and shown once the copy has landed, a few
+    steps late. A 0-d loss reads as a float; a vector (an epoch's per-step losses) as a CPU tensor.
+    `tag` travels with the copy, so a display knows which step the value it shows came from."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
-        self.host = torch.zeros((), pin_memory=self.cuda)
+        self.host: torch.Tensor | None = None
         self.landed = torch.cuda.Event() if self.cuda else None
         self.pending = False
-        self.value: float | None = None
+        self.value: float | torch.Tensor | None = None
+        self.tag: Any = None  # the `tag` of the call whose tensor `value` is
+        self._pending_tag: Any = None
 
-    def __call__(self, loss: torch.Tensor) -> float | None:
+    def __call__(self, tensor: torch.Tensor, tag: Any = None) -> float | torch.Tensor | None:
         if not self.cuda:
-            return loss.item()
+            self.value, self.tag = self._read(tensor.detach()), tag
+            return self.value
         if self.pending and self.landed.query():
-            self.value, self.pending = self.host.item(), False
+            self.value, self.tag, self.pending = self._read(self.host), self._pending_tag, False
         if not self.pending:
-            self.host.copy_(loss, non_blocking=True)
+            if self.host is None or self.host.shape != tensor.shape or self.host.dtype != tensor.dtype:
+                self.host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self.host.copy_(tensor.detach(), non_blocking=True)
             self.landed.record()
-            self.pending = True
+            self.pending, self._pending_tag = True, tag
         return self.value
+
+    @staticmethod
+    def _read(tensor: torch.Tensor) -> float | torch.Tensor:
+        return tensor.item() if tensor.ndim == 0 else tensor.clone()
 
 
 class ProgressBar(Callback):
@@ -215,13 +227,14 @@ class ProgressBar(Callback):
 
 
 def progress_callbacks(progress: str, quiet: bool) -> list[Callback]:
-    """The display for `progress`: "bar" is a terminal bar, "auto" shows it only when stderr is a terminal."""
-    if progress not in PROGRESS_CHOICES:
-        raise CnnzooError(f"progress must be one of {', '.join(PROGRESS_CHOICES)}, got {progress!r}.")
-    if quiet or progress == "none":
+    """The display for `progress` (see `cnnzoo.train.progress.resolve_progress`): in a Jupyter kernel
+    the live notebook display, elsewhere the terminal bar."""
+    shown = resolve_progress(progress, quiet=quiet)
+    if shown == "none":
         return []
-    if progress == "auto":
-        return [ProgressBar()] if sys.stderr.isatty() else []
-    if progress == "bar":
-        return [ProgressBar()]
-    raise CnnzooError("progress='plot' needs a Jupyter kernel's display.")
+    if in_notebook():
+        # Imported only here: the notebook display draws with matplotlib, which training never needs.
+        from cnnzoo.viz.live import LiveProgress
+
+        return [LiveProgress(curves=shown == "plot")]
+    return [ProgressBar()]

@@ -51,18 +51,38 @@ class History:
     def final(self) -> dict[str, Any]:
         return self.rows()[-1] if self.epochs else {}
 
-    def plot(self):
-        """Draw the course's two plots (loss per batch; train/test accuracy per epoch) and return the figures."""
-        from cnnzoo.viz.plots import accuracy_figure, loss_figure
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Batches in a full epoch (the first one: a resumed or stopped run's last may be shorter)."""
+        return self.batch_epoch.count(self.batch_epoch[0]) if self.batch_epoch else None
 
-        steps_per_epoch = self.batch_epoch.count(self.batch_epoch[0]) if self.batch_epoch else None
-        loss = loss_figure(list(range(len(self.batch_loss))), self.batch_loss, steps_per_epoch=steps_per_epoch)
-        rows = self.rows()
-        accuracy = accuracy_figure(
-            [r["epoch"] for r in rows], [r["train_acc"] for r in rows],
-            test_acc=[r["test_acc"] for r in rows], val_acc=[r["val_acc"] for r in rows],
-        )
-        return loss, accuracy
+    def plot(self):
+        """The course's two plots in one figure: loss per batch and train/val/test accuracy per epoch.
+
+        A notebook shows the returned Figure once, as a cell's last line; `fig.savefig(path)` writes it."""
+        from cnnzoo.viz.notebook import history_figure  # train never imports viz until a picture is wanted
+
+        return history_figure(self)
+
+    # A notebook shows a History as its curves and epoch table. One bundle renders the figure once
+    # for both the PNG and the HTML, which IPython would otherwise draw twice.
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from cnnzoo.viz.notebook import history_bundle
+
+        return history_bundle(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_mimebundle_()["text/html"]
+
+    def _repr_png_(self) -> bytes | None:
+        return self._repr_mimebundle_().get("image/png")
+
+    def __str__(self) -> str:
+        if not self.epochs:
+            return repr(self)
+        from cnnzoo.viz.notebook import epoch_table_text
+
+        return epoch_table_text(self.rows())
 
     def __repr__(self) -> str:
         final = self.final

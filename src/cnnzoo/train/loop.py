@@ -49,10 +49,31 @@ class EvalResult:
     predictions: torch.Tensor  # (N,) predicted class, on the CPU
     confidences: torch.Tensor  # (N,) probability of the predicted class
     labels: torch.Tensor
+    classes: tuple[str, ...] = ()  # the split's class names, for display
 
-    def confusion(self, num_classes: int) -> torch.Tensor:
+    def confusion(self, num_classes: int | None = None) -> torch.Tensor:
+        """Counts (rows: true class, columns: predicted); `num_classes` defaults to the split's."""
+        num_classes = num_classes or len(self.classes) or int(max(self.labels.max(), self.predictions.max())) + 1
         index = self.labels * num_classes + self.predictions
         return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+    def per_class_accuracy(self) -> list[float]:
+        confusion = self.confusion()
+        return (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
+
+    # In a notebook: accuracy, per-class accuracy and the confusion matrix; `print` gives them as text.
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from cnnzoo.viz.notebook import evaluation_bundle  # train never imports viz until a picture is wanted
+
+        return evaluation_bundle(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
+
+    def _repr_html_(self) -> str:
+        return self._repr_mimebundle_()["text/html"]
+
+    def __str__(self) -> str:
+        from cnnzoo.viz.notebook import evaluation_text
+
+        return evaluation_text(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
 
 
 def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int]) -> dict[str, Any]:
@@ -108,6 +129,7 @@ def evaluate(
         predictions=predictions_t,
         confidences=torch.cat(confidences).cpu(),
         labels=labels,
+        classes=tuple(split.classes),
     )
 
 
@@ -178,7 +200,8 @@ def fit(
     """Train `model` on `data.train`, evaluating on `data.val`/`data.test` after every epoch.
 
     `callbacks`: `cnnzoo.Callback`s, called per step and per epoch (see cnnzoo.train.callbacks).
-    `progress`: "auto" (a bar when stderr is a terminal), "bar", "plot" or "none"; `quiet` also drops the epoch lines.
+    `progress`: "auto" (in a Jupyter kernel the live plot with its bar, on a terminal the bar, piped nothing),
+    "bar", "plot" (live curves; a terminal shows the bar) or "none"; `quiet` also drops the epoch lines.
     `params`: optimizer parameter groups (each may carry an `lr_scale`); by default every trainable parameter.
     `dist`: with torchrun's context this is one rank of data-parallel training: `config.batch_size` is the
     global batch, each rank trains on its part, and the metrics are the global batches'. Every rank
@@ -223,14 +246,16 @@ def fit(
                                       "best": state.best, "history": state.history.to_dict()}, optimizer)
 
     # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
-    # progress display is closed before the epoch's line is printed.
+    # progress display is closed before the epoch's line is printed. A notebook's live display shows
+    # the epochs in its own table, so it prints no lines beneath itself.
     # The guard comes first: a diverged step must stop the run before anything reads or saves it.
     # Early stopping comes after the epoch line it comments on and before the user's callbacks, so
     # that they see its decision in `state.stop_training`.
+    display = progress_callbacks(progress, quiet)
+    shows_epochs = quiet or any(getattr(c, "shows_epochs", False) for c in display)
     early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
     hooks = CallbackList([DivergenceGuard(reduce=dist.mean), *([Checkpointer(save)] if run_dir is not None else []),
-                          *progress_callbacks(progress, quiet), *([] if quiet else [EpochLog(_split_sizes(data))]),
-                          *early_stop, *callbacks])
+                          *display, *([] if shows_epochs else [EpochLog(_split_sizes(data))]), *early_stop, *callbacks])
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.

@@ -79,10 +79,15 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def loss_figure(steps: Sequence, losses: Sequence, steps_per_epoch: int | None = None) -> Figure:
     """Loss per batch (the course plot) with a moving average; a top axis counts epochs."""
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    draw_loss(fig.add_subplot(), steps, losses, steps_per_epoch)
+    return fig
+
+
+def draw_loss(ax, steps: Sequence, losses: Sequence, steps_per_epoch: int | None = None) -> None:
+    """The loss-per-batch plot drawn into ``ax`` (for figures that hold more than this plot)."""
     steps = np.asarray(steps, dtype=float)
     losses = np.asarray(losses, dtype=float)
-    fig = Figure(figsize=(9, 4.8), layout="constrained")
-    ax = fig.add_subplot()
     ax.plot(steps, losses, color=_TRAIN, alpha=0.3, linewidth=0.8, label="loss per batch")
     if len(losses) >= 10:
         window = max(5, len(losses) // 50)
@@ -95,16 +100,22 @@ def loss_figure(steps: Sequence, losses: Sequence, steps_per_epoch: int | None =
         top.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(losses):
         ax.legend(loc="upper right")
-    return fig
 
 
 def accuracy_figure(
     epochs: Sequence, train_acc: Sequence, test_acc: Sequence | None = None, val_acc: Sequence | None = None
 ) -> Figure:
     """Train/validation/test accuracy per epoch, as percentages; the legend gives the last value."""
-    epochs = np.asarray(epochs, dtype=float)
     fig = Figure(figsize=(9, 4.8), layout="constrained")
-    ax = fig.add_subplot()
+    draw_accuracy(fig.add_subplot(), epochs, train_acc, test_acc, val_acc)
+    return fig
+
+
+def draw_accuracy(
+    ax, epochs: Sequence, train_acc: Sequence, test_acc: Sequence | None = None, val_acc: Sequence | None = None
+) -> None:
+    """The accuracy-per-epoch plot drawn into ``ax``."""
+    epochs = np.asarray(epochs, dtype=float)
     for name, values, color, marker in (
         ("train", train_acc, _TRAIN, "o"),
         ("validation", val_acc, _VAL, "s"),
@@ -122,6 +133,26 @@ def accuracy_figure(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ax.lines:
         ax.legend(loc="lower right")
+
+
+def training_figure(batch_loss: Sequence, steps_per_epoch: int | None, epoch_rows: Sequence[dict],
+                    epochs_planned: int | None = None, width: float = 12.0) -> Figure:
+    """The course's two plots side by side in one figure: loss per batch, accuracy per epoch.
+
+    ``epoch_rows`` are History/metrics.csv rows; ``epochs_planned`` fixes the accuracy axis to the
+    whole run, so that a figure redrawn while training keeps its scale instead of jumping."""
+    fig = Figure(figsize=(width, width * 0.36), layout="constrained")
+    loss_ax, accuracy_ax = fig.subplots(1, 2)
+    draw_loss(loss_ax, range(len(batch_loss)), batch_loss, steps_per_epoch)
+    draw_accuracy(accuracy_ax, [r["epoch"] for r in epoch_rows], [r.get("train_acc") for r in epoch_rows],
+                  test_acc=[r.get("test_acc") for r in epoch_rows], val_acc=[r.get("val_acc") for r in epoch_rows])
+    if epochs_planned:
+        accuracy_ax.set_xlim(0.5, max(epochs_planned, 1) + 0.5)
+        if steps_per_epoch:
+            loss_ax.set_xlim(0, epochs_planned * steps_per_epoch)
+    if not accuracy_ax.lines:
+        accuracy_ax.text(0.5, 0.5, "drawn after the first epoch", ha="center", va="center",
+                         transform=accuracy_ax.transAxes, color="#5b6475")
     return fig
 
 

@@ -1,0 +1,138 @@
+"""A run directory opened from Python: `cnnzoo.open_run(path)` displays as the run's report card."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.viz import notebook
+from cnnzoo.viz.plots import read_metrics
+
+
+def open_run(path: str | os.PathLike) -> RunCard:
+    """The run directory at `path`, to look at: as a cell's last line it shows its report card
+    (accuracies, curves, per-class accuracy, confusion matrix); `print()` gives the same in text."""
+    return RunCard(path)
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CnnzooError(f"{path} cannot be read as JSON ({error}); it is damaged, train the run again.") from None
+    if not isinstance(values, dict):
+        raise CnnzooError(f"{path} does not hold a JSON object; it is damaged, train the run again.")
+    return values
+
+
+class RunCard:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        config = _json(self.path / "config.json")
+        if config is None:
+            raise CnnzooError(f"{str(self.path)!r} is not a cnnzoo run directory (it has no config.json); "
+                              "pass a folder written by `cnnzoo train` or `cnnzoo.train_run`.")
+        self.config: dict[str, Any] = config
+
+    @cached_property
+    def metrics(self) -> list[dict[str, str]]:
+        """metrics.csv's rows (one per finished epoch), as the strings stored."""
+        path = self.path / "metrics.csv"
+        return read_metrics(path) if path.is_file() else []
+
+    @cached_property
+    def evaluation(self) -> dict[str, Any] | None:
+        """evaluation.json (written when training ends), or None before that."""
+        return _json(self.path / "evaluation.json")
+
+    @cached_property
+    def batch_loss(self) -> list[float]:
+        path = self.path / "batch_loss.csv"
+        return [float(r["loss"]) for r in read_metrics(path)] if path.is_file() else []
+
+    @property
+    def title(self) -> str:
+        return f"{self.config.get('model', '?')} on {self.config.get('dataset', '?')}"
+
+    @property
+    def test_accuracy(self) -> float | None:
+        if self.evaluation is not None and self.evaluation.get("accuracy") is not None:
+            return float(self.evaluation["accuracy"])
+        last = self.metrics[-1].get("test_acc") if self.metrics else None
+        return float(last) if last else None
+
+    def _steps_per_epoch(self) -> int | None:
+        path = self.path / "batch_loss.csv"
+        epochs = [r["epoch"] for r in read_metrics(path)] if path.is_file() else []
+        return epochs.count(epochs[0]) if epochs else None
+
+    def figure(self):
+        """The run's curves (loss per batch, accuracy per epoch) as one Figure."""
+        from cnnzoo.viz.plots import training_figure
+
+        return training_figure(self.batch_loss, self._steps_per_epoch(), self.metrics)
+
+    def _facts(self) -> list[tuple[str, str]]:
+        last = self.metrics[-1] if self.metrics else {}
+        facts = [("test accuracy", notebook.percent(self.test_accuracy))]
+        if last.get("val_acc"):
+            facts.append(("validation accuracy", notebook.percent(last["val_acc"])))
+        facts += [("train accuracy", notebook.percent(last.get("train_acc"))),
+                  ("epochs", f"{last.get('epoch', 0)} of {self.config.get('epochs', '?')}"),
+                  ("training time", f"{sum(float(r['time_s']) for r in self.metrics if r.get('time_s')):.1f} s")]
+        if isinstance(self.config.get("num_params"), int):
+            facts.append(("parameters", f"{self.config['num_params']:,}"))
+        return facts
+
+    def _repr_html_(self) -> str:
+        cards = "".join(f'<div class="card"><span>{notebook.escape(k)}</span><b>{notebook.escape(v)}</b></div>'
+                        for k, v in self._facts())
+        parts = [f"<h4>{notebook.escape(self.title)} · {notebook.escape(self.path.name)}</h4>",
+                 f'<div class="cards">{cards}</div>']
+        if self.metrics or self.batch_loss:
+            parts.append(notebook.img_tag(notebook.figure_png(self.figure()), "training curves"))
+            parts.append(notebook.epoch_table_html(self.metrics))
+        else:
+            parts.append('<p class="note">No epoch has finished yet.</p>')
+        evaluation = self.evaluation
+        if evaluation is not None and evaluation.get("confusion"):
+            from cnnzoo.viz.plots import confusion_figure
+
+            names = notebook.class_names(evaluation.get("classes") or [], len(evaluation["confusion"]))
+            parts += ["<h4>Accuracy per class</h4>", notebook.per_class_html(evaluation["confusion"], names),
+                      "<h4>Confusion matrix</h4>",
+                      notebook.img_tag(notebook.figure_png(confusion_figure(evaluation["confusion"], names)),
+                                       "confusion matrix")]
+        else:
+            parts.append('<p class="note">No evaluation.json yet: the run has not finished.</p>')
+        parts.append(f'<p class="note">Folder: {notebook.escape(self.path)} · full report: '
+                     "<code>cnnzoo report</code> writes report.html there.</p>")
+        return notebook.fragment("".join(parts))
+
+    def __str__(self) -> str:
+        lines = [f"{self.title}  ({self.path})", *(f"  {k}: {v}" for k, v in self._facts())]
+        if self.metrics:
+            lines += ["", notebook.epoch_table_text(self.metrics)]
+        evaluation = self.evaluation
+        if evaluation is not None and evaluation.get("confusion"):
+            lines += ["", notebook.evaluation_text(float(evaluation["accuracy"]), float(evaluation.get("loss", "nan")),
+                                                   evaluation["confusion"], evaluation.get("classes") or [])]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def __repr__(self) -> str:
+        return f"RunCard({str(self.path)!r})"
+
+    def report(self) -> Path:
+        """Write (or refresh) the run's self-contained report.html and return its path."""
+        from cnnzoo.viz.report import write_report
+
+        return write_report(self.path)

@@ -1,0 +1,58 @@
+"""cnnzoo.open_run(path): a run directory shown as its report card."""
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+import cnnzoo
+from cnnzoo.errors import CnnzooError
+
+from conftest import HOSTILE
+
+
+def _images(page):
+    parts = page.split('src="data:image/png;base64,')[1:]
+    return [Image.open(io.BytesIO(base64.b64decode(p.split('"', 1)[0]))) for p in parts]
+
+
+def test_a_finished_run_shows_accuracy_curves_per_class_and_confusion(run_dir, assert_valid_html):
+    card = cnnzoo.open_run(run_dir)
+    page = card._repr_html_()
+    assert_valid_html(page)
+    assert "lenet5 on fashion-mnist" in page and "91.23%" in page and "61,706" in page and "3 of 3" in page
+    assert "Accuracy per class" in page and "Ankle boot" in page
+    assert [image.size[0] > 400 for image in _images(page)] == [True, True]  # curves, confusion matrix
+    assert card.test_accuracy == pytest.approx(0.91234)
+    text = str(card)
+    assert "test accuracy: 91.23%" in text and "confusion matrix" in text and "<" not in text.split("\n", 1)[1]
+
+
+def test_a_run_still_training_says_it_has_not_finished(new_run, assert_valid_html):
+    card = cnnzoo.open_run(new_run("unfinished", evaluation=False))
+    page = card._repr_html_()
+    assert_valid_html(page)
+    assert "No evaluation.json yet" in page and len(_images(page)) == 1
+    assert card.test_accuracy == pytest.approx(0.91234)  # the last epoch's, from metrics.csv
+
+
+def test_values_from_the_run_are_escaped(run_dir):
+    config = (run_dir / "config.json").read_text().replace('"lenet5"', '"<script>x</script>"', 1)
+    (run_dir / "config.json").write_text(config)
+    page = cnnzoo.open_run(run_dir)._repr_html_()
+    assert "<script>x" not in page and "&lt;script&gt;x" in page
+    assert HOSTILE not in page
+
+
+def test_a_folder_that_is_no_run_is_one_clear_sentence(tmp_path):
+    with pytest.raises(CnnzooError, match="not a cnnzoo run directory"):
+        cnnzoo.open_run(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CnnzooError, match="cannot be read as JSON"):
+        cnnzoo.open_run(tmp_path)
+
+
+def test_report_writes_report_html(run_dir):
+    path = cnnzoo.open_run(run_dir).report()
+    assert path == run_dir / "report.html" and "<!doctype html>" in path.read_text()
