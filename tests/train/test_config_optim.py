@@ -83,3 +83,22 @@ def test_loaded_optimizer_state_keeps_this_runs_kernels_and_the_parameters_layou
     for param, values in resumed.state.items():
         assert values["exp_avg"].stride() == param.stride()
         torch.testing.assert_close(values["exp_avg"], saved.state[param]["exp_avg"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": 1e300}, "--lr must be a positive number of at most 3.4e+38"),
+    ({"input_size": 100_000}, "--resize must be a positive image size of at most 1024"),
+])
+def test_values_no_float32_run_or_memory_could_hold_are_refused_up_front(change, message):
+    with pytest.raises(CnnzooError, match=message.replace("+", r"\+")):
+        TrainConfig(**change).validate()
+
+
+@pytest.mark.parametrize("name", ["", "two\nlines"])
+def test_train_refuses_an_empty_or_multi_line_name(tmp_path, capsys, name):
+    from cnnzoo.cli import main
+
+    assert main(["train", "--model", "lenet5", "--epochs", "1", "--device", "cpu", "--limit-train", "64",
+                 "--out", str(tmp_path), "--name", name, "--quiet"]) == 2
+    assert "--name must be a plain folder name" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
