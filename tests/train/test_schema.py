@@ -36,7 +36,8 @@ def test_report_compare_and_resume_name_the_bad_field_of_config_json(tmp_path, f
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     (run / "config.json").write_text(text)
-    for argv in (["report", run], ["compare", "--runs", run, "--out", tmp_path], ["train", "--resume", run]):
+    for argv in (["report", run], ["compare", "--runs", run, "--out", tmp_path],
+                 ["train", "--resume", run, "--epochs", "2"]):
         _one_error(capsys, argv, "config.json", field)
 
 
