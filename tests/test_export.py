@@ -78,3 +78,19 @@ def test_cli_export_and_its_errors(tmp_path, checkpoints, capsys):
     assert main(["export", str(checkpoints["lenet5"]), "-o", str(tmp_path / "missing" / "m.onnx")]) == 2
     with pytest.raises(CnnzooError, match="Unknown export format"):
         export_model(checkpoints["lenet5"], tmp_path / "m.tflite", format="tflite")
+
+
+def test_non_finite_logits_fail_the_check_instead_of_matching_to_zero(tmp_path, data_root):
+    # Finite but huge weights overflow to inf logits; inf - inf is NaN, and max(0.0, nan) used to read 0.0.
+    from cnnzoo.train.run import model_for
+
+    config = TrainConfig(model="lenet5", dataset="fashion-mnist", data_dir=str(data_root))
+    model = model_for(config, 10)
+    with torch.no_grad():
+        model.state_dict()["classifier.5.weight"].fill_(3e38)
+    classes = [str(i) for i in range(10)]
+    path = save_checkpoint(tmp_path / "huge.safetensors", model, {"config": config.to_dict(), "classes": classes,
+                                                                  "epoch": 0})
+    with pytest.raises(CnnzooError, match="non-finite logits"):
+        export_model(path, tmp_path / "model.pt", format="torchscript")
+    assert not (tmp_path / "model.pt").exists()

@@ -239,3 +239,17 @@ def test_random_gzip_members(payload):
         parse_idx(decode_idx_gz(bytes(blob), name="junk.gz"), name="junk")
     except CnnzooError:
         pass
+
+
+def test_a_mistyped_data_dir_is_named_and_no_folder_tree_is_created(tmp_path):
+    typo = tmp_path / "dta"
+    with pytest.raises(CnnzooError, match=f"data folder {typo} does not exist.*spelling"):
+        load_split("mnist", "test", root=typo, download=True)
+    assert not typo.exists()
+
+
+def test_a_data_dir_that_is_a_file_is_called_a_file(tmp_path):
+    file = tmp_path / "data.txt"
+    file.write_text("not a folder")
+    with pytest.raises(CnnzooError, match=f"{file} is a file, not a folder"):
+        load_split("mnist", "test", root=file, download=True)

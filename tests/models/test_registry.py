@@ -96,3 +96,15 @@ def test_register_rejects_duplicates_and_incomplete_builders():
             return nn.Identity()
 
     assert "broken" not in list_models()
+
+
+def test_absurd_sizes_are_refused_before_anything_is_allocated():
+    from cnnzoo.cli import main
+
+    with pytest.raises(CnnzooError, match="larger than cnnzoo builds models for"):
+        build_model("vgg11", input_size=100_000)
+    with pytest.raises(CnnzooError, match="num_classes=1000000000 is more than"):
+        build_model("lenet5", num_classes=10**9)
+    with pytest.raises(CnnzooError, match="in_channels=100000 is more than"):
+        build_model("lenet5", in_channels=100_000)
+    assert main(["summary", "lenet5", "--input", "1x100000x100000"]) == 2

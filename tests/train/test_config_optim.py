@@ -156,3 +156,22 @@ def test_rmsprop_defaults_are_the_libraries_and_momentum_is_not_sgds():
 def test_validate_rejects_course_settings_no_run_could_use(change, word):
     with pytest.raises(CnnzooError, match=word):
         TrainConfig(**change).validate()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": 1e300}, "--lr must be a positive number of at most 3.4e+38"),
+    ({"input_size": 100_000}, "--resize must be a positive image size of at most 1024"),
+])
+def test_values_no_float32_run_or_memory_could_hold_are_refused_up_front(change, message):
+    with pytest.raises(CnnzooError, match=message.replace("+", r"\+")):
+        TrainConfig(**change).validate()
+
+
+@pytest.mark.parametrize("name", ["", "two\nlines"])
+def test_train_refuses_an_empty_or_multi_line_name(tmp_path, capsys, name):
+    from cnnzoo.cli import main
+
+    assert main(["train", "--model", "lenet5", "--epochs", "1", "--device", "cpu", "--limit-train", "64",
+                 "--out", str(tmp_path), "--name", name, "--quiet"]) == 2
+    assert "--name must be a plain folder name" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

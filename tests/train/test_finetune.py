@@ -197,3 +197,22 @@ def test_weights_that_are_not_a_torch_file_get_one_clear_error(tmp_path, content
     garbage.write_bytes(content)
     with pytest.raises(CnnzooError, match="Cannot load .* as a state_dict"):
         load_torchvision_weights("torchvision:resnet18", garbage)
+
+
+def test_weights_errors_never_suggest_weights_only_false_nor_carry_colour_codes(tmp_path):
+    from fractions import Fraction
+
+    from cnnzoo.train.finetune import load_torchvision_weights
+
+    pickled = tmp_path / "objects.pt"
+    torch.save({"conv1.weight": Fraction(1, 3)}, pickled)  # not on weights_only's list of safe types
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"w": torch.zeros(3)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(pickle.dumps([1, 2]) + b"\x00junk")
+    for path in (pickled, truncated, garbage, tmp_path):
+        with pytest.raises(CnnzooError) as caught:
+            load_torchvision_weights("torchvision:resnet18", path)
+        message = str(caught.value)
+        assert "weights_only" not in message and "\x1b" not in message and "\n" not in message, message
