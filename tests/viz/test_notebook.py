@@ -36,3 +36,19 @@ def test_hostile_class_names_are_escaped(assert_valid_html):
     page = evaluation_bundle(1.0, 0.0, [[1, 0], [0, 1]], ["<b>x</b>", "a&b"])["text/html"]
     assert_valid_html(page)
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "a&amp;b" in page and "<b>x</b>" not in page
+
+
+def test_an_evaluation_result_displays_with_its_split_class_names(test_split, assert_valid_html):
+    import torch
+
+    from cnnzoo.models import build_model
+    from cnnzoo.train import evaluate
+
+    torch.manual_seed(0)
+    result = evaluate(build_model("lenet5"), test_split)
+    bundle = result._repr_mimebundle_()
+    assert_valid_html(bundle["text/html"])
+    assert "Ankle boot" in bundle["text/html"] and result._repr_html_() == bundle["text/html"]
+    assert str(result) == bundle["text/plain"]
+    assert str(result).startswith(f"accuracy {result.accuracy * 100:.2f}%")
+    assert result.confusion().sum() == len(test_split) and len(result.per_class_accuracy()) == 10
