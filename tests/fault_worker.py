@@ -8,18 +8,20 @@ import sys
 
 import torch
 
-torch.set_num_threads(1)  # forked children must not inherit an OpenMP pool; one thread is also deterministic
-
 import cnnzoo.cli  # noqa: E402
 import cnnzoo.train.checkpoint  # noqa: E402
 import cnnzoo.viz.plots  # noqa: E402
 import cnnzoo.viz.report  # noqa: E402
 
-# The plots and the HTML report are drawn after training (matplotlib: seconds of CPU per run, forty
-# runs here) and are written atomically like everything else; the kills aim at training and at
-# checkpoint writes, so the children skip drawing.
-cnnzoo.viz.plots.plot_run = lambda run_dir: []
-cnnzoo.viz.report.write_report = lambda run_dir, *args, **kwargs: None
+def _as_child() -> None:
+    """Set up a forked child. Only children: the test process imports this module too, and must keep
+    its own threads, plots and reports."""
+    torch.set_num_threads(1)  # forked children must not inherit an OpenMP pool; one thread is also deterministic
+    # The plots and the HTML report are drawn after training (matplotlib: seconds of CPU per run, forty
+    # runs here) and are written atomically like everything else; the kills aim at training and at
+    # checkpoint writes, so the children skip drawing.
+    cnnzoo.viz.plots.plot_run = lambda run_dir: []
+    cnnzoo.viz.report.write_report = lambda run_dir, *args, **kwargs: None
 
 
 def _quiet() -> None:
@@ -30,6 +32,7 @@ def _quiet() -> None:
 
 def cli(argv: list[str], quiet: bool = True) -> None:
     """Run `cnnzoo ARGV` and exit with its status."""
+    _as_child()
     if quiet:
         _quiet()
     sys.exit(cnnzoo.cli.main(argv))
@@ -38,6 +41,7 @@ def cli(argv: list[str], quiet: bool = True) -> None:
 def cli_killed_in_checkpoint_write(argv: list[str], seed: int) -> None:
     """Run `cnnzoo ARGV`, SIGKILLing itself inside one checkpoint write chosen by `seed`: after a
     random number of the temporary's bytes, or whole but before the rename."""
+    _as_child()
     _quiet()
     rng = random.Random(seed)
     victim = rng.randrange(1, 4)  # 1: the epoch-0 checkpoint; 2, 3: after epochs 1 and 2

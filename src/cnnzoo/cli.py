@@ -359,12 +359,14 @@ def _add_lr_find_parser(sub) -> None:
                                    "<model>-<dataset> when one ships.")
     p.add_argument("--model", help="model name (default: lenet5)")
     p.add_argument("--dataset", help="fashion-mnist or mnist (default: fashion-mnist)")
-    p.add_argument("--recipe", help="take the settings of a shipped recipe (see `cnnzoo recipes`)")
-    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE", help="model option, repeatable")
+    p.add_argument("--recipe", help="take the settings of a shipped recipe, see `cnnzoo recipes` (default: "
+                                    "MODEL-DATASET when it ships)")
+    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
+                   help="model option, repeatable (default: none)")
     p.add_argument("--norm", choices=("torch", "scratch"), help="batch-norm implementation (default: from the recipe)")
-    p.add_argument("--init", choices=("default", "xavier", "kaiming"), help="weight initialization (default: from the recipe)")
+    p.add_argument("--init", choices=("default", "xavier", "keras", "kaiming"), help="weight initialization (default: from the recipe)")
     p.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the model's)")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), help="default: from the recipe")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras"), help="default: from the recipe")
     p.add_argument("--batch-size", type=int, help="default: from the recipe")
     p.add_argument("--momentum", type=float, help="SGD momentum (default: from the recipe)")
     p.add_argument("--weight-decay", type=float, help="default: from the recipe")

@@ -161,6 +161,8 @@ def test_validate_rejects_course_settings_no_run_could_use(change, word):
 @pytest.mark.parametrize("change, message", [
     ({"lr": 1e300}, "--lr must be a positive number of at most 3.4e+38"),
     ({"input_size": 100_000}, "--resize must be a positive image size of at most 1024"),
+    ({"seed": 2**70}, r"--seed must be a whole number in \[0, 2\*\*63\)"),
+    ({"epochs": 2**70}, r"--epochs must be a positive whole number below 2\*\*31"),
 ])
 def test_values_no_float32_run_or_memory_could_hold_are_refused_up_front(change, message):
     with pytest.raises(CnnzooError, match=message.replace("+", r"\+")):

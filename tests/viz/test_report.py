@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnzoo.errors import CnnzooError
 from cnnzoo.viz import write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # where scripts/test.sh finds or installs it
@@ -73,15 +74,22 @@ def test_report_in_a_real_browser(browser, run_dir, tmp_path):
     assert problems == [] and phone_problems == []
 
 
-def test_report_of_a_running_run_and_of_an_unknown_model(browser, new_run, tmp_path):
-    run = new_run("running", evaluation=False, model="no_such_model")
+def test_report_of_a_running_run(browser, new_run, tmp_path):
+    run = new_run("running", evaluation=False)
     path = write_report(run, tmp_path / "elsewhere" / "r.html")
     page, problems = open_report(browser, path, {"width": 1024, "height": 768})
     body = page.inner_text("body")
-    assert "No evaluation.json yet" in body and "could not be rebuilt" in body
-    assert page.eval_on_selector_all("img", "imgs => imgs.every(i => i.naturalWidth > 0) && imgs.length")  == 3
+    assert "No evaluation.json yet" in body
+    assert page.eval_on_selector_all("img", "imgs => imgs.every(i => i.naturalWidth > 0) && imgs.length") == 3
     assert page.locator("#test-accuracy").get_attribute("data-value") == last_test_acc(run)
     assert problems == []
+
+
+def test_report_of_an_unknown_model_names_the_field_of_config_json(new_run, tmp_path):
+    run = new_run("unknown", evaluation=False, model="no_such_model")
+    with pytest.raises(CnnzooError, match=r"config\.json holds a setting no run can use \(Unknown model 'no_such_model'"):
+        write_report(run, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_report_redraws_figures_that_are_missing(run_dir):

@@ -101,8 +101,12 @@ class TrainConfig:
         """Raise CnnzooError on the first value no run could use; return self for chaining."""
         positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
         for name, value in positive_ints.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise CnnzooError(f"--{name.replace('_', '-')} must be a positive whole number, got {value!r}.")
+            # The upper bound is what torch's int32 sizes and counters hold; nothing real comes near it.
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2**31:
+                raise CnnzooError(f"--{name.replace('_', '-')} must be a positive whole number below 2**31, "
+                                  f"got {value!r}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise CnnzooError(f"--seed must be a whole number in [0, 2**63), got {self.seed!r}.")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
             # Optimizers apply the rate in float32: a larger one is not a rate but an overflow.
             raise CnnzooError(f"--lr must be a positive number of at most {MAX_LR:.1e}, got {self.lr!r}.")

@@ -15,6 +15,8 @@ import typing
 from typing import Any
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.models.registry import MAX_CHANNELS
+from cnnzoo.models.shapes import MAX_INPUT_SIDE
 from cnnzoo.train.config import TrainConfig
 
 REQUIRED_CONFIG_FIELDS = ("model", "dataset")
@@ -118,8 +120,10 @@ def check_run_config(values: Any, source: str) -> tuple[TrainConfig, dict[str, A
     """config.json: the TrainConfig plus the descriptive fields readers use, each checked when present."""
     config = check_config(values, source)
     shape = values.get("input_shape")
-    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)):
-        raise _bad(source, "input_shape", f"is {shape!r:.40}, not three positive whole numbers [C, H, W]")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)
+                                  and shape[0] <= MAX_CHANNELS and max(shape[1:]) <= MAX_INPUT_SIDE):
+        raise _bad(source, "input_shape", f"is {shape!r:.40}, not [C, H, W] with at most {MAX_CHANNELS} channels "
+                                          f"and {MAX_INPUT_SIDE} pixels a side")
     if "num_params" in values and not (_is_int(values["num_params"]) and values["num_params"] >= 0):
         raise _bad(source, "num_params", f"is {values['num_params']!r:.40}, not a whole number")
     _check_classes(values, source, required=False)
