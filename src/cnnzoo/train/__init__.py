@@ -3,7 +3,7 @@
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.device import Runtime, resolve_device
+from cnnzoo.train.runtime import Runtime, resolve_device
 from cnnzoo.train.early_stopping import EarlyStopping
 from cnnzoo.train.history import History
 from cnnzoo.train.loop import (

@@ -26,7 +26,7 @@ from cnnzoo.train.checkpoint import (
     save_checkpoint,
 )
 from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
 from cnnzoo.train.fastpath import FastPath
