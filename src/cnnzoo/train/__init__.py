@@ -6,14 +6,8 @@ from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime, resolve_device
 from cnnzoo.train.early_stopping import EarlyStopping
 from cnnzoo.train.history import History
-from cnnzoo.train.loop import (
-    EvalResult,
-    TrainingDiverged,
-    TrainingInterrupted,
-    evaluate,
-    fit,
-    predict,
-)
+from cnnzoo.train.evaluate import EvalResult, evaluate, predict
+from cnnzoo.train.loop import TrainingDiverged, TrainingInterrupted, fit
 from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
 from cnnzoo.train.lr_find import LRFinderResult, lr_find
 from cnnzoo.train.run import TrainedModel, load_trained, resume_run, train_run

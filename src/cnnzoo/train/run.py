@@ -22,12 +22,8 @@ from cnnzoo.train.distributed import DistContext, launched_rank
 from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
-from cnnzoo.train.loop import (
-    evaluate,
-    fit,
-    input_size_for,
-    input_transform,
-)
+from cnnzoo.train.evaluate import evaluate
+from cnnzoo.train.loop import fit, input_size_for, input_transform
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 
