@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -11,6 +13,8 @@ from cnnzoo.train import (
     Callback,
     TrainConfig,
     TrainingDiverged,
+    TrainingInterrupted,
+    fit,
     load_checkpoint,
     load_trained,
     resume_run,
@@ -207,3 +211,29 @@ def test_course_data_settings_reach_the_batches(tmp_path, quick_config):
     run_dir, history = train_run(config, out=tmp_path, name="keras", quiet=True)
     assert len(history.batch_loss) == 7  # 400 training images in batches of 64
     assert history.epochs[0]["val_acc"] is not None
+
+
+class _Signals(Callback):
+    """Sends this process `count` SIGINTs after the first step, as Ctrl-C pressed `count` times would."""
+
+    def __init__(self, count):
+        self.count, self.steps = count, 0
+
+    def on_step_end(self, state):
+        self.steps += 1
+        if self.steps == 1:
+            for _ in range(self.count):
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("count,error", [(1, TrainingInterrupted), (2, KeyboardInterrupt)])
+def test_first_signal_stops_after_the_step_and_a_second_exits_at_once(quick_config, data_root, count, error):
+    from cnnzoo.data import load_data
+    from cnnzoo.models import build_model
+
+    data = load_data("fashion-mnist", root=data_root, limit_train=256, limit_test=64)
+    signals = _Signals(count)
+    with pytest.raises(error):
+        fit(build_model("lenet5"), data, quick_config, callbacks=[signals], quiet=True)
+    assert signals.steps == 1  # the step that was running finished, and no other began
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit put the handlers back
