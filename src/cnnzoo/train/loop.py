@@ -120,13 +120,7 @@ def fit(
                      history=History(), steps_per_epoch=len(train_batches), start_epoch=0, is_main=dist.is_main,
                      meta={"config": config.to_dict(), "classes": list(data.train.classes)})
     if resume is not None:
-        load_model_state(model, resume.model_state)
-        if resume.optimizer_state is not None:
-            load_optimizer_state(optimizer, resume.optimizer_state)
-        restore_rng_state(resume.rng)
-        state.history = History.from_dict(resume.meta["history"])
-        state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
-
+        _restore(state, resume)
     fast = FastPath(model, optimizer, runtime, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
                     grad_clip=config.grad_clip, distributed=dist.world_size > 1, wrap=dist.wrap,
                     run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
@@ -138,17 +132,7 @@ def fit(
         save_checkpoint(path, model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
                                       "best": state.best, "history": state.history.to_dict()}, optimizer)
 
-    # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
-    # progress display is closed before the epoch's line is printed. A notebook's live display shows
-    # the epochs in its own table, so it prints no lines beneath itself.
-    # The guard comes first: a diverged step must stop the run before anything reads or saves it.
-    # Early stopping comes after the epoch line it comments on and before the user's callbacks, so
-    # that they see its decision in `state.stop_training`.
-    display = progress_callbacks(progress, quiet)
-    shows_epochs = quiet or any(getattr(c, "shows_epochs", False) for c in display)
-    early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
-    hooks = CallbackList([DivergenceGuard(reduce=dist.mean), *([Checkpointer(save)] if run_dir is not None else []),
-                          *display, *([] if shows_epochs else [EpochLog(_split_sizes(data))]), *early_stop, *callbacks])
+    hooks = _hooks(config, data, [Checkpointer(save)] if run_dir is not None else [], progress, quiet, callbacks, dist)
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
@@ -164,6 +148,32 @@ def fit(
         finally:
             hooks.on_fit_end(state)
     return state.history
+
+
+def _restore(state: FitState, resume: Checkpoint) -> None:
+    """Continue where `resume` ended: weights, optimizer, random streams, history, epoch and best."""
+    load_model_state(state.model, resume.model_state)
+    if resume.optimizer_state is not None:
+        load_optimizer_state(state.optimizer, resume.optimizer_state)
+    restore_rng_state(resume.rng)
+    state.history = History.from_dict(resume.meta["history"])
+    state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
+
+
+def _hooks(config: TrainConfig, data: DataBundle, checkpointer: list[Callback], progress: str, quiet: bool,
+           callbacks: Iterable[Callback], dist: DistContext) -> CallbackList:
+    """fit's callbacks around the user's, in the order they must run."""
+    # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
+    # progress display is closed before the epoch's line is printed. A notebook's live display shows
+    # the epochs in its own table, so it prints no lines beneath itself.
+    # The guard comes first: a diverged step must stop the run before anything reads or saves it.
+    # Early stopping comes after the epoch line it comments on and before the user's callbacks, so
+    # that they see its decision in `state.stop_training`.
+    display = progress_callbacks(progress, quiet)
+    shows_epochs = quiet or any(getattr(c, "shows_epochs", False) for c in display)
+    early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
+    return CallbackList([DivergenceGuard(reduce=dist.mean), *checkpointer, *display,
+                         *([] if shows_epochs else [EpochLog(_split_sizes(data))]), *early_stop, *callbacks])
 
 
 def _train_epoch(state: FitState, fast: FastPath, batches: BatchIterator, schedule: LRSchedule, hooks: CallbackList,
