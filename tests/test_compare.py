@@ -122,7 +122,7 @@ COURSE_RECIPES = ("lenet5-keras", "lenet5-course", "lenet_bn-course", "alexnet-c
 
 @pytest.mark.parametrize("name", COURSE_RECIPES)
 def test_course_recipes_run_fp32_eager_on_every_device(name):
-    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.runtime import Runtime
 
     recipe = load_recipe(name)
     runtime = Runtime.from_config(recipe.config, torch.device("cuda"))  # what a GPU would run

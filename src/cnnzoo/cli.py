@@ -258,7 +258,7 @@ def _without_nproc(argv: list[str]) -> list[str]:
 def cmd_evaluate(args) -> int:
     from cnnzoo.data import load_split
     from cnnzoo.train import evaluate, load_trained
-    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.runtime import Runtime
     from cnnzoo.train.run import evaluation_report, stored_data_dir
 
     trained = load_trained(args.run, device=args.device)
@@ -322,7 +322,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_lr_find(args) -> int:
-    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.runtime import Runtime
     from cnnzoo.train.lr_find import RULE_STEEPEST, check_sweep, lr_find
     from cnnzoo.train.run import data_for, model_for
     from cnnzoo.viz.plots import image_format, save_figure

@@ -237,7 +237,7 @@ def plan_runs(names: list[str], seeds: int, overrides: dict[str, Any]) -> list[t
     """(run name, validated TrainConfig) for every recipe and seed (the recipe's seed + i), each name
     once; every mistake surfaces here, before any folder is made or any training starts."""
     from cnnzoo.recipes import load_recipe
-    from cnnzoo.train.device import resolve_device
+    from cnnzoo.train.runtime import resolve_device
 
     names = list(dict.fromkeys(names))
     if not names:

@@ -67,12 +67,6 @@ def test_norm_is_validated_and_ignored_without_batch_norm():
         build_model("lenet5", norm="cudnn")
 
 
-@pytest.mark.parametrize("bad", [0, -3, (28,), (28, 0), "28", 2.5])
-def test_bad_input_size(bad):
-    with pytest.raises(CnnzooError, match="input_size must be"):
-        build_model("lenet5", input_size=bad)
-
-
 @pytest.mark.parametrize("arg", ["num_classes", "in_channels"])
 def test_bad_counts(arg):
     with pytest.raises(CnnzooError, match=f"{arg} must be a positive integer"):

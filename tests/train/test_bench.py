@@ -10,7 +10,7 @@ from cnnzoo.cli import main
 from cnnzoo.data import BatchIterator, load_data, preprocess
 from cnnzoo.train import TrainConfig, fit
 from cnnzoo.train.bench import FIELDS, steady
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.run import model_for
 
 
@@ -71,16 +71,3 @@ def test_bench_json_has_every_field(data_root, capsys, extra, limit):
     assert result["fraction_of_peak"] is None and result["peak_memory_kind"] == "cpu_peak_rss"
     baseline = [result[k] for k in ("baseline_s_per_epoch", "baseline_images_per_s", "speedup_vs_baseline")]
     assert all(v is not None and v > 0 for v in baseline) if extra else all(v is None for v in baseline)
-
-
-def test_every_fast_path_switch_defaults_off_on_the_cpu_and_can_be_forced():
-    auto = Runtime.from_config(TrainConfig(model="lenet_bn", device="cpu"))
-    assert (auto.amp_dtype, auto.compile, auto.cuda_graphs, auto.fused_optimizer, auto.cudnn_benchmark) == (
-        None, False, False, False, False)
-    forced = Runtime.from_config(TrainConfig(model="lenet_bn", device="cpu", precision="bf16", compile="on",
-                                             channels_last="on", fused_optimizer="on"))
-    assert (forced.amp_dtype, forced.compile, forced.channels_last, forced.fused_optimizer) == (
-        torch.bfloat16, True, True, True)
-    # CUDA graphs and cuDNN exist only on CUDA: asking for them on the CPU changes nothing.
-    cpu_only = Runtime.from_config(TrainConfig(device="cpu", cuda_graphs="on", cudnn_benchmark="on"))
-    assert not cpu_only.cuda_graphs and not cpu_only.cudnn_benchmark

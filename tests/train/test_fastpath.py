@@ -12,7 +12,7 @@ from torch import nn
 from cnnzoo.data import BatchIterator
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import TrainConfig, evaluate
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import FastPath, compile_mode, first_line, missing_compile_toolchain, runtime_after
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.run import data_for, model_for
@@ -219,12 +219,6 @@ def test_the_runtime_after_a_run_drops_what_fell_back():
                       cuda_graphs=True, fused_optimizer=True, cudnn_benchmark=False)
     after = runtime_after(runtime, [{"piece": "compile"}, {"piece": "precision"}])
     assert (after.compile, after.cuda_graphs, after.amp_dtype, after.channels_last) == (False, False, None, True)
-
-
-def test_explicit_pieces_are_the_ones_set_on():
-    runtime = Runtime.from_config(TrainConfig(device="cpu", precision="bf16", compile="on", channels_last="off"))
-    assert runtime.forced == {"precision", "compile"}
-    assert Runtime.from_config(TrainConfig(device="cpu")).forced == frozenset()
 
 
 def test_cuda_graphs_only_for_small_models_in_one_process():

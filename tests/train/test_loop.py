@@ -1,7 +1,9 @@
-"""fit/evaluate on real data: determinism, resume equality, divergence, and the accuracy floors."""
+"""fit on real data: determinism, resume equality, divergence, and the accuracy floors."""
 
 import csv
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -11,6 +13,8 @@ from cnnzoo.train import (
     Callback,
     TrainConfig,
     TrainingDiverged,
+    TrainingInterrupted,
+    fit,
     load_checkpoint,
     load_trained,
     resume_run,
@@ -138,26 +142,6 @@ def test_compiled_model_trains_on_the_cpu_and_reports_compile_time_apart(tmp_pat
     assert compiled.batch_loss == pytest.approx(eager.batch_loss, rel=1e-3, abs=1e-4)
 
 
-def test_tta_averages_the_logits_of_each_image_and_its_mirror(data_root):
-    from cnnzoo.data import load_data, preprocess
-    from cnnzoo.models import build_model
-    from cnnzoo.train import evaluate
-
-    data = load_data("fashion-mnist", root=data_root, limit_train=64, limit_test=300)
-    torch.manual_seed(0)
-    model = build_model("lenet_bn").eval()  # eval mode: no batch statistics, so batching cannot matter
-    normalize = (data.info.mean, data.info.std)
-    x = preprocess(data.test.images, normalize=normalize)
-    with torch.inference_mode():
-        logits = (model(x) + model(torch.flip(x, dims=(3,)))) / 2
-    result = evaluate(model, data.test, normalize=normalize, batch_size=128, tta=True)
-    assert torch.equal(result.predictions, logits.argmax(1))
-    torch.testing.assert_close(result.confidences, logits.softmax(1).max(1).values)
-    assert result.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, data.test.labels).item(), rel=1e-5)
-    plain = evaluate(model, data.test, normalize=normalize, batch_size=128)
-    assert not torch.equal(plain.confidences, result.confidences)  # the mirror really took part
-
-
 def test_fused_optimizer_switch_trains_like_the_plain_optimizer(tmp_path, quick_config):
     config = quick_config.replace(epochs=1, limit_train=512, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True)
     _, fused = train_run(config.replace(fused_optimizer="on"), out=tmp_path, name="fused", quiet=True)
@@ -206,7 +190,7 @@ def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evalua
 
 
 def test_course_training_accuracy_is_the_whole_train_set_in_eval_mode(tmp_path, quick_config, data_root):
-    from cnnzoo.train.loop import evaluate
+    from cnnzoo.train import evaluate
     from cnnzoo.train.run import data_for, load_trained
 
     config = quick_config.replace(model="lenet_bn", epochs=1, limit_train=512, train_acc="eval")
@@ -227,3 +211,29 @@ def test_course_data_settings_reach_the_batches(tmp_path, quick_config):
     run_dir, history = train_run(config, out=tmp_path, name="keras", quiet=True)
     assert len(history.batch_loss) == 7  # 400 training images in batches of 64
     assert history.epochs[0]["val_acc"] is not None
+
+
+class _Signals(Callback):
+    """Sends this process `count` SIGINTs after the first step, as Ctrl-C pressed `count` times would."""
+
+    def __init__(self, count):
+        self.count, self.steps = count, 0
+
+    def on_step_end(self, state):
+        self.steps += 1
+        if self.steps == 1:
+            for _ in range(self.count):
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("count,error", [(1, TrainingInterrupted), (2, KeyboardInterrupt)])
+def test_first_signal_stops_after_the_step_and_a_second_exits_at_once(quick_config, data_root, count, error):
+    from cnnzoo.data import load_data
+    from cnnzoo.models import build_model
+
+    data = load_data("fashion-mnist", root=data_root, limit_train=256, limit_test=64)
+    signals = _Signals(count)
+    with pytest.raises(error):
+        fit(build_model("lenet5"), data, quick_config, callbacks=[signals], quiet=True)
+    assert signals.steps == 1  # the step that was running finished, and no other began
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit put the handlers back

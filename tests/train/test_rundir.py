@@ -1,6 +1,9 @@
-"""A run directory has one writer at a time, a lock no crash can leave stuck, and plain names."""
+"""A run directory has one writer at a time, a lock no crash can leave stuck, plain names, and files
+that read back as they were written."""
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,7 +12,8 @@ import textwrap
 import pytest
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.rundir import RunDir, RunDirBusy
+from cnnzoo.train import History
+from cnnzoo.train.rundir import RunDir, RunDirBusy, default_run_name
 
 
 def test_a_second_writer_is_refused_in_one_sentence_until_the_first_is_done(tmp_path):
@@ -91,3 +95,55 @@ def test_a_good_config_json_reads_back(tmp_path):
     run.config_path.write_text(json.dumps({"model": "lenet5", "dataset": "mnist", "epochs": 3, "created": "now"}))
     config, values = run.read_config()
     assert (config.model, config.dataset, config.epochs) == ("lenet5", "mnist", 3) and values["created"] == "now"
+
+
+def test_a_new_run_is_an_empty_locked_folder_with_a_checkpoints_folder(tmp_path):
+    run = RunDir.create(tmp_path, "new")
+    assert sorted(p.name for p in run.path.iterdir()) == [".writer.lock", "checkpoints"]
+    assert (run.path / ".writer.lock").read_text() == str(os.getpid())  # says who writes, for the busy message
+    assert run.last_checkpoint.parent == run.best_checkpoint.parent == run.path / "checkpoints"
+    run.unlock()
+
+
+def test_an_existing_run_is_kept_unless_overwrite_and_a_foreign_folder_always(tmp_path):
+    run = RunDir.create(tmp_path, "run")
+    run.write_json("config.json", {"model": "lenet5"})
+    run.unlock()
+    with pytest.raises(CnnzooError, match="already exists.*--resume.*--overwrite"):
+        RunDir.create(tmp_path, "run")
+    RunDir.create(tmp_path, "run", overwrite=True).unlock()
+    assert not (tmp_path / "run" / "config.json").exists()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_text("")
+    with pytest.raises(CnnzooError, match="no config.json"):
+        RunDir.create(tmp_path, "photos", overwrite=True)
+    assert (tmp_path / "photos" / "cat.jpg").exists()
+
+
+def test_only_a_folder_with_a_config_opens_as_a_run(tmp_path):
+    with pytest.raises(CnnzooError, match="is not a cnnzoo run directory"):
+        RunDir.open(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    assert RunDir.open(tmp_path).path == tmp_path
+
+
+def test_json_and_history_read_back_as_written(tmp_path):
+    run = RunDir(tmp_path)
+    run.write_json("evaluation.json", {"accuracy": 0.5, "where": tmp_path})  # default=str: paths are text
+    assert run.read_json("evaluation.json") == {"accuracy": 0.5, "where": str(tmp_path)}
+    history = History(batch_loss=[2.0, 1.0], batch_lr=[0.1, 0.1], batch_epoch=[1, 1], epochs=[
+        {"epoch": 1, "train_loss": 1.5, "train_acc": 0.6, "val_acc": None, "test_acc": 0.55, "lr": 0.1,
+         "time_s": 1.0, "images_per_s": 100.0}])
+    run.write_history(history)
+    (row,) = run.read_metrics()
+    assert (row["epoch"], row["test_acc"], row["val_acc"]) == ("1", "0.55", "")  # None is an empty cell
+    assert run.batch_loss_path.read_text().count("\n") == 3  # header and one line per step
+
+
+def test_missing_json_is_named_in_one_sentence(tmp_path):
+    with pytest.raises(CnnzooError, match="Cannot read .*evaluation.json"):
+        RunDir(tmp_path).read_json("evaluation.json")
+
+
+def test_default_names_sort_by_time_and_say_what_ran():
+    assert re.fullmatch(r"\d{8}-\d{6}-lenet5-mnist", default_run_name("lenet5", "mnist"))

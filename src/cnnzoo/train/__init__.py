@@ -3,17 +3,11 @@
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.device import Runtime, resolve_device
+from cnnzoo.train.runtime import Runtime, resolve_device
 from cnnzoo.train.early_stopping import EarlyStopping
 from cnnzoo.train.history import History
-from cnnzoo.train.loop import (
-    EvalResult,
-    TrainingDiverged,
-    TrainingInterrupted,
-    evaluate,
-    fit,
-    predict,
-)
+from cnnzoo.train.evaluate import EvalResult, evaluate, predict
+from cnnzoo.train.loop import TrainingDiverged, TrainingInterrupted, fit
 from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
 from cnnzoo.train.lr_find import LRFinderResult, lr_find
 from cnnzoo.train.run import TrainedModel, load_trained, resume_run, train_run

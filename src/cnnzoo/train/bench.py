@@ -22,7 +22,7 @@ from torch import nn
 from cnnzoo.data import DataSplit
 from cnnzoo.models import build_model
 from cnnzoo.train.config import SWITCHES, TrainConfig
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.loop import fit, input_size_for
 from cnnzoo.train.run import data_for, model_for, versions
@@ -157,6 +157,7 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     """Measure `fit` on `config` (and the course loop when `baseline`); every FIELDS key is set."""
     config = config.validate()
     runtime = Runtime.from_config(config)
+    runtime.configure_threads()
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     size = input_size_for(config)

@@ -30,7 +30,7 @@ from cnnzoo.train.progress import resolve_progress
 
 if TYPE_CHECKING:
     from cnnzoo.train.config import TrainConfig
-    from cnnzoo.train.device import Runtime
+    from cnnzoo.train.runtime import Runtime
     from cnnzoo.train.rundir import RunDir
 
 Progress = Literal["auto", "bar", "plot", "none"]

@@ -8,11 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.models.init import INITS
+from cnnzoo.nn import NORMS
 
+# Each list of allowed values has one owner, the lowest layer that needs it: init schemes and norms
+# the layers that apply them (imported above), the training choices here. `validate` and the CLI's
+# choices read these, so a new value is added in one place.
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras")
 SCHEDULES = ("constant", "cosine", "onecycle")
-NORMS = ("torch", "scratch")
-INITS = ("default", "xavier", "keras", "kaiming")
+PRECISIONS = ("auto", "fp32", "bf16")
 AUTO_BOOL = ("auto", "on", "off")
 MAX_LR = 3.4e38  # float32's largest finite value, rounded down
 # The fast path's pieces, each auto/on/off so it can be measured alone.
@@ -158,8 +162,8 @@ class TrainConfig:
             raise CnnzooError(f"--early-stop-min-delta must be a fraction in [0, 1), got {self.early_stop_min_delta!r}.")
         if self.early_stop_min_delta and self.early_stop is None:
             raise CnnzooError("--early-stop-min-delta applies only with --early-stop PATIENCE.")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise CnnzooError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}.")
+        if self.precision not in PRECISIONS:
+            raise CnnzooError(f"--precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}.")
         for name in SWITCHES:
             if getattr(self, name) not in AUTO_BOOL:
                 raise CnnzooError(f"--{name.replace('_', '-')} must be one of {', '.join(AUTO_BOOL)}, got {getattr(self, name)!r}.")

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.optim import load_optimizer_state
 
 T = TypeVar("T")

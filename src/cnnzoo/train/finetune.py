@@ -36,7 +36,7 @@ from cnnzoo.data import DATASETS
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.loop import fit, input_size_for, input_transform
@@ -255,6 +255,7 @@ def finetune_run(
     if weights is not None and config.finetune_from not in TORCHVISION_SOURCES:
         raise CnnzooError("--weights applies only to torchvision: sources; a run directory brings its own weights.")
     runtime = Runtime.from_config(config)
+    runtime.configure_threads()
     data = data_for(config, runtime.device)
     model = pretrained_model(config, len(data.train.classes), weights=weights, keep_head=keep_head)
     run_dir = RunDir.create(out, default_run_name(f"{config.model}-finetuned", config.dataset) if name is None
@@ -275,6 +276,7 @@ def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig
                     callbacks: Iterable[Callback] = ()) -> tuple[RunDir, History]:
     """Continue an interrupted fine-tuning run in whichever phase it stopped (used by resume_run)."""
     runtime = Runtime.from_config(config)
+    runtime.configure_threads()
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks, resume=checkpoint)

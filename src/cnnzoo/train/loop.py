@@ -1,6 +1,6 @@
-"""fit / evaluate / predict. The training step is `FastPath._step` (cnnzoo.train.fastpath, which also
-falls back when a fast-path piece fails); `fit` is setup, then `_train_epoch` and `_end_epoch` per
-epoch, with callbacks around them."""
+"""fit. The training step is `FastPath._step` (cnnzoo.train.fastpath, which also falls back when a
+fast-path piece fails); `fit` is setup, then `_train_epoch` and `_end_epoch` per epoch, with callbacks
+around them. Evaluation is cnnzoo.train.evaluate."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import sys
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-from cnnzoo.data import BatchIterator, DataBundle, DataSplit, preprocess
+from cnnzoo.data import BatchIterator, DataBundle
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, CallbackList, Checkpointer, EpochLog, FitState, progress_callbacks
@@ -26,11 +25,12 @@ from cnnzoo.train.checkpoint import (
     save_checkpoint,
 )
 from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
 from cnnzoo.train.fastpath import FastPath
 from cnnzoo.train.early_stopping import EarlyStopping
+from cnnzoo.train.evaluate import evaluate
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir
@@ -42,119 +42,12 @@ class TrainingInterrupted(CnnzooError):
     exit_code = 130
 
 
-@dataclass
-class EvalResult:
-    loss: float
-    accuracy: float
-    predictions: torch.Tensor  # (N,) predicted class, on the CPU
-    confidences: torch.Tensor  # (N,) probability of the predicted class
-    labels: torch.Tensor
-    classes: tuple[str, ...] = ()  # the split's class names, for display
-
-    def confusion(self, num_classes: int | None = None) -> torch.Tensor:
-        """Counts (rows: true class, columns: predicted); `num_classes` defaults to the split's."""
-        num_classes = num_classes or len(self.classes) or int(max(self.labels.max(), self.predictions.max())) + 1
-        index = self.labels * num_classes + self.predictions
-        return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-    def per_class_accuracy(self) -> list[float]:
-        confusion = self.confusion()
-        return (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
-
-    # In a notebook: accuracy, per-class accuracy and the confusion matrix; `print` gives them as text.
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        from cnnzoo.viz.notebook import evaluation_bundle  # train never imports viz until a picture is wanted
-
-        return evaluation_bundle(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
-
-    def _repr_html_(self) -> str:
-        return self._repr_mimebundle_()["text/html"]
-
-    def __str__(self) -> str:
-        from cnnzoo.viz.notebook import evaluation_text
-
-        return evaluation_text(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
-
-
 def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int]) -> dict[str, Any]:
     # normalize_mean/std override the data set's statistics: a pretrained body expects its own.
     mean = data_info.mean if config.normalize_mean is None else config.normalize_mean
     std = data_info.std if config.normalize_std is None else config.normalize_std
     return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None,
             "resize_mode": config.resize_mode}
-
-
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module,
-    split: DataSplit,
-    *,
-    input_size: tuple[int, int] | None = None,
-    normalize: tuple[float, float] | None = None,
-    batch_size: int = 1024,
-    runtime: Runtime | None = None,
-    tta: bool = False,
-    resize_mode: str = "tensor",
-) -> EvalResult:
-    """Accuracy and loss in eval mode without autograd; `tta` averages with the mirrored image."""
-    was_training = model.training
-    model.eval()
-    split = split.to(_device_of(model))
-    autocast = runtime.autocast() if runtime else torch.autocast("cpu", enabled=False)
-    memory_format = runtime.memory_format if runtime else torch.contiguous_format
-    batches = BatchIterator(
-        split, batch_size, shuffle=False, input_size=input_size, normalize=normalize,
-        channels_last=memory_format == torch.channels_last, resize_mode=resize_mode,
-    )
-    total_loss = torch.zeros((), device=split.device)
-    predictions, confidences = [], []
-    with autocast:
-        for x, y in batches:
-            if tta:
-                # One forward over image and mirror together: a second call of a CUDA-graphed model
-                # would overwrite the first call's output before it is read.
-                logits = model(torch.cat([x, torch.flip(x, dims=(3,))])).float().view(2, len(x), -1).mean(0)
-            else:
-                logits = model(x).float()
-            total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
-            confidence, predicted = logits.softmax(1).max(1)
-            predictions.append(predicted)
-            confidences.append(confidence)
-    model.train(was_training)
-    predictions_t = torch.cat(predictions).cpu()
-    labels = split.labels.cpu()
-    return EvalResult(
-        loss=total_loss.item() / len(split),
-        accuracy=(predictions_t == labels).double().mean().item(),
-        predictions=predictions_t,
-        confidences=torch.cat(confidences).cpu(),
-        labels=labels,
-        classes=tuple(split.classes),
-    )
-
-
-@torch.inference_mode()
-def predict(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    input_size: tuple[int, int] | None = None,
-    normalize: tuple[float, float] | None = None,
-) -> torch.Tensor:
-    """Class probabilities (N, classes) for uint8 images (N, 1, 28, 28)."""
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
-    probabilities = model(preprocess(images.to(device), input_size, normalize)).float().softmax(1)
-    model.train(was_training)
-    return probabilities.cpu()
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 class _Interrupt:
@@ -227,13 +120,7 @@ def fit(
                      history=History(), steps_per_epoch=len(train_batches), start_epoch=0, is_main=dist.is_main,
                      meta={"config": config.to_dict(), "classes": list(data.train.classes)})
     if resume is not None:
-        load_model_state(model, resume.model_state)
-        if resume.optimizer_state is not None:
-            load_optimizer_state(optimizer, resume.optimizer_state)
-        restore_rng_state(resume.rng)
-        state.history = History.from_dict(resume.meta["history"])
-        state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
-
+        _restore(state, resume)
     fast = FastPath(model, optimizer, runtime, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
                     grad_clip=config.grad_clip, distributed=dist.world_size > 1, wrap=dist.wrap,
                     run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
@@ -245,17 +132,7 @@ def fit(
         save_checkpoint(path, model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
                                       "best": state.best, "history": state.history.to_dict()}, optimizer)
 
-    # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
-    # progress display is closed before the epoch's line is printed. A notebook's live display shows
-    # the epochs in its own table, so it prints no lines beneath itself.
-    # The guard comes first: a diverged step must stop the run before anything reads or saves it.
-    # Early stopping comes after the epoch line it comments on and before the user's callbacks, so
-    # that they see its decision in `state.stop_training`.
-    display = progress_callbacks(progress, quiet)
-    shows_epochs = quiet or any(getattr(c, "shows_epochs", False) for c in display)
-    early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
-    hooks = CallbackList([DivergenceGuard(reduce=dist.mean), *([Checkpointer(save)] if run_dir is not None else []),
-                          *display, *([] if shows_epochs else [EpochLog(_split_sizes(data))]), *early_stop, *callbacks])
+    hooks = _hooks(config, data, [Checkpointer(save)] if run_dir is not None else [], progress, quiet, callbacks, dist)
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
@@ -271,6 +148,32 @@ def fit(
         finally:
             hooks.on_fit_end(state)
     return state.history
+
+
+def _restore(state: FitState, resume: Checkpoint) -> None:
+    """Continue where `resume` ended: weights, optimizer, random streams, history, epoch and best."""
+    load_model_state(state.model, resume.model_state)
+    if resume.optimizer_state is not None:
+        load_optimizer_state(state.optimizer, resume.optimizer_state)
+    restore_rng_state(resume.rng)
+    state.history = History.from_dict(resume.meta["history"])
+    state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
+
+
+def _hooks(config: TrainConfig, data: DataBundle, checkpointer: list[Callback], progress: str, quiet: bool,
+           callbacks: Iterable[Callback], dist: DistContext) -> CallbackList:
+    """fit's callbacks around the user's, in the order they must run."""
+    # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
+    # progress display is closed before the epoch's line is printed. A notebook's live display shows
+    # the epochs in its own table, so it prints no lines beneath itself.
+    # The guard comes first: a diverged step must stop the run before anything reads or saves it.
+    # Early stopping comes after the epoch line it comments on and before the user's callbacks, so
+    # that they see its decision in `state.stop_training`.
+    display = progress_callbacks(progress, quiet)
+    shows_epochs = quiet or any(getattr(c, "shows_epochs", False) for c in display)
+    early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
+    return CallbackList([DivergenceGuard(reduce=dist.mean), *checkpointer, *display,
+                         *([] if shows_epochs else [EpochLog(_split_sizes(data))]), *early_stop, *callbacks])
 
 
 def _train_epoch(state: FitState, fast: FastPath, batches: BatchIterator, schedule: LRSchedule, hooks: CallbackList,

@@ -32,7 +32,7 @@ from cnnzoo.data import BatchIterator, DataBundle
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import FastPath
 from cnnzoo.train.loop import input_size_for, input_transform
 from cnnzoo.train.optim import build_optimizer, set_lr

@@ -17,17 +17,13 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
 from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.device import Runtime
+from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext, launched_rank
 from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
-from cnnzoo.train.loop import (
-    evaluate,
-    fit,
-    input_size_for,
-    input_transform,
-)
+from cnnzoo.train.evaluate import evaluate
+from cnnzoo.train.loop import fit, input_size_for, input_transform
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 
@@ -130,6 +126,7 @@ def train_run(
     config.validate()
     dist = DistContext.from_env(config.device)
     runtime = Runtime.from_config(config, dist.device)
+    runtime.configure_threads()
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     if not dist.is_main:  # only rank 0 writes (and only its clock names the run)
@@ -182,6 +179,7 @@ def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], 
         return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
     dist = DistContext.from_env(config.device)
     runtime = Runtime.from_config(config, dist.device)
+    runtime.configure_threads()
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     history = fit(model, data, config, run_dir=run_dir if dist.is_main else None, resume=checkpoint,

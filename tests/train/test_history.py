@@ -1,8 +1,7 @@
-"""History's notebook helpers and the Ctrl-C handler, without training."""
+"""History: its rows, its plot and its notebook display, without training."""
 
 import base64
 import io
-import signal
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from cnnzoo.train.history import EPOCH_COLUMNS, History
-from cnnzoo.train.loop import _Interrupt
 
 
 def _history():
@@ -65,14 +63,3 @@ def test_str_is_the_epoch_table_and_an_empty_history_says_so():
     empty = History()
     assert str(empty) == "History(empty)"
     assert "image/png" not in empty._repr_mimebundle_() and "No epoch" in empty._repr_html_()
-
-
-def test_first_signal_asks_to_stop_and_second_exits_at_once():
-    interrupt = _Interrupt()
-    with interrupt.installed():
-        assert signal.getsignal(signal.SIGINT) == interrupt._handle
-        interrupt._handle(signal.SIGINT, None)
-        assert interrupt.requested == "SIGINT"
-        with pytest.raises(KeyboardInterrupt):
-            interrupt._handle(signal.SIGTERM, None)
-    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler

@@ -30,6 +30,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def usable_cpu_count() -> int:
+    """The cores this process may run on: its affinity mask where the OS has one (Linux), else all."""
+    if hasattr(os, "sched_getaffinity"):  # absent on macOS and Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _has_batch_norm(model: str) -> bool:
     # NHWC is cuDNN's native tensor-core layout, and oneDNN's fastest for conv and pooling on the
     # CPU (LeNet-5: 5.9 vs 7.6 s/epoch on 2 cores) -- except that CPU batch norm has no fast NHWC
@@ -65,10 +72,6 @@ class Runtime:
         """`device` overrides `config.device`: under torchrun each rank gets its own GPU."""
         device = device or resolve_device(config.device)
         cuda = device.type == "cuda"
-        if not cuda and "OMP_NUM_THREADS" not in os.environ:  # torchrun and users set it on purpose
-            # OpenMP sizes its pool from the host's cores; in a container pinned to fewer, the extra
-            # threads share cores and every parallel region waits on a descheduled one.
-            torch.set_num_threads(len(os.sched_getaffinity(0)))
         if config.precision == "bf16":
             amp_dtype = torch.bfloat16
         elif config.precision == "fp32":
@@ -91,6 +94,14 @@ class Runtime:
             # every training step repeats the same shapes, so the one-off search pays at once.
             cudnn_benchmark=cuda and _switch(config.cudnn_benchmark, True),
         )
+
+    def configure_threads(self) -> None:
+        """Size torch's CPU thread pool to the cores this process may use (process-wide, so only the
+        entry points that own the process call it: the CLI and the training workflows)."""
+        if self.device.type != "cuda" and "OMP_NUM_THREADS" not in os.environ:  # torchrun and users set it on purpose
+            # OpenMP sizes its pool from the host's cores; in a container pinned to fewer, the extra
+            # threads share cores and every parallel region waits on a descheduled one.
+            torch.set_num_threads(usable_cpu_count())
 
     def apply_backend_settings(self) -> None:
         """Set the process-wide backend flags this runtime asks for (call before the first step)."""
