@@ -296,7 +296,7 @@ def cmd_predict(args) -> int:
     import torch
 
     from cnnzoo.data import load_image
-    from cnnzoo.data.datasets import canonical_dataset_name
+    from cnnzoo.data import canonical_dataset_name
     from cnnzoo.train import load_trained, predict
 
     if args.top_k < 1:

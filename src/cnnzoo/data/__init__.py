@@ -13,22 +13,17 @@ from cnnzoo.data.batches import (
     preprocess,
     resolve_input_size,
 )
-from cnnzoo.data.datasets import (
+from cnnzoo.data.catalog import (
     DATASETS,
     SPLITS,
-    DataBundle,
     DatasetInfo,
-    DataSplit,
-    IdxFormatError,
     canonical_dataset_name,
-    clear_cache,
-    decode_idx_gz,
     get_dataset_info,
-    load_data,
-    load_split,
-    parse_idx,
     resolve_data_root,
 )
+from cnnzoo.data.files import clear_cache
+from cnnzoo.data.idx import IdxFormatError, decode_idx_gz, parse_idx
+from cnnzoo.data.splits import DataBundle, DataSplit, load_data, load_split
 from cnnzoo.data.images import MAX_IMAGE_PIXELS, load_image
 
 __all__ = [
