@@ -158,6 +158,21 @@ def test_tta_averages_the_logits_of_each_image_and_its_mirror(data_root):
     assert not torch.equal(plain.confidences, result.confidences)  # the mirror really took part
 
 
+def test_predict_resizes_as_the_run_did(data_root):
+    # predict had no resize_mode, so a model trained on PIL-resized images was shown bilinear ones.
+    from cnnzoo.data import InputSpec, load_split
+    from cnnzoo.models import build_model
+    from cnnzoo.train import predict
+
+    images = load_split("fashion-mnist", "test", root=data_root).images[:4]
+    torch.manual_seed(0)
+    model = build_model("lenet5", input_size=32).eval()
+    spec = InputSpec(32, 0.286, 0.353, "pil")
+    with torch.inference_mode():
+        expected = model(spec(images)).float().softmax(1)
+    torch.testing.assert_close(predict(model, images, **spec.kwargs()), expected, rtol=0, atol=0)
+
+
 def test_fused_optimizer_switch_trains_like_the_plain_optimizer(tmp_path, quick_config):
     config = quick_config.replace(epochs=1, limit_train=512, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True)
     _, fused = train_run(config.replace(fused_optimizer="on"), out=tmp_path, name="fused", quiet=True)
@@ -215,7 +230,7 @@ def test_course_training_accuracy_is_the_whole_train_set_in_eval_mode(tmp_path, 
     assert history.batch_loss == running.batch_loss  # the re-evaluation changes nothing it trains
     trained = load_trained(run_dir.path, which="last")
     data = data_for(config, torch.device("cpu"))
-    expected = evaluate(trained.model, data.train, input_size=trained.input_size, normalize=trained.normalize).accuracy
+    expected = evaluate(trained.model, data.train, **trained.input_spec.kwargs()).accuracy
     assert history.epochs[0]["train_acc"] == expected != running.epochs[0]["train_acc"]
     assert json.loads((run_dir.path / "config.json").read_text())["train_acc"] == "eval"  # what it reports
 
