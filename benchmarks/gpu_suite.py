@@ -83,7 +83,7 @@ def plan(device: str, quick: bool) -> list[Item]:
         return ["--epochs", "1", *slice_for(batch), *EVAL_SLICE]
 
     python = sys.executable
-    tests = ["tests/train/test_fastpath.py", "tests/train/test_loop.py", "tests/data/test_datasets.py",
+    tests = ["tests/train/test_fastpath.py", "tests/train/test_loop.py", "tests/data/test_splits.py",
              "tests/data/test_batches.py"]
     items = [
         Item("environment", 1, "cmd", [python, SUITE, "--worker", "environment", "--device", device], 20, 60),

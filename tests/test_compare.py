@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from cnnzoo.cli import main
-from cnnzoo.data import preprocess
+from cnnzoo.data import InputSpec, preprocess
 from cnnzoo.errors import CnnzooError
 from cnnzoo.recipes import list_recipes, load_recipe, parse_recipe
-from cnnzoo.train.loop import input_size_for
 from cnnzoo.train.run import data_for, model_for
 
 
@@ -21,7 +20,7 @@ def test_every_shipped_recipe_builds_its_model_and_data(name, data_root):
     held_out = len(data.val) if data.val is not None else 0  # lenet5-keras validates on the last 20%
     assert len(data.train) + held_out == 64 and len(data.test) == 32
     model = model_for(config, len(data.train.classes)).eval()
-    h, w = input_size_for(config)
+    h, w = InputSpec.from_config(config).input_size
     with torch.inference_mode():
         assert model(preprocess(data.test.images[:2], (h, w))).shape == (2, 10)
 

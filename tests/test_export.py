@@ -54,7 +54,7 @@ def test_exported_model_matches_pytorch_on_real_images(tmp_path, checkpoints, da
     images = load_split("fashion-mnist", "test", root=data_root).images[100:107]
     for n in (1, 7):
         with torch.no_grad():
-            expected = trained.model(preprocess(images[:n], trained.input_size, trained.normalize))
+            expected = trained.model(preprocess(images[:n], **trained.input_spec.kwargs()))
         torch.testing.assert_close(run(images[:n]), expected, rtol=0, atol=1e-4)
 
     if fmt == "onnx":
@@ -66,6 +66,25 @@ def test_exported_model_matches_pytorch_on_real_images(tmp_path, checkpoints, da
             torch.jit.load(str(out), _extra_files=extra)
         metadata = {"classes": extra["classes.json"]}
     assert json.loads(metadata["classes"]) == trained.classes
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_export_resizes_as_the_run_did(tmp_path, data_root, fmt):
+    # The export had its own preprocessing: bilinear on floats, whatever resize_mode the run trained with.
+    # ResNet-18's logits are the most sensitive to its input: bilinear instead of PIL moves them by ~5e-5.
+    config = TrainConfig(model="resnet18", dataset="fashion-mnist", data_dir=str(data_root), input_size=36,
+                         resize_mode="pil")
+    classes = list(load_split("fashion-mnist", "test", root=data_root).classes)
+    checkpoint = save_checkpoint(tmp_path / "pil.safetensors", model_for(config, 10),
+                                 {"config": config.to_dict(), "classes": classes, "epoch": 0})
+    out = tmp_path / f"pil.{fmt}"
+    export_model(checkpoint, out, format=fmt)
+    trained = load_trained(checkpoint)
+    assert trained.input_spec.resize_mode == "pil"
+    images = load_split("fashion-mnist", "test", root=data_root).images[:7]
+    with torch.no_grad():
+        expected = trained.model(trained.input_spec(images))
+    torch.testing.assert_close(_run_exported(out, fmt)(images), expected, rtol=0, atol=2e-6)
 
 
 def test_cli_export_and_its_errors(tmp_path, checkpoints, capsys):

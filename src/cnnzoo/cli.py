@@ -147,9 +147,8 @@ def cmd_train(args) -> int:
 def _dry_run(args) -> int:
     """Print the configuration `train` would use, where each value comes from, and the device and
     fast-path pieces it would run with; read no data and write nothing."""
-    from cnnzoo.data import resolve_data_root
+    from cnnzoo.data import InputSpec, resolve_data_root
     from cnnzoo.train import Runtime, TrainConfig
-    from cnnzoo.train.loop import input_size_for
     from cnnzoo.train.run import resume_plan
     from cnnzoo.train.rundir import default_run_name
 
@@ -179,7 +178,7 @@ def _dry_run(args) -> int:
     width, value_width = max(map(len, source)), max(len(str(getattr(config, name))) for name in source)
     for name, origin in source.items():
         print(f"  {name:<{width}}  {getattr(config, name)!s:<{value_width}}  {origin}")
-    print("input: 1×{}×{}  data root: {}".format(*input_size_for(config), resolve_data_root(config.data_dir)))
+    print("input: 1×{}×{}  data root: {}".format(*InputSpec.from_config(config).input_size, resolve_data_root(config.data_dir)))
     print(f"device {runtime['device']} ({runtime['device_name']}), precision {runtime['precision']}, "
           f"{runtime['threads']} CPU threads; fast path: "
           + ", ".join(f"{k} {'on' if runtime[k] else 'off'}" for k in
@@ -266,8 +265,7 @@ def cmd_evaluate(args) -> int:
     split = load_split(config.dataset, args.split, root=args.data_dir or stored_data_dir(config),
                        device=next(trained.model.parameters()).device)
     runtime = Runtime.from_config(config.replace(device=args.device))
-    result = evaluate(trained.model, split, input_size=trained.input_size, normalize=trained.normalize,
-                      resize_mode=trained.resize_mode, batch_size=config.eval_batch_size, runtime=runtime,
+    result = evaluate(trained.model, split, **trained.input_spec.kwargs(), batch_size=config.eval_batch_size, runtime=runtime,
                       tta=config.tta if args.tta is None else args.tta)
     report = evaluation_report(result, trained.classes)
     print(f"{args.split} accuracy {100 * result.accuracy:.2f}%  loss {result.loss:.4f}  ({len(split)} images)")
@@ -296,7 +294,7 @@ def cmd_predict(args) -> int:
     import torch
 
     from cnnzoo.data import load_image
-    from cnnzoo.data.datasets import canonical_dataset_name
+    from cnnzoo.data import canonical_dataset_name
     from cnnzoo.train import load_trained, predict
 
     if args.top_k < 1:
@@ -313,8 +311,7 @@ def cmd_predict(args) -> int:
             print(f"cnnzoo: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        probabilities = predict(trained.model, image.unsqueeze(0), input_size=trained.input_size,
-                                normalize=trained.normalize)[0]
+        probabilities = predict(trained.model, image.unsqueeze(0), **trained.input_spec.kwargs())[0]
         top = torch.topk(probabilities, min(args.top_k, len(trained.classes)))
         ranked = ", ".join(f"{trained.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist()))
         print(f"{path}: {ranked}")

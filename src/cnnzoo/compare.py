@@ -74,7 +74,7 @@ def _mult_adds(config, input_shape: tuple[int, int, int]) -> int:
 def read_run(path: str | Path) -> RunRecord:
     """A RunRecord from a run directory written by `cnnzoo train` (it must have finished an epoch)."""
     from cnnzoo.train import RunDir
-    from cnnzoo.train.loop import input_size_for
+    from cnnzoo.data import InputSpec
 
     run = RunDir.open(path)
     if not run.metrics_path.is_file():
@@ -94,7 +94,7 @@ def read_run(path: str | Path) -> RunRecord:
                               f"`cnnzoo evaluate {run.path}` again, or leave the run out of --runs.")
     return RunRecord(
         path=run.path, recipe=config.recipe or config.model, model=config.model, dataset=config.dataset,
-        seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, tuple(values.get("input_shape") or (1, *input_size_for(config)))),
+        seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, tuple(values.get("input_shape") or (1, *InputSpec.from_config(config).input_size))),
         epochs=len(rows), train_s=sum(times), images_per_s=images / sum(times), test_acc=test_acc,
         test_curve=[_float(r["test_acc"]) for r in rows],
         setup={k: v for k, v in config.to_dict().items() if k not in _NOT_SETUP},

@@ -2,7 +2,7 @@
 
 The exported model takes what the data sets hold: uint8 images (N, 1, 28, 28), white on black,
 0-255, any batch size N. It converts them to [0, 1], resizes them bilinearly to the model's input
-size and normalizes them exactly as training did (`cnnzoo.data.preprocess`), then returns the
+size and normalizes them exactly as training did (the run's `cnnzoo.data.InputSpec`), then returns the
 logits (N, classes); a softmax gives probabilities. Baking the preprocessing in means a consumer
 needs no knowledge of the run's input size or normalization constants, which are the usual
 source of silent accuracy loss after export. The class names travel with the file (ONNX
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnzoo.atomic import atomic_target
+from cnnzoo.data import InputSpec
 from cnnzoo.errors import CnnzooError
 
 FORMATS = ("onnx", "torchscript")
@@ -38,22 +38,15 @@ CHECK_BATCH_SIZES = (1, 7)
 
 
 class Preprocessed(nn.Module):
-    """uint8 (N, 1, 28, 28) -> logits: `cnnzoo.data.preprocess` followed by the model."""
+    """uint8 (N, 1, 28, 28) -> logits: the run's input preprocessing followed by the model."""
 
-    def __init__(self, model: nn.Module, input_size: tuple[int, int], normalize: tuple[float, float] | None):
+    def __init__(self, model: nn.Module, input_spec: InputSpec):
         super().__init__()
+        self.preprocess = input_spec.module(channels=IMAGE_SHAPE[0])
         self.model = model
-        self.input_size = tuple(input_size)
-        mean, std = normalize if normalize is not None else (0.0, 1.0)
-        self.register_buffer("mean", torch.tensor(float(mean)).view(1, 1, 1, 1))
-        self.register_buffer("std", torch.tensor(float(std)).view(1, 1, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(torch.float32) / 255.0
-        if self.input_size != IMAGE_SHAPE[1:]:
-            shrinking = self.input_size[0] < IMAGE_SHAPE[1] or self.input_size[1] < IMAGE_SHAPE[2]
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=shrinking)
-        return self.model((x - self.mean) / self.std)
+        return self.model(self.preprocess(images))
 
 
 @dataclass
@@ -75,7 +68,7 @@ def export_model(source: str | Path, output: str | Path, format: str = "onnx", c
     if not output.parent.is_dir():
         raise CnnzooError(f"The folder {output.parent} does not exist; create it or choose another -o path.")
     trained = load_trained(source, device="cpu")
-    wrapper = Preprocessed(trained.model, trained.input_size, trained.normalize).eval()
+    wrapper = Preprocessed(trained.model, trained.input_spec).eval()
     images = _check_images(trained.config, data_dir) if check else None
     with atomic_target(output) as tmp:
         example = torch.zeros((2, *IMAGE_SHAPE), dtype=torch.uint8)
@@ -119,6 +112,9 @@ def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, classes:
 def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, path: Path, classes: list[str]) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        # The preprocessing compares the image size with the input size; images are always 28x28, so
+        # the trace rightly records the answer as a constant.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(wrapper, example)
         torch.jit.save(traced, str(path), _extra_files={"classes.json": json.dumps(classes)})
 

@@ -1,10 +1,7 @@
-"""BatchIterator, augmentation and preprocess."""
+"""BatchIterator and augmentation."""
 
 import pytest
 import torch
-import torchvision.transforms as T
-import torchvision.transforms.v2.functional as TF
-from PIL import Image
 
 from cnnzoo.data import (
     DATASETS,
@@ -152,46 +149,6 @@ def test_order_augment_then_resize_then_normalize():
     assert per.max() < 1e-5
 
 
-def test_preprocess_basic():
-    x = torch.tensor([[[[0, 255], [51, 102]]]], dtype=torch.uint8)
-    assert torch.allclose(preprocess(x), torch.tensor([[[[0.0, 1.0], [0.2, 0.4]]]]))
-    assert preprocess(x[0]).shape == (1, 2, 2)
-    assert preprocess(x, normalize=(0.5, 0.5))[0, 0, 0, 1].item() == pytest.approx(1.0)
-    assert preprocess(x, input_size=(4, 6)).shape == (1, 1, 4, 6)
-    with pytest.raises(TypeError):
-        preprocess(x.float())
-
-
-@pytest.mark.parametrize("size", [224, 96, 32, 14])
-def test_resize_matches_torchvision(data_root, size):
-    images = load_split("fashion-mnist", "test", root=data_root).images[:32]
-    ours = preprocess(images, size)
-    assert ours.shape == (32, 1, size, size)
-    # torchvision Resize on float tensors: the same computation
-    ref = TF.resize(images.float() / 255, [size, size])
-    assert (ours - ref).abs().max() < 1e-5
-    # torchvision Resize on uint8 tensors works in fixed point and rounds to whole levels
-    ref_u8 = TF.resize(images, [size, size]).float() / 255
-    assert (ours - ref_u8).abs().max() <= 1 / 255 + 1e-6
-
-
-def test_resize_close_to_course_pil_pipeline(data_root):
-    """The course resized PIL images then ToTensor; our device-side resize stays within a few levels."""
-    images = load_split("fashion-mnist", "test", root=data_root).images[:8]
-    course = T.Compose([T.Resize(224), T.ToTensor()])
-    ref = torch.stack([course(Image.fromarray(img[0].numpy())) for img in images])
-    ours = preprocess(images, 224)
-    assert (ours - ref).abs().mean() < 1.0 / 255
-    assert (ours - ref).abs().max() < 8.0 / 255
-
-
-def test_normalize_gives_zero_mean_unit_std(data_root):
-    info = DATASETS["fashion-mnist"]
-    x = preprocess(load_split("fashion-mnist", "train", root=data_root).images, normalize=info.normalize)
-    assert x.mean().item() == pytest.approx(0.0, abs=2e-4)
-    assert x.std().item() == pytest.approx(1.0, abs=2e-4)
-
-
 def test_real_data_epoch(data_root):
     split = load_split("mnist", "test", root=data_root)
     it = BatchIterator(split, 256, seed=0, normalize=DATASETS["mnist"].normalize, augment=Augment(2, True))
@@ -214,9 +171,3 @@ def test_cuda_batches_stay_on_device(data_root):
                         dtype=torch.bfloat16, channels_last=True)
     assert torch.equal(next(iter(it2))[0], x)
     assert sorted(torch.cat([y for _, y in BatchIterator(split, 1000, seed=0)]).cpu().tolist()) == sorted(split.labels.cpu().tolist())
-
-
-def test_preprocess_of_an_empty_batch_has_the_requested_size():
-    empty = torch.zeros(0, 1, 28, 28, dtype=torch.uint8)
-    assert preprocess(empty, 224).shape == (0, 1, 224, 224)
-    assert preprocess(empty, 14).shape == (0, 1, 14, 14)

@@ -2,26 +2,16 @@
 
 import gzip
 import shutil
-import struct
 
 import numpy as np
 import pytest
-import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-import cnnzoo.data.datasets as datasets_mod
-from cnnzoo.data import DATASETS, IdxFormatError, decode_idx_gz, load_split, parse_idx
+import cnnzoo.data.files as files_mod
+from cnnzoo.data import DATASETS, load_split
 from cnnzoo.errors import CnnzooError
 
 IMAGES = "t10k-images-idx3-ubyte.gz"
 LABELS = "t10k-labels-idx1-ubyte.gz"
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    array = np.asarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
-    return header + array.tobytes()
 
 
 def test_copied_root_loads(copied_root):
@@ -76,7 +66,7 @@ def test_valid_but_different_gz_fails_checksum(copied_root):
     assert str(path) in str(err.value)
 
 
-def test_extracted_files_are_parsed_strictly(copied_root):
+def test_extracted_files_are_parsed_strictly(copied_root, idx_bytes):
     """Without the .gz (no official MD5 to check), an extracted IDX file is used, fully validated."""
     raw = copied_root / "FashionMNIST" / "raw"
     labels = gzip.decompress((raw / LABELS).read_bytes())
@@ -121,7 +111,7 @@ def test_one_missing_file(copied_root):
 
 
 def test_unwritable_root_cannot_download(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets_mod, "_writable_dir", lambda path: False)
+    monkeypatch.setattr(files_mod, "_writable_dir", lambda path: False)
     with pytest.raises(CnnzooError, match="not writable") as err:
         load_split("mnist", "test", root=tmp_path, download=True)
     assert "t10k-images-idx3-ubyte.gz" in str(err.value)
@@ -136,7 +126,7 @@ def test_download_uses_torchvision_and_mirrors(tmp_path, data_root, monkeypatch)
             raise OSError("network is unreachable")
         shutil.copyfile(data_root / "MNIST" / "raw" / filename, f"{root}/{filename}")
 
-    monkeypatch.setattr(datasets_mod, "download_url", fake_download_url)
+    monkeypatch.setattr(files_mod, "download_url", fake_download_url)
     s = load_split("mnist", "test", root=tmp_path, download=True)
     assert s.labels[:5].tolist() == [7, 2, 1, 0, 4]
     assert sorted(p.name for p in (tmp_path / "MNIST" / "raw").iterdir()) == [IMAGES, LABELS]
@@ -149,96 +139,11 @@ def test_failed_download_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
             f.write(b"partial")
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(datasets_mod, "download_url", offline)
+    monkeypatch.setattr(files_mod, "download_url", offline)
     with pytest.raises(CnnzooError, match="Could not download t10k-images-idx3-ubyte.gz") as err:
         load_split("fashion-mnist", "test", root=tmp_path, download=True)
     assert "network is unreachable" in str(err.value)
     assert list((tmp_path / "FashionMNIST" / "raw").iterdir()) == []
-
-
-# ---- the IDX parser on bytes ---------------------------------------------------------------
-
-def test_parse_idx_roundtrip():
-    a = np.random.default_rng(0).integers(0, 256, size=(3, 4, 5), dtype=np.uint8)
-    t = parse_idx(idx_bytes(a), expect_magic=2051)
-    assert t.dtype == torch.uint8 and t.shape == (3, 4, 5) and np.array_equal(t.numpy(), a)
-    assert parse_idx(idx_bytes(np.arange(7)), expect_magic=2049).tolist() == list(range(7))
-    assert decode_idx_gz(gzip.compress(b"abc") + gzip.compress(b"def")) == b"abcdef"
-
-
-@pytest.mark.parametrize(
-    "data, match",
-    [
-        (b"", "only 0 bytes"),
-        (b"\x00\x00\x08", "only 3 bytes"),
-        (struct.pack(">IIII", 2050, 1, 2, 2) + b"\0" * 4, "wrong magic number 2050 .expected 2051"),
-        (struct.pack(">I", 0x00000D03) + b"\0" * 12, "wrong magic number"),
-        (struct.pack(">IIII", 2051, 2, 3, 3) + b"\0" * 17, "truncated: its header .2, 3, 3. needs 18"),
-        (struct.pack(">IIII", 2051, 2, 3, 3) + b"\0" * 19, "wrong size"),
-        (struct.pack(">III", 2051, 2, 3), "truncated: its header needs 16 bytes"),
-        (struct.pack(">IIII", 2051, 2**32 - 1, 2**32 - 1, 2**32 - 1), "truncated"),
-    ],
-)
-def test_parse_idx_errors(data, match):
-    with pytest.raises(IdxFormatError, match=match) as err:
-        parse_idx(data, name="thing.idx", expect_magic=2051)
-    assert str(err.value).startswith("thing.idx ")
-
-
-def test_decode_gz_errors():
-    good = gzip.compress(b"x" * 1000)
-    with pytest.raises(IdxFormatError, match="is empty"):
-        decode_idx_gz(b"", name="f.gz")
-    with pytest.raises(IdxFormatError, match="truncated"):
-        decode_idx_gz(good[:-4], name="f.gz")
-    with pytest.raises(IdxFormatError, match="garbage"):
-        decode_idx_gz(good + b"junk", name="f.gz")
-    with pytest.raises(IdxFormatError, match="more than 100 bytes"):
-        decode_idx_gz(good, name="f.gz", max_bytes=100)
-    bad_crc = bytearray(good)
-    bad_crc[-8] ^= 0xFF
-    with pytest.raises(IdxFormatError, match="damaged gzip"):
-        decode_idx_gz(bytes(bad_crc), name="f.gz")
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=300), st.sampled_from([None, 2049, 2051]), st.booleans())
-def test_random_bytes_only_raise_cnnzoo_errors(data, magic, as_gzip):
-    if as_gzip:  # sometimes a plausible gzip header, sometimes raw junk
-        data = b"\x1f\x8b\x08\x00" + data if data[:1] == b"\x00" else data
-        try:
-            data = decode_idx_gz(data, name="junk.gz")
-        except CnnzooError:
-            return
-    try:
-        out = parse_idx(data, name="junk", expect_magic=magic)
-    except CnnzooError:
-        return
-    assert out.dtype == torch.uint8
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.binary(min_size=0, max_size=200), st.integers(0, 2**32 - 1), st.integers(1, 4))
-def test_random_idx_headers(payload, dim, ndim):
-    data = struct.pack(">BBBB", 0, 0, 8, ndim) + struct.pack(">I", dim) * ndim + payload
-    try:
-        out = parse_idx(data, name="junk")
-    except CnnzooError:
-        return
-    assert out.numel() == len(payload)
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.binary(max_size=400))
-def test_random_gzip_members(payload):
-    """Valid gzip around random content, then damaged at a random spot."""
-    blob = bytearray(gzip.compress(payload))
-    if len(blob) > 12:
-        blob[len(payload) % (len(blob) - 10) + 10] ^= 0x5A
-    try:
-        parse_idx(decode_idx_gz(bytes(blob), name="junk.gz"), name="junk")
-    except CnnzooError:
-        pass
 
 
 def test_a_mistyped_data_dir_is_named_and_no_folder_tree_is_created(tmp_path):
@@ -253,3 +158,16 @@ def test_a_data_dir_that_is_a_file_is_called_a_file(tmp_path):
     file.write_text("not a folder")
     with pytest.raises(CnnzooError, match=f"{file} is a file, not a folder"):
         load_split("mnist", "test", root=file, download=True)
+
+
+def test_root_may_point_at_the_dataset_folder(data_root):
+    s = load_split("mnist", "test", root=data_root / "MNIST", download=False)
+    assert len(s) == 10000
+    s = load_split("mnist", "test", root=data_root / "MNIST" / "raw", download=False)
+    assert len(s) == 10000
+
+
+def test_repeated_loads_are_cached(data_root):
+    a = load_split("fashion-mnist", "test", root=data_root)
+    b = load_split("fashion-mnist", "test", root=data_root)
+    assert a.images.data_ptr() == b.images.data_ptr()

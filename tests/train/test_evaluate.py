@@ -44,3 +44,18 @@ def test_confusion_rows_are_true_classes_and_per_class_accuracy_reads_its_diagon
                         confidences=torch.ones(4), labels=torch.tensor([0, 0, 1, 1]), classes=("a", "b", "c"))
     assert result.confusion().tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 0]]
     assert result.per_class_accuracy() == [0.5, 0.5, 0.0]  # a class with no images counts as 0, not NaN
+
+
+def test_predict_resizes_as_the_run_did(data_root):
+    # predict had no resize_mode, so a model trained on PIL-resized images was shown bilinear ones.
+    from cnnzoo.data import InputSpec, load_split
+    from cnnzoo.models import build_model
+    from cnnzoo.train import predict
+
+    images = load_split("fashion-mnist", "test", root=data_root).images[:4]
+    torch.manual_seed(0)
+    model = build_model("lenet5", input_size=32).eval()
+    spec = InputSpec(32, 0.286, 0.353, "pil")
+    with torch.inference_mode():
+        expected = model(spec(images)).float().softmax(1)
+    torch.testing.assert_close(predict(model, images, **spec.kwargs()), expected, rtol=0, atol=0)

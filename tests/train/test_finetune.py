@@ -99,11 +99,10 @@ def test_finetune_run_is_complete_trains_only_the_head_first_and_resumes_exactly
     saved = json.loads((run_dir.path / "config.json").read_text())
     assert saved["finetune_from"] == "torchvision:resnet18" and saved["head_epochs"] == 1
     trained = load_trained(run_dir.path, which="last")
-    assert trained.normalize == (IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD) and trained.input_size == (32, 32)
+    assert trained.input_spec.normalize == (IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD) and trained.input_spec.input_size == (32, 32)
     # What `cnnzoo evaluate` rebuilds from the run gives the numbers the run itself wrote.
     evaluation = json.loads((run_dir.path / "evaluation.json").read_text())
-    result = evaluate(trained.model, data_for(config, torch.device("cpu")).test, input_size=trained.input_size,
-                      normalize=trained.normalize)
+    result = evaluate(trained.model, data_for(config, torch.device("cpu")).test, **trained.input_spec.kwargs())
     assert result.loss == pytest.approx(evaluation["loss"], rel=1e-5)
 
     class Crash(Callback):
@@ -185,7 +184,7 @@ def test_from_a_zoo_run_mnist_to_fashion_mnist(tmp_path, data_root):
                  "--data-dir", str(data_root), "--out", str(tmp_path), "--name", "ft", "--quiet"]) == 0
     trained = load_trained(tmp_path / "ft")
     assert trained.config.finetune_from == str(source_dir.last_checkpoint.resolve())
-    assert trained.normalize == DATASETS["mnist"].normalize
+    assert trained.input_spec.normalize == DATASETS["mnist"].normalize
     assert len(load_trained(tmp_path / "ft", which="last").meta["history"]["epochs"]) == 2
 
 

@@ -199,7 +199,7 @@ def test_course_training_accuracy_is_the_whole_train_set_in_eval_mode(tmp_path, 
     assert history.batch_loss == running.batch_loss  # the re-evaluation changes nothing it trains
     trained = load_trained(run_dir.path, which="last")
     data = data_for(config, torch.device("cpu"))
-    expected = evaluate(trained.model, data.train, input_size=trained.input_size, normalize=trained.normalize).accuracy
+    expected = evaluate(trained.model, data.train, **trained.input_spec.kwargs()).accuracy
     assert history.epochs[0]["train_acc"] == expected != running.epochs[0]["train_acc"]
     assert json.loads((run_dir.path / "config.json").read_text())["train_acc"] == "eval"  # what it reports
 

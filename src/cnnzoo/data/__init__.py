@@ -2,33 +2,24 @@
 
 - :func:`load_data` / :func:`load_split` -> :class:`DataBundle` / :class:`DataSplit`
 - :class:`BatchIterator` (with :class:`Augment`) yields ``(x, y)`` batches on the device
-- :func:`preprocess` is the one uint8 -> model-input conversion
+- :class:`InputSpec` is what a model is fed (size, mean, std, resize mode); :func:`preprocess` is the
+  one uint8 -> model-input conversion that applies it
 - :func:`load_image` reads a user's image for ``predict``
 """
 
-from cnnzoo.data.batches import (
-    Augment,
-    BatchIterator,
-    epoch_seed,
-    preprocess,
-    resolve_input_size,
-)
-from cnnzoo.data.datasets import (
+from cnnzoo.data.batches import Augment, BatchIterator, epoch_seed
+from cnnzoo.data.catalog import (
     DATASETS,
     SPLITS,
-    DataBundle,
     DatasetInfo,
-    DataSplit,
-    IdxFormatError,
     canonical_dataset_name,
-    clear_cache,
-    decode_idx_gz,
     get_dataset_info,
-    load_data,
-    load_split,
-    parse_idx,
     resolve_data_root,
 )
+from cnnzoo.data.files import clear_cache
+from cnnzoo.data.idx import IdxFormatError, decode_idx_gz, parse_idx
+from cnnzoo.data.splits import DataBundle, DataSplit, load_data, load_split
+from cnnzoo.data.transforms import InputSpec, preprocess, resolve_input_size
 from cnnzoo.data.images import MAX_IMAGE_PIXELS, load_image
 
 __all__ = [
@@ -39,6 +30,7 @@ __all__ = [
     "DataSplit",
     "DatasetInfo",
     "IdxFormatError",
+    "InputSpec",
     "MAX_IMAGE_PIXELS",
     "SPLITS",
     "canonical_dataset_name",

@@ -11,20 +11,16 @@ of ``(seed, e)`` and a resumed run sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from cnnzoo.data.pil_resize import pil_resize
+from cnnzoo.data.transforms import check_resize_mode, convert, resolve_input_size, shaped_normalize
 from cnnzoo.errors import CnnzooError
 
-__all__ = ["RESIZE_MODES", "Augment", "BatchIterator", "epoch_seed", "preprocess", "resolve_input_size"]
-
-# "tensor": bilinear interpolation of float pixels on the device; "pil": Pillow's uint8 resize,
-# bit for bit (torchvision's Resize on PIL images, as the course loads its data).
-RESIZE_MODES = ("tensor", "pil")
+__all__ = ["Augment", "BatchIterator", "epoch_seed"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -48,94 +44,6 @@ class Augment:
     @property
     def enabled(self) -> bool:
         return self.crop_padding > 0 or bool(self.hflip)
-
-
-def resolve_input_size(input_size) -> tuple[int, int] | None:
-    """``None``, an int ``s`` (meaning ``(s, s)``) or ``(H, W)`` -> ``(H, W)`` or ``None``."""
-    if input_size is None:
-        return None
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
-        size = (input_size, input_size)
-    elif isinstance(input_size, Sequence) and len(input_size) == 2:
-        size = tuple(input_size)
-    else:
-        raise CnnzooError(f"input_size must be an int or (height, width), got {input_size!r}.")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
-        raise CnnzooError(f"input_size must be positive whole numbers of pixels, got {input_size!r}.")
-    return (int(size[0]), int(size[1]))
-
-
-def _resolve_normalize(normalize):
-    if normalize is None:
-        return None
-    try:
-        mean, std = normalize
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
-    except (TypeError, ValueError):
-        raise CnnzooError(f"normalize must be (mean, std), got {normalize!r}.") from None
-    if not torch.isfinite(mean_t).all() or not torch.isfinite(std_t).all() or (std_t <= 0).any():
-        raise CnnzooError(f"normalize needs finite means and positive standard deviations, got {normalize!r}.")
-    return mean_t, std_t
-
-
-def preprocess(
-    images_uint8: torch.Tensor,
-    input_size=None,
-    normalize=None,
-    *,
-    dtype: torch.dtype = torch.float32,
-    channels_last: bool = False,
-    resize_mode: str = "tensor",
-) -> torch.Tensor:
-    """The one conversion from uint8 pixels to model input, used by training, evaluation and
-    ``predict``; it runs on whatever device the images are on.
-
-    ``images_uint8`` is (N, C, H, W) or (C, H, W) uint8. Pixels become floats in [0, 1]
-    (like ``ToTensor``); with ``input_size`` (int or (H, W)) they are resized bilinearly like
-    torchvision's ``Resize`` on tensors (``antialias`` only matters when shrinking, where it is
-    on, as in torchvision), or with ``resize_mode="pil"`` as ``Resize`` on PIL images, in uint8
-    before the conversion to floats (bit for bit, see :mod:`cnnzoo.data.pil_resize`); with ``normalize=(mean, std)`` (floats or per-channel sequences)
-    they become ``(x - mean) / std``. The result has ``dtype`` (float32 by default).
-    """
-    if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8:
-        raise TypeError(f"preprocess takes a uint8 tensor, got {getattr(images_uint8, 'dtype', type(images_uint8))}")
-    if images_uint8.ndim not in (3, 4):
-        raise ValueError(f"preprocess takes (N, C, H, W) or (C, H, W) images, got shape {tuple(images_uint8.shape)}")
-    single = images_uint8.ndim == 3
-    x = images_uint8.unsqueeze(0) if single else images_uint8
-    norm = _resolve_normalize(normalize)
-    if norm is not None:
-        channels = x.shape[1]
-        if norm[0].numel() not in (1, channels) or norm[1].numel() not in (1, channels):
-            raise CnnzooError(f"normalize has {norm[0].numel()} means / {norm[1].numel()} stds for {channels}-channel images.")
-        norm = tuple(t.to(x.device).view(1, -1, 1, 1) for t in norm)
-    x = _convert(x, resolve_input_size(input_size), norm, dtype, channels_last, _check_resize_mode(resize_mode))
-    return x.squeeze(0) if single else x
-
-
-def _check_resize_mode(resize_mode: str) -> str:
-    if resize_mode not in RESIZE_MODES:
-        raise CnnzooError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {resize_mode!r}.")
-    return resize_mode
-
-
-def _convert(x, size, norm, dtype, channels_last, resize_mode="tensor"):
-    """uint8 (N, C, H, W) -> float: the body of :func:`preprocess`, with validated arguments
-    (``norm`` is (mean, std) already shaped (1, C, 1, 1) on ``x``'s device)."""
-    if resize_mode == "pil" and size is not None and tuple(x.shape[-2:]) != size:
-        x = pil_resize(x, size)
-    x = x.to(torch.float32).div_(255.0)
-    if size is not None and tuple(x.shape[-2:]) != size:
-        shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
-    if norm is not None:
-        x = (x - norm[0]) / norm[1]
-    if dtype != torch.float32:
-        x = x.to(dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -231,15 +139,9 @@ class BatchIterator:
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.input_size = resolve_input_size(input_size)
-        self.resize_mode = _check_resize_mode(resize_mode)
+        self.resize_mode = check_resize_mode(resize_mode)
         self.normalize = normalize
-        norm = _resolve_normalize(normalize)  # validated and moved to the device once
-        if norm is not None:
-            channels = split.images.shape[1]
-            if norm[0].numel() not in (1, channels) or norm[1].numel() not in (1, channels):
-                raise CnnzooError(f"normalize has {norm[0].numel()} means / {norm[1].numel()} stds for {channels}-channel images.")
-            norm = tuple(t.to(split.images.device).view(1, -1, 1, 1) for t in norm)
-        self._norm = norm
+        self._norm = shaped_normalize(normalize, split.images.shape[1], split.images.device)  # checked and moved once
         self.augment = augment if augment is not None and augment.enabled else None
         self.drop_last = bool(drop_last)
         self.dtype = dtype
@@ -329,7 +231,7 @@ class BatchIterator:
                     offsets[sl] if offsets is not None else None,
                     flips[sl] if flips is not None else None,
                 )
-            x = _convert(x, self.input_size, self._norm, self.dtype, self.channels_last, self.resize_mode)
+            x = convert(x, self.input_size, self._norm, self.dtype, self.channels_last, self.resize_mode)
             yield x, labels[idx]
 
     def __repr__(self) -> str:

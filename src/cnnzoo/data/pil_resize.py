@@ -56,10 +56,13 @@ def pil_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise TypeError(f"pil_resize takes uint8 (N, C, H, W) images, got {images.dtype} {tuple(images.shape)}")
     out_h, out_w = size
-    in_h, in_w = images.shape[-2:]
+    in_h, in_w = (int(side) for side in images.shape[-2:])  # plain ints even where torch.jit.trace gives tensors
     x = images.to(torch.float64)
+    # While torch.export traces (an ONNX export), tensors made here are fake: caching them would
+    # hand fake weights to every later eager call.
+    weights = _weights.__wrapped__ if torch.compiler.is_compiling() else _weights
     if out_w != in_w:  # Pillow skips a pass whose axis keeps its size
-        x = _round_to_uint8(x @ _weights(in_w, out_w).to(x.device).T)
+        x = _round_to_uint8(x @ weights(in_w, out_w).to(x.device).T)
     if out_h != in_h:
-        x = _round_to_uint8(_weights(in_h, out_h).to(x.device) @ x)
+        x = _round_to_uint8(weights(in_h, out_h).to(x.device) @ x)
     return x.to(torch.uint8)

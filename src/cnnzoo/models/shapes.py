@@ -15,20 +15,25 @@ _LARGEST_SIDE = 4096
 MAX_INPUT_SIDE = 1024
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a size
+
+
 def as_size(input_size: int | Sequence[int]) -> tuple[int, int]:
-    """Return ``input_size`` as (H, W); an int means a square image."""
-    if isinstance(input_size, int):
+    """Return ``input_size`` as (H, W); an int means a square image. The one rule for an input size:
+    models are built for it, and the data is resized to it by the same rule."""
+    if _whole(input_size):
         size = (input_size, input_size)
     else:
-        size = tuple(input_size) if isinstance(input_size, (tuple, list)) else ()
-    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        size = tuple(input_size) if isinstance(input_size, Sequence) and not isinstance(input_size, str) else ()
+    if len(size) != 2 or not all(_whole(s) and s > 0 for s in size):
         raise CnnzooError(
             f"input_size must be a positive int or a pair (H, W) of them, got {input_size!r}."
         )
     if max(size) > MAX_INPUT_SIDE:
         raise CnnzooError(f"An input of {size[0]}×{size[1]} pixels is larger than cnnzoo builds models for (at most "
                           f"{MAX_INPUT_SIDE} per side; the data sets are 28×28); choose a smaller size.")
-    return size
+    return (int(size[0]), int(size[1]))
 
 
 def _try_shape(module: nn.Module, in_channels: int, size: tuple[int, int]) -> torch.Size | None:

@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnzoo.data import DataSplit
+from cnnzoo.data import DataSplit, InputSpec
 from cnnzoo.models import build_model
 from cnnzoo.train.config import SWITCHES, TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import runtime_after
-from cnnzoo.train.loop import fit, input_size_for
+from cnnzoo.train.loop import fit
 from cnnzoo.train.run import data_for, model_for, versions
 
 # Dense peak TFLOP/s by (device-name fragment, precision); H200 has the H100 SXM's compute. The
@@ -160,7 +160,7 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     runtime.configure_threads()
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
-    size = input_size_for(config)
+    size = InputSpec.from_config(config, data.info).input_size
     flops_per_image = train_step_flops(model, config.batch_size, (1, *size))
 
     if runtime.device.type == "cuda":

@@ -19,7 +19,7 @@ from torch import nn
 from cnnzoo.data.batches import epoch_seed
 from cnnzoo.errors import CnnzooError
 from cnnzoo.nn.batchnorm import BatchNorm1d, BatchNorm2d
-from cnnzoo.train.runtime import resolve_device
+from cnnzoo.device import resolve_device
 
 
 def launched_rank() -> int:

@@ -102,12 +102,13 @@ def predict(
     *,
     input_size: tuple[int, int] | None = None,
     normalize: tuple[float, float] | None = None,
+    resize_mode: str = "tensor",
 ) -> torch.Tensor:
     """Class probabilities (N, classes) for uint8 images (N, 1, 28, 28)."""
     was_training = model.training
     model.eval()
     device = _device_of(model)
-    probabilities = model(preprocess(images.to(device), input_size, normalize)).float().softmax(1)
+    probabilities = model(preprocess(images.to(device), input_size, normalize, resize_mode=resize_mode)).float().softmax(1)
     model.train(was_training)
     return probabilities.cpu()
 

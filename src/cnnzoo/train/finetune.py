@@ -32,14 +32,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnzoo.data import DATASETS
+from cnnzoo.data import InputSpec
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback, FitState
-from cnnzoo.train.loop import fit, input_size_for, input_transform
+from cnnzoo.train.loop import fit
 from cnnzoo.train.run import data_for, finish_run, model_for, write_run_config
 from cnnzoo.train.rundir import RunDir, default_run_name
 
@@ -63,8 +63,7 @@ def finetune_config(source: str, **overrides: Any) -> TrainConfig:
     else:
         checkpoint = _source_checkpoint(source)
         src = checkpoint.train_config()
-        h, w = input_size_for(src)
-        normalize = input_transform(src, DATASETS[src.dataset], (h, w))["normalize"]
+        normalize = InputSpec.from_config(src).normalize
         base = TrainConfig(model=src.model, model_options=src.model_options, norm=src.norm, init=src.init,
                            input_size=src.input_size, normalize=normalize is not None,
                            normalize_mean=normalize[0] if normalize else None,

@@ -23,7 +23,8 @@ from torch import nn
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, FitState
-from cnnzoo.train.loop import TrainingInterrupted, input_size_for
+from cnnzoo.data import InputSpec
+from cnnzoo.train.loop import TrainingInterrupted
 
 STEP_TAGS = {"loss": "step/loss", "lr": "step/lr"}
 EPOCH_COLUMNS = ("train_loss", "train_acc", "val_acc", "test_acc", "lr", "time_s", "images_per_s")
@@ -68,7 +69,7 @@ def inert_copy(model: nn.Module) -> nn.Module:
 
 
 def input_shape(state: FitState) -> tuple[int, int, int]:
-    return (1, *input_size_for(state.config))
+    return (1, *InputSpec.from_config(state.config).input_size)
 
 
 class TensorBoardLogger(Callback):

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from cnnzoo.data import BatchIterator, DataBundle
+from cnnzoo.data import BatchIterator, DataBundle, InputSpec
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, CallbackList, Checkpointer, EpochLog, FitState, progress_callbacks
@@ -42,12 +42,6 @@ class TrainingInterrupted(CnnzooError):
     exit_code = 130
 
 
-def input_transform(config: TrainConfig, data_info, input_size: tuple[int, int]) -> dict[str, Any]:
-    # normalize_mean/std override the data set's statistics: a pretrained body expects its own.
-    mean = data_info.mean if config.normalize_mean is None else config.normalize_mean
-    std = data_info.std if config.normalize_std is None else config.normalize_std
-    return {"input_size": input_size, "normalize": (mean, std) if config.normalize else None,
-            "resize_mode": config.resize_mode}
 
 
 class _Interrupt:
@@ -106,7 +100,7 @@ def fit(
     runtime.apply_backend_settings()
     data = data.to(runtime.device)  # a no-op for data loaded onto the device, as `cnnzoo train` does
     quiet = quiet or not dist.is_main
-    transform = input_transform(config, data.info, input_size_for(config))
+    transform = InputSpec.from_config(config, data.info).kwargs()
     train_batches = BatchIterator(
         data.train, dist.per_rank_batch(config.batch_size), shuffle=True, seed=config.seed,
         augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip),
@@ -262,13 +256,3 @@ def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dic
 def _split_sizes(data: DataBundle) -> dict[str, int]:
     return {name: len(split) for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
             if split is not None}
-
-
-def input_size_for(config: TrainConfig) -> tuple[int, int]:
-    """(H, W) the model is fed: `config.input_size`, else the registered model's default."""
-    if config.input_size is not None:
-        return (config.input_size, config.input_size)
-    from cnnzoo.models import get_model_spec
-
-    _, h, w = get_model_spec(config.model).input_shape
-    return (h, w)

@@ -28,13 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnzoo.data import BatchIterator, DataBundle
+from cnnzoo.data import BatchIterator, DataBundle, InputSpec
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import FastPath
-from cnnzoo.train.loop import input_size_for, input_transform
 from cnnzoo.train.optim import build_optimizer, set_lr
 
 RULE_STEEPEST = "steepest descent of the smoothed loss"
@@ -151,7 +150,7 @@ def _sweep(model, data, config, runtime, start_lr, end_lr, num_steps, diverge_fa
         data.train, config.batch_size, shuffle=True, seed=config.seed,
         augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip),
         drop_last=len(data.train) >= config.batch_size, channels_last=runtime.channels_last,
-        **input_transform(config, data.info, input_size_for(config)),
+        **InputSpec.from_config(config, data.info).kwargs(),
     )
     ratio = end_lr / start_lr
     schedule = [start_lr * ratio ** (i / (num_steps - 1)) for i in range(num_steps)]

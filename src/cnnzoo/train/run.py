@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from cnnzoo.data import DATASETS, DataBundle, load_data
+from cnnzoo.data import DataBundle, InputSpec, load_data
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
 from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
@@ -23,7 +23,7 @@ from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
 from cnnzoo.train.evaluate import evaluate
-from cnnzoo.train.loop import fit, input_size_for, input_transform
+from cnnzoo.train.loop import fit
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 
@@ -74,7 +74,7 @@ def finish_run(run_dir: RunDir, model: nn.Module, data: DataBundle, config: Trai
 def write_evaluation(run_dir: RunDir, model: nn.Module, data: DataBundle, config: TrainConfig,
                      runtime: Runtime) -> dict[str, Any]:
     result = evaluate(model, data.test, batch_size=config.eval_batch_size, runtime=runtime, tta=config.tta,
-                      **input_transform(config, data.info, input_size_for(config)))
+                      **InputSpec.from_config(config, data.info).kwargs())
     report = evaluation_report(result, data.test.classes, source_index=data.test.source_indices().cpu())
     # What the run's other accuracies were measured on, for the report.
     report.update({f"{name}_images": len(split) for name, split in (("train", data.train), ("val", data.val))
@@ -104,7 +104,7 @@ def write_run_config(run_dir: RunDir, config: TrainConfig, data: DataBundle, mod
                      **extra: Any) -> None:
     """config.json: the TrainConfig plus what else a reader needs to reproduce and describe the run."""
     run_dir.write_json("config.json", {
-        **config.to_dict(), "input_shape": [1, *input_size_for(config)], "classes": list(data.train.classes),
+        **config.to_dict(), "input_shape": [1, *InputSpec.from_config(config, data.info).input_size], "classes": list(data.train.classes),
         "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
         "runtime": runtime.describe(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
     })
@@ -196,10 +196,8 @@ class TrainedModel:
     model: nn.Module
     config: TrainConfig
     classes: list[str]
-    input_size: tuple[int, int]
-    normalize: tuple[float, float] | None
+    input_spec: InputSpec  # what the run fed its model: size, normalization, resize mode
     meta: dict[str, Any]
-    resize_mode: str = "tensor"  # how the run resized its inputs (TrainConfig.resize_mode)
 
 
 def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> TrainedModel:
@@ -215,8 +213,5 @@ def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> 
     load_model_state(model, checkpoint.model_state, source=f"checkpoint {path}")
     runtime_device = Runtime.from_config(config.replace(device=device)).device
     model.to(runtime_device).eval()
-    h, w = input_size_for(config)
-    info = DATASETS[config.dataset]
-    return TrainedModel(model=model, config=config, classes=classes, input_size=(h, w),
-                        normalize=input_transform(config, info, (h, w))["normalize"], meta=checkpoint.meta,
-                        resize_mode=config.resize_mode)
+    return TrainedModel(model=model, config=config, classes=classes, input_spec=InputSpec.from_config(config),
+                        meta=checkpoint.meta)

@@ -9,25 +9,8 @@ from typing import Any
 
 import torch
 
-from cnnzoo.errors import CnnzooError
+from cnnzoo.device import resolve_device
 from cnnzoo.train.config import SWITCHES
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise CnnzooError(f"Unknown device {name!r}; use auto, cpu or cuda (optionally cuda:N).") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CnnzooError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto.")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise CnnzooError(f"There is no {device}; this machine has {torch.cuda.device_count()} CUDA device(s).")
-    elif device.type != "cpu":
-        raise CnnzooError(f"Unsupported device {name!r}; use auto, cpu or cuda.")
-    return device
 
 
 def usable_cpu_count() -> int:

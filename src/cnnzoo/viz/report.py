@@ -85,13 +85,12 @@ def _model_summary(config: dict[str, Any]) -> str:
     try:
         import torch
 
+        from cnnzoo.data import InputSpec
         from cnnzoo.models import build_model, get_model_spec, summarize
 
         name = config["model"]
         spec = get_model_spec(name)
-        input_shape = tuple(config.get("input_shape") or spec.input_shape)
-        if not config.get("input_shape") and config.get("input_size"):
-            input_shape = (input_shape[0], config["input_size"], config["input_size"])
+        input_shape = tuple(config.get("input_shape") or (spec.input_shape[0], *InputSpec.from_config(config).input_size))
         classes = config.get("classes")
         with torch.device("meta"):  # the weights are not needed, only the layers and shapes
             model = build_model(name, num_classes=len(classes) if classes else config.get("num_classes"),

@@ -1,6 +1,4 @@
-"""Loading the real Fashion-MNIST / MNIST files."""
-
-from pathlib import Path
+"""Loading whole splits into DataSplit / DataBundle, and carving the validation split."""
 
 import pytest
 import torch
@@ -10,16 +8,11 @@ from cnnzoo.data import (
     BatchIterator,
     DataBundle,
     DataSplit,
-    canonical_dataset_name,
-    get_dataset_info,
     load_data,
     load_split,
-    resolve_data_root,
 )
+from cnnzoo.device import resolve_device
 from cnnzoo.errors import CnnzooError
-
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 @pytest.mark.parametrize(
@@ -41,63 +34,6 @@ def test_real_splits(data_root, name, mean, first_test):
     assert int(train.labels.min()) == 0 and int(train.labels.max()) == 9
     assert len(train) == 60000 and train.device == torch.device("cpu")
     assert train.dataset == name and train.split == "train" and test.split == "test"
-
-
-def test_fashion_classes_and_balance(data_root):
-    train = load_split("fashion-mnist", "train", root=data_root)
-    assert train.classes == FASHION_CLASSES == DATASETS["fashion-mnist"].classes
-    assert torch.bincount(train.labels).tolist() == [6000] * 10
-    test = load_split("fashion-mnist", "test", root=data_root)
-    assert torch.bincount(test.labels).tolist() == [1000] * 10
-
-
-def test_mnist_class_counts_and_names(data_root):
-    train = load_split("mnist", "train", root=data_root)
-    assert torch.bincount(train.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-    assert train.classes[0] == "0 - zero" and len(train.classes) == 10
-
-
-def test_repeated_loads_are_cached(data_root):
-    a = load_split("fashion-mnist", "test", root=data_root)
-    b = load_split("fashion-mnist", "test", root=data_root)
-    assert a.images.data_ptr() == b.images.data_ptr()
-
-
-def test_env_var_is_the_default_root(data_root, monkeypatch):
-    monkeypatch.setenv("CNNZOO_DATA", str(data_root))
-    assert resolve_data_root() == data_root
-    assert load_split("mnist", "test").labels[:3].tolist() == [7, 2, 1]
-
-
-def test_resolve_data_root_order(monkeypatch, tmp_path):
-    monkeypatch.setenv("CNNZOO_DATA", str(tmp_path / "env"))
-    assert resolve_data_root(tmp_path / "arg") == tmp_path / "arg"
-    assert resolve_data_root() == tmp_path / "env"
-    monkeypatch.delenv("CNNZOO_DATA")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert resolve_data_root() == tmp_path / "xdg" / "cnnzoo"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert resolve_data_root() == Path.home() / ".cache" / "cnnzoo"
-
-
-@pytest.mark.parametrize("alias", ["fashion-mnist", "fashion_mnist", "fashionmnist", "FashionMNIST", "Fashion-MNIST"])
-def test_aliases(alias):
-    assert canonical_dataset_name(alias) == "fashion-mnist"
-    assert get_dataset_info(alias) is DATASETS["fashion-mnist"]
-
-
-def test_unknown_dataset_lists_names():
-    with pytest.raises(CnnzooError, match="fashion-mnist, mnist"):
-        canonical_dataset_name("cifar10")
-    with pytest.raises(CnnzooError, match="split"):
-        load_split("mnist", "validation")
-
-
-def test_root_may_point_at_the_dataset_folder(data_root):
-    s = load_split("mnist", "test", root=data_root / "MNIST", download=False)
-    assert len(s) == 10000
-    s = load_split("mnist", "test", root=data_root / "MNIST" / "raw", download=False)
-    assert len(s) == 10000
 
 
 def test_load_data_val_split_and_limits(data_root):
@@ -153,6 +89,24 @@ def test_datasplit_methods():
 def test_bad_device():
     with pytest.raises(CnnzooError, match="device"):
         DataSplit(torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64), (), "t", "t").to("warp-drive")
+
+
+def _toy_split() -> DataSplit:
+    return DataSplit(torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64), (), "t", "t")
+
+
+@pytest.mark.parametrize("name", ["auto", "cpu", "mps", "cuda", "cuda:7", "warp-drive", None])
+def test_data_accepts_exactly_the_devices_the_runtime_accepts(name, monkeypatch):
+    # Data used to take "mps" (and refuse "auto") while the runtime did the opposite.
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    try:
+        want = resolve_device(name)
+    except CnnzooError as error:
+        with pytest.raises(CnnzooError) as got:
+            _toy_split().to(name)
+        assert str(got.value) == str(error)
+    else:
+        assert _toy_split().to(name).device == want
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
