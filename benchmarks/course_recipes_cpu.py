@@ -14,7 +14,7 @@ from cnnzoo.data import load_data
 from cnnzoo.recipes import load_recipe
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.loop import evaluate, fit, input_size_for, input_transform
-from cnnzoo.train.run import finish_run, model_for, write_run_config
+from cnnzoo.workflows.run import finish_run, model_for, write_run_config
 from cnnzoo.train.rundir import RunDir
 
 

@@ -73,7 +73,7 @@ class Item:
 def plan(device: str, quick: bool) -> list[Item]:
     """Every item of the suite in priority order."""
     from cnnzoo.models import list_models
-    from cnnzoo.train.bench import course_batch_size
+    from cnnzoo.workflows.bench import course_batch_size
 
     def short(model: str) -> list[str]:  # one epoch on a slice
         if quick:
@@ -362,7 +362,7 @@ def worker_ddp(device: str, quick: bool) -> dict:
 
     from cnnzoo.train import TrainConfig, fit
     from cnnzoo.train.distributed import DistContext
-    from cnnzoo.train.run import data_for, model_for
+    from cnnzoo.workflows.run import data_for, model_for
 
     cuda = device.startswith("cuda")
     target = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if cuda else torch.device("cpu")

@@ -313,7 +313,7 @@ def test_a_run_whose_data_folder_is_gone_evaluates_from_cnnzoo_data(capsys, tmp_
     import shutil
 
     from cnnzoo.train import load_checkpoint, save_checkpoint
-    from cnnzoo.train.run import model_for
+    from cnnzoo.workflows.run import model_for
 
     run = tmp_path / "moved"
     shutil.copytree(trained_run, run)

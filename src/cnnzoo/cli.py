@@ -119,7 +119,7 @@ def _refuse_idle_norm(config) -> None:
 
 
 def cmd_train(args) -> int:
-    from cnnzoo.train import resume_run, train_run
+    from cnnzoo.workflows import resume_run, train_run
     from cnnzoo.train.distributed import launched_rank
 
     if args.dry_run:
@@ -150,7 +150,7 @@ def _dry_run(args) -> int:
     from cnnzoo.data import resolve_data_root
     from cnnzoo.train import Runtime, TrainConfig
     from cnnzoo.train.loop import input_size_for
-    from cnnzoo.train.run import resume_plan
+    from cnnzoo.workflows.resume import resume_plan
     from cnnzoo.train.rundir import default_run_name
 
     if args.resume:
@@ -257,9 +257,10 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 def cmd_evaluate(args) -> int:
     from cnnzoo.data import load_split
-    from cnnzoo.train import evaluate, load_trained
+    from cnnzoo.train import evaluate
     from cnnzoo.train.device import Runtime
-    from cnnzoo.train.run import evaluation_report, stored_data_dir
+    from cnnzoo.workflows import load_trained
+    from cnnzoo.workflows.run import evaluation_report, stored_data_dir
 
     trained = load_trained(args.run, device=args.device)
     config = trained.config
@@ -297,7 +298,8 @@ def cmd_predict(args) -> int:
 
     from cnnzoo.data import load_image
     from cnnzoo.data.datasets import canonical_dataset_name
-    from cnnzoo.train import load_trained, predict
+    from cnnzoo.train import predict
+    from cnnzoo.workflows import load_trained
 
     if args.top_k < 1:
         raise CnnzooError(f"--top-k must be a positive number of classes, got {args.top_k}.")
@@ -324,7 +326,7 @@ def cmd_predict(args) -> int:
 def cmd_lr_find(args) -> int:
     from cnnzoo.train.device import Runtime
     from cnnzoo.train.lr_find import RULE_STEEPEST, check_sweep, lr_find
-    from cnnzoo.train.run import data_for, model_for
+    from cnnzoo.workflows.run import data_for, model_for
     from cnnzoo.viz.plots import image_format, save_figure
 
     args.quiet = False
@@ -382,7 +384,7 @@ def _add_lr_find_parser(sub) -> None:
 
 def cmd_finetune(args) -> int:
     from cnnzoo.train import TrainConfig
-    from cnnzoo.train.finetune import finetune_config, finetune_run
+    from cnnzoo.workflows.finetune import finetune_config, finetune_run
 
     overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
                  if name != "finetune_from" and getattr(args, name, None) is not None}
@@ -394,7 +396,7 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from cnnzoo.export import export_model
+    from cnnzoo.workflows.export import export_model
 
     result = export_model(args.source, args.output, format=args.format, check=args.check, data_dir=args.data_dir)
     checked = ("not checked" if result.max_abs_diff is None
@@ -473,7 +475,7 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     import json
 
-    from cnnzoo.train.bench import bench, course_batch_size, format_table
+    from cnnzoo.workflows.bench import bench, course_batch_size, format_table
     from cnnzoo.train.config import SWITCHES
 
     base = _base_config(args.model, args.dataset)
@@ -512,7 +514,7 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from cnnzoo.compare import (
+    from cnnzoo.workflows.compare import (
         compare_folder,
         expand_runs,
         plan_runs,

@@ -14,7 +14,7 @@ from cnnzoo.cli import _without_nproc, main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import RunDir, TrainConfig, fit, load_checkpoint
 from cnnzoo.train.distributed import DistContext
-from cnnzoo.train.run import data_for, model_for, read_config
+from cnnzoo.workflows.run import data_for, model_for
 
 LOOPBACK = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
 
@@ -62,7 +62,7 @@ def test_torchrun_sync_batchnorm_equals_one_process_and_writes_one_run(tmp_path,
     (run_path,) = (tmp_path / "runs").iterdir()
     assert (run_path / "evaluation.json").is_file()
     assert RunDir.open(run_path).read_json("config.json")["world_size"] == 2
-    config = read_config(RunDir.open(run_path))
+    config = RunDir.open(run_path).read_config()[0]
     assert config.sync_bn
     _assert_same_run(run_path, config)
 
@@ -71,7 +71,7 @@ MODELS = {"lenet5": False, "lenet_bn": True}  # model: sync_bn
 
 
 def _rank(rank: int, port: int, out: str, config: TrainConfig) -> None:
-    from cnnzoo.train import run
+    from cnnzoo import workflows as run
 
     os.environ.update({**LOOPBACK, "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "WORLD_SIZE": "2"})

@@ -12,10 +12,8 @@ from cnnzoo.train import (
     TrainConfig,
     TrainingDiverged,
     load_checkpoint,
-    load_trained,
-    resume_run,
-    train_run,
 )
+from cnnzoo.workflows import load_trained, resume_run, train_run
 from cnnzoo.train.checkpoint import load_model_state
 
 
@@ -207,7 +205,7 @@ def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evalua
 
 def test_course_training_accuracy_is_the_whole_train_set_in_eval_mode(tmp_path, quick_config, data_root):
     from cnnzoo.train.loop import evaluate
-    from cnnzoo.train.run import data_for, load_trained
+    from cnnzoo.workflows.run import data_for
 
     config = quick_config.replace(model="lenet_bn", epochs=1, limit_train=512, train_acc="eval")
     run_dir, history = train_run(config, out=tmp_path, name="eval", quiet=True)

@@ -1,4 +1,4 @@
-"""Training: config, fit/evaluate/predict, checkpoints and run directories."""
+"""Training: config, fit/evaluate/predict, checkpoints and run directories (whole runs: cnnzoo.workflows)."""
 
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -16,12 +16,10 @@ from cnnzoo.train.loop import (
 )
 from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
 from cnnzoo.train.lr_find import LRFinderResult, lr_find
-from cnnzoo.train.run import TrainedModel, load_trained, resume_run, train_run
 from cnnzoo.train.rundir import RunDir
 
 __all__ = [
     "Callback", "Checkpoint", "EarlyStopping", "EvalResult", "FitState", "History", "LRFinderResult", "MLflowLogger",
-    "RunDir", "Runtime", "TensorBoardLogger", "TrainConfig", "TrainedModel", "TrainingDiverged", "TrainingInterrupted",
-    "evaluate", "fit", "load_checkpoint", "load_trained", "lr_find", "predict", "resolve_device", "resume_run",
-    "save_checkpoint", "train_run",
+    "RunDir", "Runtime", "TensorBoardLogger", "TrainConfig", "TrainingDiverged", "TrainingInterrupted",
+    "evaluate", "fit", "load_checkpoint", "lr_find", "predict", "resolve_device", "save_checkpoint",
 ]

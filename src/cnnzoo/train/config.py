@@ -175,3 +175,12 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise CnnzooError(f"--{name.replace('_', '-')} must be a positive number of images, got {value!r}.")
         return self
+
+
+def model_from_config(config: TrainConfig, num_classes: int):
+    """The untrained nn.Module `config` describes, for `num_classes` classes: the one place that maps a
+    config's model fields (model, input size, norm, init, options) onto build_model."""
+    from cnnzoo.models import build_model  # lazily: the config (and the CLI's --help) stays torch-free
+
+    return build_model(config.model, num_classes=num_classes, in_channels=1, input_size=config.input_size,
+                       norm=config.norm, init=config.init, **config.model_options)

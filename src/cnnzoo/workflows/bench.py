@@ -25,7 +25,7 @@ from cnnzoo.train.config import SWITCHES, TrainConfig
 from cnnzoo.train.device import Runtime
 from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.loop import fit, input_size_for
-from cnnzoo.train.run import data_for, model_for, versions
+from cnnzoo.workflows.run import data_for, model_for, versions
 
 # Dense peak TFLOP/s by (device-name fragment, precision); H200 has the H100 SXM's compute. The
 # fp32 figures are TF32 tensor-core peaks: torch runs fp32 convolutions through cuDNN in TF32 by

@@ -256,7 +256,7 @@ def plan_runs(names: list[str], seeds: int, overrides: dict[str, Any]) -> list[t
 def train_recipes(plan: list[tuple[str, Any]], folder: Path,
                   log: Callable[[str], None] = print) -> Iterable[RunRecord]:
     """Train each planned run under `folder`, yielding its record as soon as it has finished."""
-    from cnnzoo.train import train_run
+    from cnnzoo.workflows.run import train_run
 
     for name, config in plan:
         log(f"training {name} ({config.epochs} epochs)")

@@ -40,7 +40,7 @@ from cnnzoo.train.device import Runtime
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.loop import fit, input_size_for, input_transform
-from cnnzoo.train.run import data_for, finish_run, model_for, write_run_config
+from cnnzoo.workflows.run import data_for, finish_run, model_for, write_run_config
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 TORCHVISION_SOURCES = {"torchvision:resnet18": "resnet18_tv"}

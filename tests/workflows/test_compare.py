@@ -11,7 +11,7 @@ from cnnzoo.data import preprocess
 from cnnzoo.errors import CnnzooError
 from cnnzoo.recipes import list_recipes, load_recipe, parse_recipe
 from cnnzoo.train.loop import input_size_for
-from cnnzoo.train.run import data_for, model_for
+from cnnzoo.workflows.run import data_for, model_for
 
 
 @pytest.mark.parametrize("name", list_recipes())
@@ -84,7 +84,7 @@ def test_compare_trains_then_rereads_runs(tmp_path, data_root, capsys):
 
 
 def _record(recipe, seed, acc, **setup):
-    from cnnzoo.compare import RunRecord
+    from cnnzoo.workflows.compare import RunRecord
 
     return RunRecord(path=Path(f"/runs/{recipe}-{seed}-{acc}"), recipe=recipe, model="lenet5", dataset="fashion-mnist",
                      seed=seed, params=61706, mult_adds=1, epochs=setup.get("epochs", 1), train_s=1.0,
@@ -92,7 +92,7 @@ def _record(recipe, seed, acc, **setup):
 
 
 def test_leaderboard_rows_are_setups_not_recipe_names():
-    from cnnzoo.compare import leaderboard
+    from cnnzoo.workflows.compare import leaderboard
 
     rows = leaderboard([
         _record("lenet5-fashion-mnist", 0, 0.80), _record("lenet5-fashion-mnist", 1, 0.82),
