@@ -215,9 +215,9 @@ def _check_resume_flags(args) -> None:
 def _print_done(run_dir, history) -> None:
     test = history.final.get("test_acc")
     # The count tells a --limit-test subset apart from the full test set that `cnnzoo evaluate` uses.
-    confusion = run_dir.read_json("evaluation.json")["confusion"]
+    confusion = run_dir.read_json(run_dir.EVALUATION)["confusion"]
     measured = "n/a" if test is None else f"{100 * test:.2f}% on {sum(map(sum, confusion)):,} test images"
-    print(f"done: test accuracy {measured}; report {run_dir.path / 'report.html'}")
+    print(f"done: test accuracy {measured}; report {run_dir.report_path}")
 
 
 def _launch_torchrun(args) -> int:
@@ -289,8 +289,11 @@ def cmd_evaluate(args) -> int:
 
 
 def _png_beside(run: str, name: str) -> Path:
+    from cnnzoo.train.rundir import RunDir
+
     path = Path(run)
-    return (path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else path.parent) / name
+    return (path if path.is_dir() else path.parent.parent if path.parent.name == RunDir.CHECKPOINTS
+            else path.parent) / name
 
 
 def cmd_predict(args) -> int:

@@ -75,8 +75,8 @@ def finetune_config(source: str, **overrides: Any) -> TrainConfig:
 
 def _source_checkpoint(source: str) -> Checkpoint:
     path = Path(source)
-    if path.is_dir() and (path / "checkpoints" / "best.safetensors").is_file():
-        path = path / "checkpoints" / "best.safetensors"
+    if path.is_dir():
+        path = RunDir(path).checkpoint("best")
     return load_checkpoint(path)
 
 

@@ -49,7 +49,7 @@ def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], 
                    device: str | None, data_dir: str | None, progress: str) -> tuple[RunDir, History]:
     run_dir, checkpoint, config = resume_plan(run_dir, epochs=epochs, device=device, data_dir=data_dir)
     # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
-    run_dir.write_json("config.json", {**run_dir.read_config()[1], **config.to_dict()})
+    run_dir.write_json(RunDir.CONFIG, {**run_dir.read_config()[1], **config.to_dict()})
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
         return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
     dist = DistContext.from_env(config.device)

@@ -72,7 +72,7 @@ def write_evaluation(run_dir: RunDir, model: nn.Module, data: DataBundle, config
     # What the run's other accuracies were measured on, for the report.
     report.update({f"{name}_images": len(split) for name, split in (("train", data.train), ("val", data.val))
                    if split is not None})
-    run_dir.write_json("evaluation.json", report)
+    run_dir.write_json(RunDir.EVALUATION, report)
     return report
 
 
@@ -96,7 +96,7 @@ def evaluation_report(result, classes, max_misclassified: int = 32, source_index
 def write_run_config(run_dir: RunDir, config: TrainConfig, data: DataBundle, model: nn.Module, runtime: Runtime,
                      **extra: Any) -> None:
     """config.json: the TrainConfig plus what else a reader needs to reproduce and describe the run."""
-    run_dir.write_json("config.json", {
+    run_dir.write_json(RunDir.CONFIG, {
         **config.to_dict(), "input_shape": [1, *input_size_for(config)], "classes": list(data.train.classes),
         "num_params": sum(p.numel() for p in model.parameters()), "versions": versions(),
         "runtime": runtime.describe(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,

@@ -35,7 +35,7 @@ def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> 
     path = Path(path)
     if path.is_dir():
         run_dir = RunDir.open(path)
-        path = run_dir.best_checkpoint if which == "best" and run_dir.best_checkpoint.is_file() else run_dir.last_checkpoint
+        path = run_dir.checkpoint(which)
     checkpoint = load_checkpoint(path)
     config = checkpoint.train_config()
     classes = checkpoint.meta["classes"]
