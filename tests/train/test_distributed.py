@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cnnzoo.cli import _without_nproc, main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import RunDir, TrainConfig, fit, load_checkpoint
 from cnnzoo.train.distributed import DistContext
@@ -102,33 +101,6 @@ def test_global_batch_must_split_evenly_over_processes():
 def test_sync_bn_refuses_the_scratch_batch_norm():
     with pytest.raises(CnnzooError, match="--norm torch"):
         TrainConfig(model="lenet_bn", norm="scratch", sync_bn=True).validate()
-
-
-def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch, tmp_path):
-    launched = []
-
-    class FakePopen:
-        def __init__(self, command):
-            launched.append(command)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def wait(self):
-            return 7
-
-    monkeypatch.setattr(subprocess, "Popen", FakePopen)
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
-    args = ["train", "--model", "lenet5", "--nproc=2", "--batch-size", "64", "--out", str(tmp_path)]
-    assert main(args) == 7
-    assert launched == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                         "-m", "cnnzoo", "train", "--model", "lenet5", "--batch-size", "64", "--out", str(tmp_path)]]
-    assert main(["train", "--nproc", "3", "--batch-size", "64"]) == 2  # refused before anything starts
-    assert len(launched) == 1
-    assert _without_nproc(["train", "--npr", "2", "--name", "x", "--nproc=4"]) == ["train", "--name", "x"]
 
 
 def test_gloo_sync_batchnorm_takes_bf16_activations_like_torchs_batchnorm(tmp_path):

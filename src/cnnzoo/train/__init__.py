@@ -1,25 +1,29 @@
-"""Training: config, fit/evaluate/predict, checkpoints and run directories (whole runs: cnnzoo.workflows)."""
+"""Training: config, fit/evaluate/predict, checkpoints and run directories (whole runs: cnnzoo.workflows).
 
-from cnnzoo.train.callbacks import Callback, FitState
-from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.device import Runtime, resolve_device
-from cnnzoo.train.early_stopping import EarlyStopping
-from cnnzoo.train.history import History
-from cnnzoo.train.loop import (
-    EvalResult,
-    TrainingDiverged,
-    TrainingInterrupted,
-    evaluate,
-    fit,
-    predict,
-)
-from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
-from cnnzoo.train.lr_find import LRFinderResult, lr_find
-from cnnzoo.train.rundir import RunDir
+The names load on first use, so that importing one light module such as cnnzoo.train.config (which
+the CLI's parser reads for its flags) does not import torch and the whole trainer with it.
+"""
 
-__all__ = [
-    "Callback", "Checkpoint", "EarlyStopping", "EvalResult", "FitState", "History", "LRFinderResult", "MLflowLogger",
-    "RunDir", "Runtime", "TensorBoardLogger", "TrainConfig", "TrainingDiverged", "TrainingInterrupted",
-    "evaluate", "fit", "load_checkpoint", "lr_find", "predict", "resolve_device", "save_checkpoint",
-]
+from importlib import import_module
+
+_API = {
+    "Callback": "callbacks", "FitState": "callbacks",
+    "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "TrainConfig": "config",
+    "Runtime": "device", "resolve_device": "device",
+    "EarlyStopping": "early_stopping",
+    "History": "history",
+    "EvalResult": "loop", "TrainingDiverged": "loop", "TrainingInterrupted": "loop", "evaluate": "loop", "fit": "loop",
+    "predict": "loop",
+    "MLflowLogger": "loggers", "TensorBoardLogger": "loggers",
+    "LRFinderResult": "lr_find", "lr_find": "lr_find",
+    "RunDir": "rundir",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(f"cnnzoo.train.{_API[name]}"), name)
+    raise AttributeError(f"module 'cnnzoo.train' has no attribute {name!r}")

@@ -14,6 +14,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 NORMS = ("torch", "scratch")
 INITS = ("default", "xavier", "keras", "kaiming")
 AUTO_BOOL = ("auto", "on", "off")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
 MAX_LR = 3.4e38  # float32's largest finite value, rounded down
 # The fast path's pieces, each auto/on/off so it can be measured alone.
 SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
@@ -154,7 +155,7 @@ class TrainConfig:
             raise CnnzooError(f"--early-stop-min-delta must be a fraction in [0, 1), got {self.early_stop_min_delta!r}.")
         if self.early_stop_min_delta and self.early_stop is None:
             raise CnnzooError("--early-stop-min-delta applies only with --early-stop PATIENCE.")
-        if self.precision not in ("auto", "fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise CnnzooError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}.")
         for name in SWITCHES:
             if getattr(self, name) not in AUTO_BOOL:
