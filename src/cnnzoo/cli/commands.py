@@ -145,7 +145,7 @@ def _dry_run(args) -> int:
             print(f"recipe {config.recipe}; flags override it")
         else:
             print(f"no recipe {config.model}-{config.dataset} ships: fallback settings "
-                  + ", ".join(f"{k} {getattr(config, k)}" for k in FALLBACK_SHOWN) + "; flags override them")
+                  + ", ".join(f"{k} {getattr(defaults, k)}" for k in FALLBACK_SHOWN) + "; flags override them")
         source = {name: "flag" if name in overrides
                   else "recipe" if config.recipe and getattr(config, name) != getattr(defaults, name)
                   else "fallback" if not config.recipe and name in FALLBACK_SHOWN else "default"
