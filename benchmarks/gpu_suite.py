@@ -27,7 +27,6 @@ ones; stage 1's wall times are the cold compiles.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import signal
@@ -73,7 +72,7 @@ class Item:
 def plan(device: str, quick: bool) -> list[Item]:
     """Every item of the suite in priority order."""
     from cnnzoo.models import list_models
-    from cnnzoo.train.bench import course_batch_size
+    from cnnzoo.workflows.bench import course_batch_size
 
     def short(model: str) -> list[str]:  # one epoch on a slice
         if quick:
@@ -157,10 +156,13 @@ def slug(name: str) -> str:
 
 def read_run(run: Path) -> dict:
     """What a run directory says so far: also after the run was cut short, from its finished epochs."""
-    if not (run / "metrics.csv").is_file():
+    from cnnzoo.train.rundir import RunDir  # here: the suite's other stages need no cnnzoo in this process
+
+    files = RunDir(run)
+    if not files.metrics_path.is_file():
         return {"epochs": 0}
-    rows = _metrics(run)
-    config = json.loads((run / "config.json").read_text())
+    rows = files.read_metrics()
+    config = json.loads(files.config_path.read_text())
     if not rows:
         return {"epochs": 0, "runtime": config.get("runtime")}
     last = rows[-1]
@@ -362,7 +364,7 @@ def worker_ddp(device: str, quick: bool) -> dict:
 
     from cnnzoo.train import TrainConfig, fit
     from cnnzoo.train.distributed import DistContext
-    from cnnzoo.train.run import data_for, model_for
+    from cnnzoo.workflows.run import data_for, model_for
 
     cuda = device.startswith("cuda")
     target = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if cuda else torch.device("cpu")
@@ -411,11 +413,6 @@ def resume_commands(device: str, quick: bool, runs: Path) -> dict[str, list[str]
             "resume": ["train", "--resume", str(runs / "resumed"), "--epochs", "2", "--quiet"]}
 
 
-def _metrics(run: Path) -> list[dict]:
-    with open(run / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def worker_resume(device: str, quick: bool) -> dict:
     runs = Path(tempfile.mkdtemp(prefix="cnnzoo-resume-"))
     for name, args in resume_commands(device, quick, runs).items():
@@ -423,7 +420,10 @@ def worker_resume(device: str, quick: bool) -> dict:
         if rc != 0:
             raise SystemExit(f"{name} failed (rc {rc}):\n{(err or out)[-3000:]}")
     straight, resumed = read_run(runs / "straight"), read_run(runs / "resumed")
-    losses = [float(rows[-1]["train_loss"]) for rows in (_metrics(runs / "straight"), _metrics(runs / "resumed"))]
+    from cnnzoo.train.rundir import RunDir  # after the commands: they ran in their own processes
+
+    losses = [float(rows[-1]["train_loss"]) for rows in (RunDir(runs / name).read_metrics()
+                                                         for name in ("straight", "resumed"))]
     # Equal on the CPU; on a GPU up to its non-deterministic reductions.
     return {"epoch2_train_loss_diff": abs(losses[0] - losses[1]),
             "straight_test_acc": straight["test_acc"], "resumed_test_acc": resumed["test_acc"],

@@ -18,8 +18,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from cnnzoo.train import TrainConfig, fit
 from cnnzoo.train.callbacks import Callback
-from cnnzoo.train.device import Runtime
-from cnnzoo.train.run import data_for, model_for
+from cnnzoo.train.runtime import Runtime
+from cnnzoo.workflows.run import data_for, model_for
 
 
 def profile_fit(config: TrainConfig, rows: int = 25, trace: str | None = None) -> str:

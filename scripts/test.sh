@@ -21,6 +21,6 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
-# Spinning OpenMP threads starve each other on a busy machine (see cli.py).
+# Spinning OpenMP threads starve each other on a busy machine (see src/cnnzoo/cli/__init__.py).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec python3 -m pytest -q "$@"

@@ -22,7 +22,8 @@ import torch
 
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import load_checkpoint, load_trained
+from cnnzoo.train import load_checkpoint
+from cnnzoo.workflows import load_trained
 from cnnzoo.train.checkpoint import tensor_checksum
 from cnnzoo.train.rundir import RunDir
 
@@ -264,7 +265,7 @@ def _mutations(value, rng: random.Random):
 
 
 def test_damaged_config_json_gives_a_clean_error_or_a_correct_read_everywhere(tmp_path, trained_run):
-    from cnnzoo.compare import read_run
+    from cnnzoo.workflows.compare import read_run
 
     original = json.loads((trained_run / "config.json").read_text())
     rng = random.Random(3)

@@ -108,7 +108,7 @@ def test_training_needs_no_torchinfo():
             "    def find_spec(self, name, path, target=None):\n"
             "        if name == 'torchinfo': raise ImportError('torchinfo is blocked')\n"
             "sys.meta_path.insert(0, Block())\n"
-            "import cnnzoo.cli, cnnzoo.train, cnnzoo.train.bench, cnnzoo.compare\n")
+            "import cnnzoo.cli, cnnzoo.train, cnnzoo.workflows.bench, cnnzoo.workflows.compare\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
 

@@ -6,7 +6,8 @@ import torch
 from cnnzoo.data import load_data
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
-from cnnzoo.train import Callback, fit, load_checkpoint, train_run
+from cnnzoo.train import Callback, fit, load_checkpoint
+from cnnzoo.workflows import train_run
 from cnnzoo.train.callbacks import ProgressBar, epoch_line, progress_callbacks
 
 

@@ -177,3 +177,13 @@ def test_train_refuses_an_empty_or_multi_line_name(tmp_path, capsys, name):
                  "--out", str(tmp_path), "--name", name, "--quiet"]) == 2
     assert "--name must be a plain folder name" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_model_from_config_builds_the_configs_model_for_the_class_count():
+    import cnnzoo.nn
+    from cnnzoo.train.config import model_from_config
+
+    config = TrainConfig(model="lenet_bn", norm="scratch", init="xavier", input_size=32)
+    model = model_from_config(config, 3)
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 3)
+    assert any(isinstance(m, cnnzoo.nn.BatchNorm2d) for m in model.modules())  # norm="scratch" reached it

@@ -10,11 +10,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cnnzoo.cli import _without_nproc, main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import RunDir, TrainConfig, fit, load_checkpoint
 from cnnzoo.train.distributed import DistContext
-from cnnzoo.train.run import data_for, model_for, read_config
+from cnnzoo.workflows.run import data_for, model_for
 
 LOOPBACK = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
 
@@ -62,7 +61,7 @@ def test_torchrun_sync_batchnorm_equals_one_process_and_writes_one_run(tmp_path,
     (run_path,) = (tmp_path / "runs").iterdir()
     assert (run_path / "evaluation.json").is_file()
     assert RunDir.open(run_path).read_json("config.json")["world_size"] == 2
-    config = read_config(RunDir.open(run_path))
+    config = RunDir.open(run_path).read_config()[0]
     assert config.sync_bn
     _assert_same_run(run_path, config)
 
@@ -71,7 +70,7 @@ MODELS = {"lenet5": False, "lenet_bn": True}  # model: sync_bn
 
 
 def _rank(rank: int, port: int, out: str, config: TrainConfig) -> None:
-    from cnnzoo.train import run
+    from cnnzoo import workflows as run
 
     os.environ.update({**LOOPBACK, "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "WORLD_SIZE": "2"})
@@ -102,33 +101,6 @@ def test_global_batch_must_split_evenly_over_processes():
 def test_sync_bn_refuses_the_scratch_batch_norm():
     with pytest.raises(CnnzooError, match="--norm torch"):
         TrainConfig(model="lenet_bn", norm="scratch", sync_bn=True).validate()
-
-
-def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch, tmp_path):
-    launched = []
-
-    class FakePopen:
-        def __init__(self, command):
-            launched.append(command)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def wait(self):
-            return 7
-
-    monkeypatch.setattr(subprocess, "Popen", FakePopen)
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
-    args = ["train", "--model", "lenet5", "--nproc=2", "--batch-size", "64", "--out", str(tmp_path)]
-    assert main(args) == 7
-    assert launched == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                         "-m", "cnnzoo", "train", "--model", "lenet5", "--batch-size", "64", "--out", str(tmp_path)]]
-    assert main(["train", "--nproc", "3", "--batch-size", "64"]) == 2  # refused before anything starts
-    assert len(launched) == 1
-    assert _without_nproc(["train", "--npr", "2", "--name", "x", "--nproc=4"]) == ["train", "--name", "x"]
 
 
 def test_gloo_sync_batchnorm_takes_bf16_activations_like_torchs_batchnorm(tmp_path):

@@ -9,7 +9,8 @@ import torch
 from cnnzoo.data import load_data
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
-from cnnzoo.train import Callback, RunDir, fit, load_checkpoint, resume_run, train_run
+from cnnzoo.train import Callback, RunDir, fit, load_checkpoint
+from cnnzoo.workflows import resume_run, train_run
 from cnnzoo.train.early_stopping import EarlyStopping, EarlyStopStatus
 
 

@@ -15,7 +15,7 @@ from cnnzoo.train import TrainConfig, evaluate
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import FastPath, compile_mode, first_line, missing_compile_toolchain, runtime_after
 from cnnzoo.train.optim import build_optimizer
-from cnnzoo.train.run import data_for, model_for
+from cnnzoo.workflows.run import data_for, model_for
 
 INJECTED = "injected failure for the test\nits second line"
 
@@ -263,7 +263,7 @@ def test_cuda_fast_path_runs_every_shape_without_falling_back(data_root, model):
 def test_fit_records_what_ran_in_config_json_and_the_checkpoint(data_root, tmp_path, capsys):
     # Through fit, as `cnnzoo train` runs it: compiling fails on the last partial batch of epoch 1.
     from cnnzoo.train import RunDir, fit, load_checkpoint
-    from cnnzoo.train.run import write_run_config
+    from cnnzoo.workflows.run import write_run_config
 
     config = TrainConfig(model="lenet_bn", epochs=2, batch_size=64, optimizer="sgd", lr=0.05, limit_train=200,
                          limit_test=100, device="cpu", data_dir=str(data_root))

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from cnnzoo.train import TrainingDiverged, load_checkpoint, train_run
+from cnnzoo.train import TrainingDiverged, load_checkpoint
+from cnnzoo.workflows import train_run
 from cnnzoo.train.callbacks import FitState
 from cnnzoo.train.guard import DivergenceGuard
 

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import Callback, RunDir, resume_run, train_run
+from cnnzoo.train import Callback, RunDir
+from cnnzoo.workflows import resume_run, train_run
 from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
 
 

@@ -1,6 +1,6 @@
-"""fit on real data: determinism, resume equality, divergence, and the accuracy floors."""
+"""fit/evaluate on real data: determinism, divergence, and the accuracy floors (resume equality:
+tests/workflows/test_resume.py)."""
 
-import csv
 import json
 import os
 import signal
@@ -8,7 +8,6 @@ import signal
 import pytest
 import torch
 
-from cnnzoo.errors import CnnzooError
 from cnnzoo.train import (
     Callback,
     TrainConfig,
@@ -16,11 +15,8 @@ from cnnzoo.train import (
     TrainingInterrupted,
     fit,
     load_checkpoint,
-    load_trained,
-    resume_run,
-    train_run,
 )
-from cnnzoo.train.checkpoint import load_model_state
+from cnnzoo.workflows import load_trained, train_run
 
 
 def _metrics(history):
@@ -39,54 +35,6 @@ def test_same_seed_twice_gives_identical_numbers(tmp_path, quick_config):
     assert other.batch_loss != first.batch_loss
 
 
-class _StopAfter(Exception):
-    pass
-
-
-@pytest.mark.parametrize("model,fused", [("lenet5", "off"), ("lenet5", "on"), ("alexnet_bn", "off")])
-def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path, quick_config, model, fused):
-    # alexnet_bn has dropout and BN running statistics: RNG state and buffers must both survive resume.
-    # Fused kernels read optimizer state with the parameter's strides, which are channels_last here.
-    config = quick_config.replace(model=model, epochs=3, schedule="cosine", warmup_epochs=1, hflip=True,
-                                  crop_padding=2, limit_train=256 if model != "lenet5" else 1024,
-                                  limit_test=64 if model != "lenet5" else 256, input_size=None if model == "lenet5" else 72,
-                                  fused_optimizer=fused, channels_last="on")
-    _, full = train_run(config, out=tmp_path, name="full", quiet=True)
-
-    class CrashAfterFirst(Callback):  # a crash, not a clean stop: the run must resume from its checkpoint
-        def on_epoch_end(self, state):
-            if state.epoch == 0:
-                raise _StopAfter
-
-    with pytest.raises(_StopAfter):
-        train_run(config, out=tmp_path, name="cut", quiet=True, callbacks=[CrashAfterFirst()])
-    assert load_checkpoint(tmp_path / "cut").meta["epoch"] == 1
-    _, resumed = resume_run(tmp_path / "cut", quiet=True)
-    assert _metrics(resumed) == _metrics(full)
-    assert resumed.batch_loss == full.batch_loss
-    a = load_checkpoint(tmp_path / "full").model_state
-    b = load_checkpoint(tmp_path / "cut").model_state
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_run_directory_is_complete_and_parses(tmp_path, quick_config):
-    run_dir, history = train_run(quick_config.replace(val_split=0.2), out=tmp_path, name="run", quiet=True)
-    for name in ("config.json", "metrics.csv", "batch_loss.csv", "evaluation.json", "loss.png", "accuracy.png",
-                 "checkpoints/last.safetensors", "checkpoints/best.safetensors"):
-        assert (run_dir.path / name).is_file(), name
-    config = json.loads((run_dir.path / "config.json").read_text())
-    assert config["model"] == "lenet5" and config["versions"]["torch"] == torch.__version__
-    assert config["runtime"]["device"] == "cpu"
-    rows = list(csv.DictReader(open(run_dir.path / "metrics.csv")))
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert all(0 <= float(r["val_acc"]) <= 1 and 0 <= float(r["test_acc"]) <= 1 for r in rows)
-    batches = list(csv.DictReader(open(run_dir.path / "batch_loss.csv")))
-    assert len(batches) == len(history.batch_loss) == 2 * 13  # 819 train images after the 20% split, batch 64
-    evaluation = json.loads((run_dir.path / "evaluation.json").read_text())
-    assert sum(map(sum, evaluation["confusion"])) == 256
-    assert evaluation["accuracy"] == pytest.approx(float(rows[-1]["test_acc"]))
-
-
 def test_absurd_learning_rate_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path, quick_config):
     # ReLU, unlike sigmoid, lets the activations blow up, so the loss reaches inf/NaN quickly.
     config = quick_config.replace(model="lenet5_classic", model_options={"activation": "relu"}, optimizer="sgd",
@@ -96,24 +44,6 @@ def test_absurd_learning_rate_stops_with_clear_message_and_keeps_last_good_check
     checkpoint = load_checkpoint(tmp_path / "nan")
     assert checkpoint.meta["epoch"] == 0
     assert all(torch.isfinite(t).all() for t in checkpoint.model_state.values())
-
-
-def test_existing_run_name_is_refused_unless_overwrite(tmp_path, quick_config):
-    config = quick_config.replace(epochs=1, limit_train=128, limit_test=64)
-    train_run(config, out=tmp_path, name="same", quiet=True)
-    with pytest.raises(CnnzooError, match="already exists.*--overwrite"):
-        train_run(config, out=tmp_path, name="same", quiet=True)
-    train_run(config, out=tmp_path, name="same", quiet=True, overwrite=True)
-
-
-def test_load_trained_restores_the_model(tmp_path, quick_config):
-    run_dir, history = train_run(quick_config.replace(epochs=1), out=tmp_path, name="r", quiet=True)
-    trained = load_trained(run_dir.path, which="last")
-    assert trained.classes[0] == "T-shirt/top"
-    with pytest.raises(CnnzooError, match="does not fit"):
-        from cnnzoo.models import build_model
-
-        load_model_state(build_model("lenet5", num_classes=7), trained.model.state_dict())
 
 
 @pytest.mark.slow
@@ -173,25 +103,9 @@ def test_data_bundle_to_its_own_device_is_the_same_data(data_root):
     assert (moved.train, moved.val, moved.test, moved.info) == (data.train, data.val, data.test, data.info)
 
 
-def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evaluated(tmp_path, quick_config):
-    from cnnzoo.data import load_data, load_split
-    from cnnzoo.viz.plots import _misclassified_images
-
-    config = quick_config.replace(epochs=1, limit_train=256, limit_test=200)
-    run_dir, _ = train_run(config, out=tmp_path, name="subset", quiet=True)
-    evaluation = json.loads((run_dir.path / "evaluation.json").read_text())
-    evaluated = load_data("fashion-mnist", root=config.data_dir, limit_test=200, seed=config.seed).test
-    full = load_split("fashion-mnist", "test", root=config.data_dir)
-    mistakes = evaluation["misclassified"]
-    assert mistakes and all(full.labels[m["index"]] == m["true"] for m in mistakes)
-    shown = _misclassified_images(run_dir.path, evaluation)
-    positions = evaluated.source_indices().tolist()
-    assert all(torch.equal(shown[k], evaluated.images[positions.index(m["index"])]) for k, m in enumerate(mistakes))
-
-
 def test_course_training_accuracy_is_the_whole_train_set_in_eval_mode(tmp_path, quick_config, data_root):
     from cnnzoo.train import evaluate
-    from cnnzoo.train.run import data_for, load_trained
+    from cnnzoo.workflows.run import data_for
 
     config = quick_config.replace(model="lenet_bn", epochs=1, limit_train=512, train_acc="eval")
     run_dir, history = train_run(config, out=tmp_path, name="eval", quiet=True)

@@ -9,7 +9,7 @@ import torch
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.lr_find import RULE_MIN_TENTH, RULE_STEEPEST, LRFinderResult, lr_find
-from cnnzoo.train.run import data_for, model_for
+from cnnzoo.workflows.run import data_for, model_for
 
 
 @pytest.fixture

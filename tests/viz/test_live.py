@@ -15,7 +15,8 @@ from PIL import Image
 
 from cnnzoo.data import load_data
 from cnnzoo.models import build_model
-from cnnzoo.train import Callback, TrainingInterrupted, fit, resume_run, train_run
+from cnnzoo.train import Callback, TrainingInterrupted, fit
+from cnnzoo.workflows import resume_run, train_run
 from cnnzoo.viz.live import LiveProgress
 
 

@@ -1,21 +1,29 @@
-"""Training: config, fit/evaluate/predict, checkpoints and run directories."""
+"""Training: config, fit/evaluate/predict, checkpoints and run directories (whole runs: cnnzoo.workflows).
 
-from cnnzoo.train.callbacks import Callback, FitState
-from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.runtime import Runtime, resolve_device
-from cnnzoo.train.early_stopping import EarlyStopping
-from cnnzoo.train.history import History
-from cnnzoo.train.evaluate import EvalResult, evaluate, predict
-from cnnzoo.train.loop import TrainingDiverged, TrainingInterrupted, fit
-from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
-from cnnzoo.train.lr_find import LRFinderResult, lr_find
-from cnnzoo.train.run import TrainedModel, load_trained, resume_run, train_run
-from cnnzoo.train.rundir import RunDir
+The names load on first use, so that importing one light module such as cnnzoo.train.config (which
+the CLI's parser reads for its flags) does not import torch and the whole trainer with it.
+"""
 
-__all__ = [
-    "Callback", "Checkpoint", "EarlyStopping", "EvalResult", "FitState", "History", "LRFinderResult", "MLflowLogger",
-    "RunDir", "Runtime", "TensorBoardLogger", "TrainConfig", "TrainedModel", "TrainingDiverged", "TrainingInterrupted",
-    "evaluate", "fit", "load_checkpoint", "load_trained", "lr_find", "predict", "resolve_device", "resume_run",
-    "save_checkpoint", "train_run",
-]
+from importlib import import_module
+
+_API = {
+    "Callback": "callbacks", "FitState": "callbacks",
+    "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "TrainConfig": "config",
+    "Runtime": "runtime", "resolve_device": "runtime",
+    "EarlyStopping": "early_stopping",
+    "History": "history",
+    "EvalResult": "evaluate", "evaluate": "evaluate", "predict": "evaluate",
+    "TrainingDiverged": "loop", "TrainingInterrupted": "loop", "fit": "loop",
+    "MLflowLogger": "loggers", "TensorBoardLogger": "loggers",
+    "LRFinderResult": "lr_find", "lr_find": "lr_find",
+    "RunDir": "rundir",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(f"cnnzoo.train.{_API[name]}"), name)
+    raise AttributeError(f"module 'cnnzoo.train' has no attribute {name!r}")

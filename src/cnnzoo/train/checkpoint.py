@@ -35,6 +35,7 @@ from torch import nn
 from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.rundir import RunDir
 from cnnzoo.train.schema import HISTORY_LISTS, DocumentError, check_checkpoint_meta
 
 FORMAT = "cnnzoo-checkpoint"
@@ -188,9 +189,9 @@ def _describe_non_safetensors(path: Path) -> str:
 
 def _resolve(path: Path) -> Path:
     if path.is_dir() and path.suffix != ".safetensors":
-        candidate = path / "checkpoints" / "last.safetensors"
+        candidate = RunDir(path).last_checkpoint
         if not candidate.exists():
-            raise CnnzooError(f"{path} has no checkpoints/last.safetensors; is it a cnnzoo run directory?")
+            raise CnnzooError(f"{path} has no {candidate.relative_to(path)}; is it a cnnzoo run directory?")
         path = candidate
     if path.is_dir():
         raise CnnzooError(f"Checkpoint {path} is a folder, not a file; remove or rename that folder and give a "

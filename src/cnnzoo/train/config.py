@@ -18,6 +18,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 AUTO_BOOL = ("auto", "on", "off")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
 MAX_LR = 3.4e38  # float32's largest finite value, rounded down
 # The fast path's pieces, each auto/on/off so it can be measured alone.
 SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
@@ -183,3 +184,12 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise CnnzooError(f"--{name.replace('_', '-')} must be a positive number of images, got {value!r}.")
         return self
+
+
+def model_from_config(config: TrainConfig, num_classes: int):
+    """The untrained nn.Module `config` describes, for `num_classes` classes: the one place that maps a
+    config's model fields (model, input size, norm, init, options) onto build_model."""
+    from cnnzoo.models import build_model  # lazily: the config (and the CLI's --help) stays torch-free
+
+    return build_model(config.model, num_classes=num_classes, in_channels=1, input_size=config.input_size,
+                       norm=config.norm, init=config.init, **config.model_options)

@@ -236,10 +236,10 @@ class FastPath:
                                "error": error})
         print(f"cnnzoo: {message}", file=sys.stderr, flush=True)
         # config.json says what actually ran, also if the run is cut short (`fit`'s caller may have written none).
-        if self.run_dir is not None and (self.run_dir.path / "config.json").is_file():
-            values = self.run_dir.read_json("config.json")
-            self.run_dir.write_json("config.json", {**values, "runtime": {**values.get("runtime", {}),
-                                                                          **self.describe()}})
+        if self.run_dir is not None and self.run_dir.config_path.is_file():
+            values = self.run_dir.read_json(self.run_dir.CONFIG)
+            self.run_dir.write_json(self.run_dir.CONFIG, {**values, "runtime": {**values.get("runtime", {}),
+                                                                                   **self.describe()}})
 
     def describe(self) -> dict[str, Any]:
         """What runs now: the runtime's switches, the compile mode and every fallback so far."""

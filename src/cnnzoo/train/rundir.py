@@ -55,6 +55,20 @@ def check_run_name(name: str) -> str:
 
 
 class RunDir:
+    # Every file a run directory holds is named here and nowhere else; readers (viz, compare, the CLI)
+    # go through these names or the paths below.
+    CONFIG = "config.json"
+    METRICS = "metrics.csv"
+    BATCH_LOSS = "batch_loss.csv"
+    EVALUATION = "evaluation.json"
+    REPORT = "report.html"
+    CHECKPOINTS = "checkpoints"
+    LAST = "last.safetensors"
+    BEST = "best.safetensors"
+    # The figures plot_run draws, by what they show.
+    PLOTS = {"loss": "loss.png", "accuracy": "accuracy.png", "lr": "lr.png", "confusion": "confusion.png",
+             "misclassified": "misclassified.png"}
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock: IO[str] | None = None
@@ -72,7 +86,7 @@ class RunDir:
                     f"Run directory {path} already exists; pick another --name, or pass --resume {path} to "
                     "continue it or --overwrite to replace it."
                 )
-            if not (path / "config.json").is_file():
+            if not (path / cls.CONFIG).is_file():
                 raise CnnzooError(f"{path} is not a cnnzoo run directory (it has no config.json), so --overwrite "
                                   "will not delete it; pick another --name.")
             run.lock()  # never delete a run another process is still writing
@@ -80,7 +94,7 @@ class RunDir:
                 if entry.name != LOCK_NAME:
                     shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         try:
-            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (path / cls.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
             probe = path / ".write-test"
             probe.write_text("")
             probe.unlink()
@@ -114,7 +128,7 @@ class RunDir:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock = handle
-        for folder in (self.path, self.path / "checkpoints"):
+        for folder in (self.path, self.checkpoints_dir):
             remove_stale_temporaries(folder)
         return self
 
@@ -135,16 +149,27 @@ class RunDir:
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
         run = cls(path)
-        if not (run.path / "config.json").is_file():
+        if not run.config_path.is_file():
             raise CnnzooError(f"{run.path} is not a cnnzoo run directory (it has no config.json).")
         return run
 
-    config_path = property(lambda self: self.path / "config.json")
-    metrics_path = property(lambda self: self.path / "metrics.csv")
-    batch_loss_path = property(lambda self: self.path / "batch_loss.csv")
-    evaluation_path = property(lambda self: self.path / "evaluation.json")
-    last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.safetensors")
-    best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.safetensors")
+    config_path = property(lambda self: self.path / self.CONFIG)
+    metrics_path = property(lambda self: self.path / self.METRICS)
+    batch_loss_path = property(lambda self: self.path / self.BATCH_LOSS)
+    evaluation_path = property(lambda self: self.path / self.EVALUATION)
+    report_path = property(lambda self: self.path / self.REPORT)
+    checkpoints_dir = property(lambda self: self.path / self.CHECKPOINTS)
+    last_checkpoint = property(lambda self: self.checkpoints_dir / self.LAST)
+    best_checkpoint = property(lambda self: self.checkpoints_dir / self.BEST)
+
+    def plot_path(self, kind: str) -> Path:
+        """Where plot_run draws the figure of `kind` (a key of PLOTS)."""
+        return self.path / self.PLOTS[kind]
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """The `which` ("best" or "last") checkpoint; "best" falls back to last where there is no best yet
+        (a run stopped before it finished an epoch)."""
+        return self.best_checkpoint if which == "best" and self.best_checkpoint.is_file() else self.last_checkpoint
 
     def write_json(self, name: str, values: dict[str, Any]) -> None:
         atomic_write_text(self.path / name, json.dumps(values, indent=2, default=str) + "\n")
@@ -166,7 +191,7 @@ class RunDir:
         """config.json checked against the schema: (TrainConfig, every field it holds)."""
         from cnnzoo.train.schema import check_run_config
 
-        return check_run_config(self.read_json("config.json"), str(self.config_path))
+        return check_run_config(self.read_json(self.CONFIG), str(self.config_path))
 
     def write_history(self, history: History) -> None:
         atomic_write_text(self.metrics_path, _csv_text(EPOCH_COLUMNS, history.rows()))

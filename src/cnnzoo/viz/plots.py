@@ -316,8 +316,9 @@ def _steps_per_epoch(epochs: list[str]) -> int | None:
 def _misclassified_images(run_dir: Path, evaluation: dict):
     """The test images named in evaluation.json, read back through cnnzoo.data."""
     from cnnzoo.data import load_split
+    from cnnzoo.train.rundir import RunDir
 
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    config = json.loads(RunDir(run_dir).config_path.read_text(encoding="utf-8"))
     # Never download here: a missing data set costs only this one figure.
     split = load_split(config["dataset"], evaluation.get("split", "test"), root=config.get("data_dir"), download=False)
     indices = [int(m["index"]) for m in evaluation["misclassified"]]
@@ -327,10 +328,14 @@ def _misclassified_images(run_dir: Path, evaluation: dict):
 def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     """Draw a run directory's curves (and, once evaluation.json exists, its confusion matrix and
     most confident mistakes) as PNGs inside it; return the paths written."""
+    from cnnzoo.train.rundir import RunDir  # here, not at import: drawing a figure needs no training code
+
     run_dir = Path(run_dir)
-    metrics_path, batch_path, eval_path = (run_dir / n for n in ("metrics.csv", "batch_loss.csv", "evaluation.json"))
+    run = RunDir(run_dir)
+    metrics_path, batch_path, eval_path = run.metrics_path, run.batch_loss_path, run.evaluation_path
     if not metrics_path.is_file() and not batch_path.is_file():
-        raise CnnzooError(f"{str(run_dir)!r} has no metrics.csv or batch_loss.csv; pass a run directory written by `cnnzoo train`.")
+        raise CnnzooError(f"{str(run_dir)!r} has no {run.METRICS} or {run.BATCH_LOSS}; pass a run directory written "
+                          "by `cnnzoo train`.")
     written: list[Path] = []
     metrics = read_metrics(metrics_path) if metrics_path.is_file() else []
     batches = read_metrics(batch_path) if batch_path.is_file() else []
@@ -338,30 +343,30 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     if batches:
         steps = _column(batches, "step")
         written.append(save_figure(loss_figure(steps, _column(batches, "loss"),
-                                               _steps_per_epoch(_column(batches, "epoch"))), run_dir / "loss.png"))
+                                               _steps_per_epoch(_column(batches, "epoch"))), run.plot_path("loss")))
     if metrics:
         epochs = _column(metrics, "epoch")
         written.append(save_figure(accuracy_figure(epochs, _column(metrics, "train_acc"), _column(metrics, "test_acc"),
-                                                   _column(metrics, "val_acc")), run_dir / "accuracy.png"))
+                                                   _column(metrics, "val_acc")), run.plot_path("accuracy")))
     lrs = _column(batches, "lr")
     if batches and all(lrs):
         steps_per_epoch = _steps_per_epoch(_column(batches, "epoch"))
-        written.append(save_figure(lr_figure(_column(batches, "step"), lrs, steps_per_epoch), run_dir / "lr.png"))
+        written.append(save_figure(lr_figure(_column(batches, "step"), lrs, steps_per_epoch), run.plot_path("lr")))
     elif metrics and all(_column(metrics, "lr")):
-        written.append(save_figure(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr")), run_dir / "lr.png"))
+        written.append(save_figure(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr")), run.plot_path("lr")))
 
     if eval_path.is_file():
         evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
         classes = evaluation["classes"]
-        written.append(save_figure(confusion_figure(evaluation["confusion"], classes), run_dir / "confusion.png"))
+        written.append(save_figure(confusion_figure(evaluation["confusion"], classes), run.plot_path("confusion")))
         wrong = evaluation.get("misclassified") or []
         try:
             images = _misclassified_images(run_dir, evaluation) if wrong else np.zeros((0, 28, 28), np.uint8)
         except (CnnzooError, OSError, KeyError) as exc:
             # The figures above are still worth having when the data set is not on this machine.
-            warnings.warn(f"misclassified.png not drawn: {exc}", stacklevel=2)
+            warnings.warn(f"{run.PLOTS['misclassified']} not drawn: {exc}", stacklevel=2)
         else:
             fig = misclassified_figure(images, [m["true"] for m in wrong], [m["pred"] for m in wrong],
                                        [m["confidence"] for m in wrong], classes)
-            written.append(save_figure(fig, run_dir / "misclassified.png"))
+            written.append(save_figure(fig, run.plot_path("misclassified")))
     return written

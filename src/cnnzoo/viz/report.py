@@ -16,6 +16,8 @@ from typing import Any
 
 from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.config import TrainConfig, model_from_config
+from cnnzoo.train.rundir import RunDir
 from cnnzoo.viz.plots import plot_run, read_metrics
 
 _CSS = """
@@ -46,8 +48,7 @@ pre{margin:0;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .note{color:#6b4200;background:#fff6e5;padding:8px 10px;border-radius:6px}
 """
 
-_CURVES = (("loss.png", "Training loss per batch"), ("accuracy.png", "Accuracy per epoch"),
-           ("lr.png", "Learning rate"))
+_CURVES = (("loss", "Training loss per batch"), ("accuracy", "Accuracy per epoch"), ("lr", "Learning rate"))
 
 
 def _e(value: Any) -> str:
@@ -66,37 +67,34 @@ def _image(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" loading="eager">'
 
 
-def _stale(run_dir: Path, evaluation: dict | None) -> bool:
+def _stale(run: RunDir, evaluation: dict | None) -> bool:
     """Whether a figure is missing or older than the data it is drawn from."""
-    sources = [p for p in (run_dir / "metrics.csv", run_dir / "batch_loss.csv", run_dir / "evaluation.json") if p.is_file()]
+    sources = [p for p in (run.metrics_path, run.batch_loss_path, run.evaluation_path) if p.is_file()]
     newest = max((p.stat().st_mtime for p in sources), default=0.0)
-    wanted = [run_dir / "accuracy.png", run_dir / "lr.png"]
-    if (run_dir / "batch_loss.csv").is_file():
-        wanted.append(run_dir / "loss.png")
+    wanted = [run.plot_path("accuracy"), run.plot_path("lr")]
+    if run.batch_loss_path.is_file():
+        wanted.append(run.plot_path("loss"))
     if evaluation is not None:
-        wanted.append(run_dir / "confusion.png")
+        wanted.append(run.plot_path("confusion"))
         if evaluation.get("misclassified"):
-            wanted.append(run_dir / "misclassified.png")
+            wanted.append(run.plot_path("misclassified"))
     return any(not p.is_file() or p.stat().st_mtime < newest for p in wanted)
 
 
-def _model_summary(config: dict[str, Any]) -> str:
+def _model_summary(config: dict[str, Any], train_config: TrainConfig) -> str:
     """The Keras-like summary of the run's model, rebuilt from config.json on the meta device."""
     try:
         import torch
 
         from cnnzoo.data import InputSpec
-        from cnnzoo.models import build_model, get_model_spec, summarize
+        from cnnzoo.models import get_model_spec, summarize
 
         name = config["model"]
         spec = get_model_spec(name)
         input_shape = tuple(config.get("input_shape") or (spec.input_shape[0], *InputSpec.from_config(config).input_size))
         classes = config.get("classes")
         with torch.device("meta"):  # the weights are not needed, only the layers and shapes
-            model = build_model(name, num_classes=len(classes) if classes else config.get("num_classes"),
-                                in_channels=input_shape[0], input_size=config.get("input_size"),
-                                norm=config.get("norm", "torch"), init=config.get("init", "default"),
-                                **(config.get("model_options") or {}))
+            model = model_from_config(train_config, len(classes) if classes else spec.num_classes)
         summary = str(summarize(model, input_shape))
     except Exception as exc:  # noqa: BLE001 - whatever broke, the rest of the report is still worth having
         return f'<p class="note">The model could not be rebuilt from config.json to summarize it: {_e(exc)}</p>'
@@ -235,18 +233,17 @@ def _card(label: str, value: str, element_id: str | None = None, data_value: str
 def render_report(run_dir: str | os.PathLike) -> str:
     """The report's HTML text; draws the run's figures first when they are missing or stale."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise CnnzooError(f"{str(run_dir)!r} has no config.json; pass a run directory written by `cnnzoo train`.")
-    from cnnzoo.train.rundir import RunDir
-
-    _, config = RunDir(run_dir).read_config()
-    evaluation = RunDir(run_dir).read_json("evaluation.json") if (run_dir / "evaluation.json").is_file() else None
+    run = RunDir(run_dir)
+    if not run.config_path.is_file():
+        raise CnnzooError(f"{str(run_dir)!r} has no {run.CONFIG}; pass a run directory written by `cnnzoo train`.")
+    train_config, config = run.read_config()
+    evaluation = run.read_json(run.EVALUATION) if run.evaluation_path.is_file() else None
     if evaluation is not None and not isinstance(evaluation, dict):
-        raise CnnzooError(f"{run_dir / 'evaluation.json'} is damaged (not a JSON object); delete it and run "
+        raise CnnzooError(f"{run.evaluation_path} is damaged (not a JSON object); delete it and run "
                           f"`cnnzoo evaluate {run_dir}` again.")
-    metrics = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
-    has_curves = (run_dir / "metrics.csv").is_file() or (run_dir / "batch_loss.csv").is_file()
-    if has_curves and _stale(run_dir, evaluation):
+    metrics = read_metrics(run.metrics_path) if run.metrics_path.is_file() else []
+    has_curves = run.metrics_path.is_file() or run.batch_loss_path.is_file()
+    if has_curves and _stale(run, evaluation):
         plot_run(run_dir)
 
     last = metrics[-1] if metrics else {}
@@ -273,8 +270,8 @@ def render_report(run_dir: str | os.PathLike) -> str:
 
     model, dataset = config.get("model", "?"), config.get("dataset", "?")
     sections = [f'<section><h2>Metrics per epoch</h2>{_metrics_table(metrics, counts)}</section>']
-    curves = "".join(f"<h3>{_e(title)}</h3>{_image(run_dir / name, title)}"
-                     for name, title in _CURVES if (run_dir / name).is_file())
+    curves = "".join(f"<h3>{_e(title)}</h3>{_image(run.plot_path(kind), title)}"
+                     for kind, title in _CURVES if run.plot_path(kind).is_file())
     sections.append(f"<section><h2>Curves</h2>{curves or '<p class=note>No curves yet.</p>'}</section>")
     if evaluation is not None:
         split = evaluation.get("split", "test")
@@ -282,10 +279,10 @@ def render_report(run_dir: str | os.PathLike) -> str:
                   f"</strong>{_e(' on ' + format(counts[split], ',') + ' images' if split in counts else '')}, "
                   f"loss {_e(_loss(evaluation.get('loss')))}</p>"),
                  "<h3>Accuracy per class</h3>", _per_class_table(evaluation)]
-        if (run_dir / "confusion.png").is_file():
-            parts += ["<h3>Confusion matrix</h3>", _image(run_dir / "confusion.png", "confusion matrix")]
-        if (run_dir / "misclassified.png").is_file():
-            parts += ["<h3>Most confident mistakes</h3>", _image(run_dir / "misclassified.png", "misclassified examples")]
+        if run.plot_path("confusion").is_file():
+            parts += ["<h3>Confusion matrix</h3>", _image(run.plot_path("confusion"), "confusion matrix")]
+        if run.plot_path("misclassified").is_file():
+            parts += ["<h3>Most confident mistakes</h3>", _image(run.plot_path("misclassified"), "misclassified examples")]
         elif evaluation.get("misclassified"):
             parts.append('<p class="note">The misclassified images could not be drawn: the data set was not found '
                          "on this machine (see config.json's data_dir).</p>")
@@ -293,7 +290,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
     else:
         sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: '
                         "the run has not finished.</p></section>")
-    sections.append(f"<section><h2>Model</h2>{_model_summary(config)}</section>")
+    sections.append(f"<section><h2>Model</h2>{_model_summary(config, train_config)}</section>")
     sections.append(f"<section><h2>Configuration</h2>{_config_tables(config)}</section>")
 
     return f"""<!doctype html>
@@ -319,7 +316,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
 
 def write_report(run_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
     """Write the run's self-contained HTML report (default ``<run_dir>/report.html``)."""
-    path = Path(path) if path is not None else Path(run_dir) / "report.html"
+    path = Path(path) if path is not None else RunDir(run_dir).report_path
     text = render_report(run_dir)
     with atomic_target(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

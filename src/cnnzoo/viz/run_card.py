@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.rundir import RunDir
 from cnnzoo.viz import notebook
 from cnnzoo.viz.plots import read_metrics
 
@@ -34,26 +35,27 @@ def _json(path: Path) -> dict[str, Any] | None:
 class RunCard:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        config = _json(self.path / "config.json")
+        self.run = RunDir(self.path)
+        config = _json(self.run.config_path)
         if config is None:
-            raise CnnzooError(f"{str(self.path)!r} is not a cnnzoo run directory (it has no config.json); "
+            raise CnnzooError(f"{str(self.path)!r} is not a cnnzoo run directory (it has no {RunDir.CONFIG}); "
                               "pass a folder written by `cnnzoo train` or `cnnzoo.train_run`.")
         self.config: dict[str, Any] = config
 
     @cached_property
     def metrics(self) -> list[dict[str, str]]:
         """metrics.csv's rows (one per finished epoch), as the strings stored."""
-        path = self.path / "metrics.csv"
+        path = self.run.metrics_path
         return read_metrics(path) if path.is_file() else []
 
     @cached_property
     def evaluation(self) -> dict[str, Any] | None:
         """evaluation.json (written when training ends), or None before that."""
-        return _json(self.path / "evaluation.json")
+        return _json(self.run.evaluation_path)
 
     @cached_property
     def batch_loss(self) -> list[float]:
-        path = self.path / "batch_loss.csv"
+        path = self.run.batch_loss_path
         return [float(r["loss"]) for r in read_metrics(path)] if path.is_file() else []
 
     @property
@@ -68,7 +70,7 @@ class RunCard:
         return float(last) if last else None
 
     def _steps_per_epoch(self) -> int | None:
-        path = self.path / "batch_loss.csv"
+        path = self.run.batch_loss_path
         epochs = [r["epoch"] for r in read_metrics(path)] if path.is_file() else []
         return epochs.count(epochs[0]) if epochs else None
 

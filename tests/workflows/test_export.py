@@ -11,10 +11,11 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.data import load_split, preprocess
 from cnnzoo.errors import CnnzooError
-from cnnzoo.export import export_model
-from cnnzoo.train import TrainConfig, load_trained, save_checkpoint
-from cnnzoo.train.finetune import finetune_config, pretrained_model
-from cnnzoo.train.run import model_for
+from cnnzoo.workflows.export import export_model
+from cnnzoo.train import TrainConfig, save_checkpoint
+from cnnzoo.workflows import load_trained
+from cnnzoo.workflows.finetune import finetune_config, pretrained_model
+from cnnzoo.workflows.run import model_for
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_cli_export_and_its_errors(tmp_path, checkpoints, capsys):
 
 def test_non_finite_logits_fail_the_check_instead_of_matching_to_zero(tmp_path, data_root):
     # Finite but huge weights overflow to inf logits; inf - inf is NaN, and max(0.0, nan) used to read 0.0.
-    from cnnzoo.train.run import model_for
+    from cnnzoo.workflows.run import model_for
 
     config = TrainConfig(model="lenet5", dataset="fashion-mnist", data_dir=str(data_root))
     model = model_for(config, 10)

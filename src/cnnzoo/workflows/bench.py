@@ -25,7 +25,7 @@ from cnnzoo.train.config import SWITCHES, TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.loop import fit
-from cnnzoo.train.run import data_for, model_for, versions
+from cnnzoo.workflows.run import data_for, model_for, versions
 
 # Dense peak TFLOP/s by (device-name fragment, precision); H200 has the H100 SXM's compute. The
 # fp32 figures are TF32 tensor-core peaks: torch runs fp32 convolutions through cuDNN in TF32 by
@@ -125,6 +125,7 @@ def course_epoch_times(config: TrainConfig, split: DataSplit, input_size: tuple[
     """Train as the course does for `config.epochs` epochs; return each epoch's seconds."""
     torch.backends.cudnn.benchmark = False  # torch's default, which the course keeps; our run may have set it
     torch.manual_seed(config.seed)
+    # The course's model, not the config's (model_from_config): the course initializes with Xavier.
     model = build_model(config.model, num_classes=len(split.classes), in_channels=1, input_size=input_size,
                         init="xavier").to(device)
     loader = torch.utils.data.DataLoader(CourseDataset(split, input_size), batch_size=config.batch_size,

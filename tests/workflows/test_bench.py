@@ -9,9 +9,9 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.data import BatchIterator, load_data, preprocess
 from cnnzoo.train import TrainConfig, fit
-from cnnzoo.train.bench import FIELDS, steady
+from cnnzoo.workflows.bench import FIELDS, steady
 from cnnzoo.train.runtime import Runtime
-from cnnzoo.train.run import model_for
+from cnnzoo.workflows.run import model_for
 
 
 @pytest.fixture(scope="module")

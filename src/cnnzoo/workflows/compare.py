@@ -58,43 +58,46 @@ def _float(text: str | None) -> float | None:
     return float(text) if text not in (None, "") else None
 
 
-def _mult_adds(config, input_shape: tuple[int, int, int]) -> int:
+def _mult_adds(config, num_classes: int, input_shape: tuple[int, int, int]) -> int:
     import torch
 
-    from cnnzoo.models import build_model
     from cnnzoo.models.summary import count_mult_adds
+    from cnnzoo.train.config import model_from_config
 
     # Meta tensors: the count needs shapes only, so VGG-sized models cost neither memory nor init time.
     with torch.device("meta"):
-        model = build_model(config.model, in_channels=1, input_size=config.input_size, norm=config.norm,
-                            **config.model_options)
+        model = model_from_config(config, num_classes)
     return count_mult_adds(model, input_shape)
 
 
 def read_run(path: str | Path) -> RunRecord:
     """A RunRecord from a run directory written by `cnnzoo train` (it must have finished an epoch)."""
+    from cnnzoo.data import DATASETS
     from cnnzoo.train import RunDir
     from cnnzoo.data import InputSpec
 
     run = RunDir.open(path)
     if not run.metrics_path.is_file():
-        raise CnnzooError(f"{run.path} has no metrics.csv yet; let it finish an epoch, or leave it out of --runs.")
+        raise CnnzooError(f"{run.path} has no {run.METRICS} yet; let it finish an epoch, or leave it out of --runs.")
     config, values = run.read_config()
     rows = run.read_metrics()
     if not rows:
         raise CnnzooError(f"{run.path} has not finished an epoch yet; let it, or leave it out of --runs.")
     times = [float(r["time_s"]) for r in rows]
+    # The model as the run built it: its class count and input are what config.json recorded.
+    num_classes = len(values.get("classes") or DATASETS[config.dataset].classes)
+    input_shape = tuple(values.get("input_shape") or (1, *InputSpec.from_config(config).input_size))
     images = sum(float(r["images_per_s"]) * t for r, t in zip(rows, times))
     test_acc = _float(rows[-1]["test_acc"])
     if run.evaluation_path.is_file():
-        evaluation = run.read_json("evaluation.json")
+        evaluation = run.read_json(run.EVALUATION)
         test_acc = evaluation.get("accuracy") if isinstance(evaluation, dict) else None
         if isinstance(test_acc, bool) or not isinstance(test_acc, (int, float)):
             raise CnnzooError(f"{run.evaluation_path} is damaged (no 'accuracy' number); delete it and run "
                               f"`cnnzoo evaluate {run.path}` again, or leave the run out of --runs.")
     return RunRecord(
         path=run.path, recipe=config.recipe or config.model, model=config.model, dataset=config.dataset,
-        seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, tuple(values.get("input_shape") or (1, *InputSpec.from_config(config).input_size))),
+        seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, num_classes, input_shape),
         epochs=len(rows), train_s=sum(times), images_per_s=images / sum(times), test_acc=test_acc,
         test_curve=[_float(r["test_acc"]) for r in rows],
         setup={k: v for k, v in config.to_dict().items() if k not in _NOT_SETUP},
@@ -105,16 +108,19 @@ def expand_runs(paths: Iterable[str | Path], log: Callable[[str], None] = print)
     """Run directories, each once, where a folder without config.json stands for the finished runs
     directly inside it (so a previous compare folder or a whole `runs/` can be passed; a run in
     there that has not finished an epoch is skipped with a note)."""
+    from cnnzoo.train.rundir import RunDir
+
     found: list[Path] = []
     for path in map(Path, paths):
-        if (path / "config.json").is_file():
+        if RunDir(path).config_path.is_file():
             found.append(path)
             continue
-        inside = sorted(p for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
+        inside = sorted(p for p in path.iterdir() if RunDir(p).config_path.is_file()) if path.is_dir() else []
         if not inside:
-            raise CnnzooError(f"{path} is neither a run directory nor a folder of run directories (no config.json).")
+            raise CnnzooError(f"{path} is neither a run directory nor a folder of run directories "
+                              f"(no {RunDir.CONFIG}).")
         for run in inside:
-            if (run / "metrics.csv").is_file():
+            if RunDir(run).metrics_path.is_file():
                 found.append(run)
             else:
                 log(f"skipping {run}: it has not finished an epoch")
@@ -256,7 +262,7 @@ def plan_runs(names: list[str], seeds: int, overrides: dict[str, Any]) -> list[t
 def train_recipes(plan: list[tuple[str, Any]], folder: Path,
                   log: Callable[[str], None] = print) -> Iterable[RunRecord]:
     """Train each planned run under `folder`, yielding its record as soon as it has finished."""
-    from cnnzoo.train import train_run
+    from cnnzoo.workflows.run import train_run
 
     for name, config in plan:
         log(f"training {name} ({config.epochs} epochs)")

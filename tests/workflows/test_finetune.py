@@ -16,11 +16,9 @@ from cnnzoo.train import (
     TrainConfig,
     evaluate,
     load_checkpoint,
-    load_trained,
-    resume_run,
-    train_run,
 )
-from cnnzoo.train.finetune import (
+from cnnzoo.workflows import load_trained, resume_run, train_run
+from cnnzoo.workflows.finetune import (
     IMAGENET_GRAY_MEAN,
     IMAGENET_GRAY_STD,
     finetune_config,
@@ -29,7 +27,7 @@ from cnnzoo.train.finetune import (
     param_groups,
     pretrained_model,
 )
-from cnnzoo.train.run import data_for
+from cnnzoo.workflows.run import data_for
 
 TINY = {"input_size": 32, "batch_size": 32, "limit_train": 32, "limit_test": 32, "device": "cpu"}
 
@@ -190,7 +188,7 @@ def test_from_a_zoo_run_mnist_to_fashion_mnist(tmp_path, data_root):
 
 @pytest.mark.parametrize("content", [b"hello\n", b"root:x:0:0:root:/root:/bin/bash\n", b"\x80\x02" + b"\x00" * 64])
 def test_weights_that_are_not_a_torch_file_get_one_clear_error(tmp_path, content):
-    from cnnzoo.train.finetune import load_torchvision_weights
+    from cnnzoo.workflows.finetune import load_torchvision_weights
 
     garbage = tmp_path / "weights.pth"
     garbage.write_bytes(content)
@@ -201,7 +199,7 @@ def test_weights_that_are_not_a_torch_file_get_one_clear_error(tmp_path, content
 def test_weights_errors_never_suggest_weights_only_false_nor_carry_colour_codes(tmp_path):
     from fractions import Fraction
 
-    from cnnzoo.train.finetune import load_torchvision_weights
+    from cnnzoo.workflows.finetune import load_torchvision_weights
 
     pickled = tmp_path / "objects.pt"
     torch.save({"conv1.weight": Fraction(1, 3)}, pickled)  # not on weights_only's list of safe types

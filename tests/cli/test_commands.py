@@ -202,19 +202,6 @@ def test_draw_show_and_report_commands_write_files(capsys, tmp_path, trained_run
     assert_one_line_error(code, err, "not a cnnzoo run directory")
 
 
-@pytest.mark.parametrize("command", ["train", "bench"])
-def test_every_fast_path_switch_is_a_flag_that_reaches_the_config(command):
-    from cnnzoo.cli import _config_from_args, build_parser
-    from cnnzoo.train.config import SWITCHES
-
-    flags = [arg for name in SWITCHES for arg in (f"--{name.replace('_', '-')}", "off")]
-    args = build_parser().parse_args([command, *flags])
-    assert all(getattr(args, name) == "off" for name in SWITCHES)
-    if command == "train":
-        config = _config_from_args(args)
-        assert all(getattr(config, name) == "off" for name in SWITCHES)
-
-
 def test_a_reader_that_leaves_early_gets_no_traceback():
     # `cnnzoo summary resnet18 | head -1`: the pipe is closed before cnnzoo writes.
     import subprocess
@@ -313,7 +300,7 @@ def test_a_run_whose_data_folder_is_gone_evaluates_from_cnnzoo_data(capsys, tmp_
     import shutil
 
     from cnnzoo.train import load_checkpoint, save_checkpoint
-    from cnnzoo.train.run import model_for
+    from cnnzoo.workflows.run import model_for
 
     run = tmp_path / "moved"
     shutil.copytree(trained_run, run)
@@ -326,34 +313,6 @@ def test_a_run_whose_data_folder_is_gone_evaluates_from_cnnzoo_data(capsys, tmp_
     code, out, _ = run_cli(capsys, "evaluate", run, "--device", "cpu")
     assert code == 0 and "test accuracy" in out
     assert not (tmp_path / "gone").exists()
-
-
-def _subcommand_options():
-    import argparse
-
-    from cnnzoo.cli import build_parser
-
-    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    return [(name, action) for name, parser in commands.choices.items() for action in parser._actions
-            if action.option_strings and not isinstance(action, argparse._HelpAction)]
-
-
-@pytest.mark.parametrize("command, action", _subcommand_options(),
-                         ids=lambda value: value if isinstance(value, str) else value.option_strings[-1])
-def test_every_flag_has_a_help_line_that_states_its_default(command, action):
-    import argparse
-
-    assert action.help, f"cnnzoo {command} {action.option_strings[-1]} has no help text"
-    if not isinstance(action, argparse._StoreTrueAction):  # a switch is off unless given
-        assert re.search(r"default|from the recipe|required", action.help), (command, action.help)
-
-
-def test_train_help_ends_with_three_worked_examples(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    examples = capsys.readouterr().out.split("\nexamples:\n", 1)[1]
-    commands = [line.strip() for line in examples.splitlines() if line.strip().startswith("cnnzoo train")]
-    assert len(commands) == 3
 
 
 def _snapshot(folder):

@@ -40,7 +40,7 @@ from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.loop import fit
-from cnnzoo.train.run import data_for, finish_run, model_for, write_run_config
+from cnnzoo.workflows.run import data_for, finish_run, model_for, write_run_config
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 TORCHVISION_SOURCES = {"torchvision:resnet18": "resnet18_tv"}
@@ -74,8 +74,8 @@ def finetune_config(source: str, **overrides: Any) -> TrainConfig:
 
 def _source_checkpoint(source: str) -> Checkpoint:
     path = Path(source)
-    if path.is_dir() and (path / "checkpoints" / "best.safetensors").is_file():
-        path = path / "checkpoints" / "best.safetensors"
+    if path.is_dir():
+        path = RunDir(path).checkpoint("best")
     return load_checkpoint(path)
 
 

@@ -1,4 +1,4 @@
-"""Recipes (`cnnzoo recipes`, `train --recipe`) and `cnnzoo compare`."""
+"""Recipes (`cnnzoo recipes`, `train --recipe`)."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,7 @@ from cnnzoo.cli import main
 from cnnzoo.data import InputSpec, preprocess
 from cnnzoo.errors import CnnzooError
 from cnnzoo.recipes import list_recipes, load_recipe, parse_recipe
-from cnnzoo.train.run import data_for, model_for
+from cnnzoo.workflows.run import data_for, model_for
 
 
 @pytest.mark.parametrize("name", list_recipes())
@@ -58,61 +58,6 @@ def test_an_unknown_recipe_name_is_one_line_and_exit_2(argv, capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lenet5-course" in err
     assert not any(tmp_path.iterdir())
-
-
-def test_compare_trains_then_rereads_runs(tmp_path, data_root, capsys):
-    code = main(["compare", "--recipes", "lenet5-fashion-mnist,lenet_bn-fashion-mnist", "--seeds", "2", "--epochs",
-                 "1", "--limit-train", "256", "--limit-test", "128", "--device", "cpu", "--data-dir", str(data_root),
-                 "--out", str(tmp_path)])
-    assert code == 0
-    (folder,) = tmp_path.iterdir()
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [
-        "lenet5-fashion-mnist-s0", "lenet5-fashion-mnist-s1", "lenet_bn-fashion-mnist-s0", "lenet_bn-fashion-mnist-s1"]
-    table = (folder / "leaderboard.md").read_text()
-    assert "| lenet5-fashion-mnist | lenet5 | 61,706 |" in table and "±" in table
-    assert (folder / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    capsys.readouterr()
-
-    again = tmp_path / "again"
-    assert main(["compare", "--runs", str(folder), str(folder / "lenet5-fashion-mnist-s0"), "--out", str(again)]) == 0
-    out = capsys.readouterr().out
-    assert "| lenet_bn-fashion-mnist | lenet_bn | 44,878 |" in out
-    (second,) = again.iterdir()
-    assert (second / "leaderboard.md").is_file() and (second / "compare.png").is_file()
-    assert "| 2 |" in out.split("lenet5-fashion-mnist | lenet5")[1].split("\n")[0]  # s0 listed twice, counted once
-
-
-def _record(recipe, seed, acc, **setup):
-    from cnnzoo.compare import RunRecord
-
-    return RunRecord(path=Path(f"/runs/{recipe}-{seed}-{acc}"), recipe=recipe, model="lenet5", dataset="fashion-mnist",
-                     seed=seed, params=61706, mult_adds=1, epochs=setup.get("epochs", 1), train_s=1.0,
-                     images_per_s=1.0, test_acc=acc, test_curve=[acc], setup={"model": "lenet5", "lr": 0.1, **setup})
-
-
-def test_leaderboard_rows_are_setups_not_recipe_names():
-    from cnnzoo.compare import leaderboard
-
-    rows = leaderboard([
-        _record("lenet5-fashion-mnist", 0, 0.80), _record("lenet5-fashion-mnist", 1, 0.82),
-        _record("lenet5-fashion-mnist", 0, 0.70, lr=0.5),  # flags changed the recipe: its own row, named so
-        _record("lenet5-fashion-mnist", 0, 0.99),  # a second run of a counted seed is not another seed
-    ])
-    assert [(r.recipe, r.seeds) for r in rows] == [("lenet5-fashion-mnist (lr=0.1)", 2), ("lenet5-fashion-mnist (lr=0.5)", 1)]
-    assert rows[0].acc_mean == pytest.approx(0.81)
-
-
-@pytest.mark.parametrize("argv, words", [
-    (["--recipes", " , "], "names no recipe"),
-    (["--recipes", "lenet5-course", "--seeds", "0"], "--seeds"),
-    (["--recipes", "lenet5-course", "--epochs", "-1"], "--epochs"),
-    (["--recipes", "lenet5-course", "--device", "tpu"], "tpu"),
-    (["--runs", "runs", "--epochs", "3"], "--epochs apply to training with --recipes"),
-])
-def test_compare_mistakes_are_one_line_and_leave_no_folder(argv, words, capsys, tmp_path):
-    assert main(["compare", *argv, "--out", str(tmp_path / "out")]) == 2
-    assert words in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
 
 
 COURSE_RECIPES = ("lenet5-keras", "lenet5-course", "lenet_bn-course", "alexnet-course", "vgg11_small-course",

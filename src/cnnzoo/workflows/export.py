@@ -60,7 +60,7 @@ class ExportResult:
 def export_model(source: str | Path, output: str | Path, format: str = "onnx", check: bool = True,
                  data_dir: str | None = None) -> ExportResult:
     """Export the model of a run directory or checkpoint `source` to `output` (see the module docstring)."""
-    from cnnzoo.train import load_trained
+    from cnnzoo.workflows.trained import load_trained
 
     if format not in FORMATS:
         raise CnnzooError(f"Unknown export format {format!r}; choose one of: {', '.join(FORMATS)}.")
@@ -85,7 +85,7 @@ def export_model(source: str | Path, output: str | Path, format: str = "onnx", c
 
 def _check_images(config, data_dir: str | None) -> torch.Tensor:
     from cnnzoo.data import load_split
-    from cnnzoo.train.run import stored_data_dir
+    from cnnzoo.workflows.run import stored_data_dir
 
     try:
         split = load_split(config.dataset, "test", root=data_dir or stored_data_dir(config), download=False)

@@ -1,0 +1,471 @@
+"""What each `cnnzoo` subcommand does (`cmd_<name>(args)`): a thin shell over the Python API; each
+imports what it needs when it runs, so that building the parser stays torch-free."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cnnzoo.cli.format import human, print_table
+from cnnzoo.cli.launch import launch_torchrun
+from cnnzoo.errors import CnnzooError
+
+# Without a recipe a run takes TrainConfig's own defaults; these are the ones worth naming then.
+FALLBACK_SHOWN = ("optimizer", "lr", "epochs", "batch_size")
+
+
+# ---------------------------------------------------------------- models / summary
+def cmd_models(args) -> int:
+    from cnnzoo.models.summary import models_table
+
+    rows = models_table()
+    header = ("model", "input", "classes", "params", "mult-adds", "form and origin")
+    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", human(r.mult_adds),
+              r.description) for r in rows]
+    print_table(header, lines, right=(2, 3, 4))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from cnnzoo.models import build_model, get_model_spec
+    from cnnzoo.models.summary import summarize
+
+    spec = get_model_spec(args.model)
+    channels, h, w = args.input or spec.input_shape
+    if h != w:
+        raise CnnzooError(f"--input must be square for the zoo's models, got {h}×{w}.")
+    model = build_model(args.model, num_classes=args.classes, in_channels=channels, input_size=h,
+                        norm=args.norm, **dict(args.option or []))
+    print(summarize(model, (channels, h, w), name=args.model))
+    return 0
+
+
+# ---------------------------------------------------------------- train / evaluate / predict
+def base_config(model: str, dataset: str, announce: bool = False):
+    """The shipped recipe `<model>-<dataset>` when there is one, else plain defaults."""
+    from cnnzoo.recipes import recipe_for
+    from cnnzoo.train import TrainConfig
+
+    found = recipe_for(model, dataset)
+    if found is None:
+        config = TrainConfig(model=model, dataset=dataset)
+        if announce:
+            settings = ", ".join(f"{name} {getattr(config, name)}" for name in FALLBACK_SHOWN)
+            print(f"no recipe {model}-{dataset} ships, so the fallback settings apply: {settings} (flags override "
+                  "them; `cnnzoo recipes` lists tuned ones)")
+        return config
+    if announce:
+        print(f"defaults from recipe {found.name} (flags override them)")
+    return found.config
+
+
+def config_from_args(args):
+    from cnnzoo.recipes import load_recipe
+    from cnnzoo.train import TrainConfig
+
+    if args.recipe:
+        base = load_recipe(args.recipe).config
+    else:
+        base = base_config(args.model or "lenet5", args.dataset or "fashion-mnist", announce=not args.quiet)
+    config = base.replace(**flag_overrides(args, base))
+    refuse_idle_norm(config)
+    return config
+
+
+def flag_overrides(args, base) -> dict:
+    """The TrainConfig fields the command line sets."""
+    from cnnzoo.train import TrainConfig
+
+    overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
+                 if getattr(args, name, None) is not None}
+    if args.option:
+        overrides["model_options"] = {**base.model_options, **dict(args.option)}
+    return overrides
+
+
+def refuse_idle_norm(config) -> None:
+    """A flag that would change nothing is a mistake worth naming (the run would record it as used)."""
+    from cnnzoo.models import get_model_spec
+
+    if config.norm == "scratch" and not get_model_spec(config.model).uses_norm:
+        raise CnnzooError(f"{config.model} has no batch norm, so --norm scratch would change nothing; use a model "
+                          "with batch norm (lenet_bn, alexnet_bn, vgg11_bn, resnet18).")
+
+
+def cmd_train(args) -> int:
+    from cnnzoo.workflows import resume_run, train_run
+    from cnnzoo.train.distributed import launched_rank
+
+    if args.dry_run:
+        return _dry_run(args)
+    if args.nproc is not None:
+        quiet = argparse.Namespace(**{**vars(args), "quiet": True})
+        return launch_torchrun(args.argv, args.nproc, None if args.resume else config_from_args(quiet).validate())
+    main_rank = launched_rank() == 0
+    args.quiet = args.quiet or not main_rank  # rank 0 speaks for all
+    loggers = _loggers(args)
+    if args.resume:
+        _check_resume_flags(args)
+        run_dir, history = resume_run(args.resume, quiet=args.quiet, epochs=args.epochs, device=args.device,
+                                      data_dir=args.data_dir, callbacks=loggers)
+    else:
+        config = config_from_args(args).validate()
+        if not args.quiet:  # importing torch, reading the data and building the model take seconds
+            print(f"loading PyTorch, the {config.dataset} images and {config.model} ...", flush=True)
+        run_dir, history = train_run(config, out=args.out, name=args.name, overwrite=args.overwrite,
+                                     quiet=args.quiet, callbacks=loggers)
+    if main_rank:
+        _print_done(run_dir, history)
+    return 0
+
+
+def _dry_run(args) -> int:
+    """Print the configuration `train` would use, where each value comes from, and the device and
+    fast-path pieces it would run with; read no data and write nothing."""
+    from cnnzoo.data import InputSpec, resolve_data_root
+    from cnnzoo.train import Runtime, TrainConfig
+    from cnnzoo.workflows.resume import resume_plan
+    from cnnzoo.train.rundir import default_run_name
+
+    if args.resume:
+        _check_resume_flags(args)
+        run_dir, checkpoint, config = resume_plan(args.resume, epochs=args.epochs, device=args.device,
+                                                  data_dir=args.data_dir)
+        overrides = {name for name in RESUME_FLAGS if getattr(args, name) is not None}
+        print(f"resume {run_dir.path} after epoch {checkpoint.meta['epoch']} of {config.epochs}, with the run's "
+              "own settings")
+        source = {name: "flag" if name in overrides else "run" for name in TrainConfig.field_names()}
+        target = f"{run_dir.path} (continued)"
+    else:
+        config = config_from_args(argparse.Namespace(**{**vars(args), "quiet": True})).validate()
+        overrides, defaults = flag_overrides(args, config), TrainConfig()
+        if config.recipe:
+            print(f"recipe {config.recipe}; flags override it")
+        else:
+            print(f"no recipe {config.model}-{config.dataset} ships: fallback settings "
+                  + ", ".join(f"{k} {getattr(defaults, k)}" for k in FALLBACK_SHOWN) + "; flags override them")
+        source = {name: "flag" if name in overrides
+                  else "recipe" if config.recipe and getattr(config, name) != getattr(defaults, name)
+                  else "fallback" if not config.recipe and name in FALLBACK_SHOWN else "default"
+                  for name in TrainConfig.field_names()}
+        target = Path(args.out) / (args.name or default_run_name(config.model, config.dataset))
+    runtime = Runtime.from_config(config).describe()
+    width, value_width = max(map(len, source)), max(len(str(getattr(config, name))) for name in source)
+    for name, origin in source.items():
+        print(f"  {name:<{width}}  {getattr(config, name)!s:<{value_width}}  {origin}")
+    print("input: 1×{}×{}  data root: {}".format(*InputSpec.from_config(config).input_size,
+                                                 resolve_data_root(config.data_dir)))
+    print(f"device {runtime['device']} ({runtime['device_name']}), precision {runtime['precision']}, "
+          f"{runtime['threads']} CPU threads; fast path: "
+          + ", ".join(f"{k} {'on' if runtime[k] else 'off'}" for k in
+                      ("channels_last", "compile", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")))
+    print(f"would write {target}; --dry-run: nothing loaded, trained or written")
+    return 0
+
+
+RESUME_FLAGS = ("epochs", "device", "data_dir")  # what may change when a run continues
+
+
+def _loggers(args) -> list:
+    """The experiment loggers asked for; a missing package fails here, before any data is loaded."""
+    from cnnzoo.train.loggers import MLflowLogger, TensorBoardLogger
+
+    return [*([TensorBoardLogger()] if args.tensorboard else []), *([MLflowLogger()] if args.mlflow else [])]
+
+
+def _check_resume_flags(args) -> None:
+    """--resume continues a run with its own settings; a flag that would change them is refused,
+    not silently ignored."""
+    from cnnzoo.train import TrainConfig
+
+    given = [name for name in (*TrainConfig.field_names(), "recipe", "option", "name")
+             if name not in RESUME_FLAGS and getattr(args, name, None) not in (None, [])]
+    given += ["overwrite"] if args.overwrite else []
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise CnnzooError(f"--resume continues a run with the settings it was started with, so {flags} cannot be "
+                          "given with it; only --epochs, --device, --data-dir, --quiet, --tensorboard and --mlflow can.")
+
+
+def _print_done(run_dir, history) -> None:
+    test = history.final.get("test_acc")
+    # The count tells a --limit-test subset apart from the full test set that `cnnzoo evaluate` uses.
+    confusion = run_dir.read_json(run_dir.EVALUATION)["confusion"]
+    measured = "n/a" if test is None else f"{100 * test:.2f}% on {sum(map(sum, confusion)):,} test images"
+    print(f"done: test accuracy {measured}; report {run_dir.report_path}")
+
+
+def cmd_evaluate(args) -> int:
+    from cnnzoo.data import load_split
+    from cnnzoo.train import evaluate
+    from cnnzoo.train.runtime import Runtime
+    from cnnzoo.workflows import load_trained
+    from cnnzoo.workflows.run import evaluation_report, stored_data_dir
+
+    trained = load_trained(args.run, device=args.device)
+    config = trained.config
+    split = load_split(config.dataset, args.split, root=args.data_dir or stored_data_dir(config),
+                       device=next(trained.model.parameters()).device)
+    runtime = Runtime.from_config(config.replace(device=args.device))
+    runtime.configure_threads()
+    result = evaluate(trained.model, split, **trained.input_spec.kwargs(), batch_size=config.eval_batch_size,
+                      runtime=runtime,
+                      tta=config.tta if args.tta is None else args.tta)
+    report = evaluation_report(result, trained.classes)
+    print(f"{args.split} accuracy {100 * result.accuracy:.2f}%  loss {result.loss:.4f}  ({len(split)} images)")
+    print()
+    print_table(("class", "accuracy"), [(c, f"{100 * a:.1f}%") for c, a in
+                                         zip(trained.classes, report["per_class_accuracy"])], right=(1,))
+    print("\nconfusion matrix (rows: true class, columns: predicted)")
+    width = max(len(str(v)) for row in report["confusion"] for v in row) + 1
+    print(" " * 4 + "".join(f"{j:>{width}}" for j in range(len(trained.classes))))
+    for i, row in enumerate(report["confusion"]):
+        print(f"{i:>3} " + "".join(f"{v:>{width}}" for v in row) + f"   {trained.classes[i]}")
+    out = Path(args.out) if args.out else _png_beside(args.run, f"confusion-{args.split}.png")
+    from cnnzoo.viz.plots import confusion_figure, save_figure
+
+    save_figure(confusion_figure(report["confusion"], trained.classes), out)
+    print(f"\nconfusion matrix image: {out}")
+    return 0
+
+
+def _png_beside(run: str, name: str) -> Path:
+    from cnnzoo.train.rundir import RunDir
+
+    path = Path(run)
+    return (path if path.is_dir() else path.parent.parent if path.parent.name == RunDir.CHECKPOINTS
+            else path.parent) / name
+
+
+def cmd_predict(args) -> int:
+    import torch
+
+    from cnnzoo.data import load_image
+    from cnnzoo.data import canonical_dataset_name
+    from cnnzoo.train import predict
+    from cnnzoo.workflows import load_trained
+
+    if args.top_k < 1:
+        raise CnnzooError(f"--top-k must be a positive number of classes, got {args.top_k}.")
+    trained = load_trained(args.checkpoint, device=args.device)
+    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    # Frame each image the way the model's training images were made.
+    framing = canonical_dataset_name(trained.config.dataset)
+    failures = 0
+    for path in args.images:
+        try:
+            image = load_image(path, invert=invert, framing=framing)
+        except CnnzooError as error:
+            print(f"cnnzoo: error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        probabilities = predict(trained.model, image.unsqueeze(0), **trained.input_spec.kwargs())[0]
+        top = torch.topk(probabilities, min(args.top_k, len(trained.classes)))
+        ranked = ", ".join(f"{trained.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        print(f"{path}: {ranked}")
+    return 2 if failures else 0
+
+
+def cmd_lr_find(args) -> int:
+    from cnnzoo.train.runtime import Runtime
+    from cnnzoo.train.lr_find import RULE_STEEPEST, check_sweep, lr_find
+    from cnnzoo.workflows.run import data_for, model_for
+    from cnnzoo.viz.plots import image_format, save_figure
+
+    args.quiet = False
+    config = config_from_args(args).validate()
+    check_sweep(args.start_lr, args.end_lr, args.steps)
+    output = Path(args.output or f"lr-find-{config.model}-{config.dataset}.png")
+    image_format(output)  # a bad file name fails now, not after the sweep
+    runtime = Runtime.from_config(config)
+    runtime.configure_threads()
+    data = data_for(config, runtime.device)
+    print(f"sweeping lr from {args.start_lr:.0e} to {args.end_lr:.0e} over {args.steps} steps of {config.optimizer} "
+          f"(batch {config.batch_size}, {len(data.train):,} training images) on {runtime.device}", flush=True)
+    result = lr_find(model_for(config, len(data.train.classes)), data, config, start_lr=args.start_lr,
+                     end_lr=args.end_lr, num_steps=args.steps, runtime=runtime)
+    save_figure(result.plot(), output)
+    ended = (f"stopped after {len(result.lrs)} steps, when the loss passed 4x its lowest" if result.diverged
+             else f"all {len(result.lrs)} steps")
+    print(f"suggested learning rate: {result.suggestion:.1e} ({result.rule}); lowest loss at lr "
+          f"{result.min_loss_lr:.1e}; {ended}")
+    if result.rule != RULE_STEEPEST:
+        print(f"note: the loss fell by only {100 * result.loss_drop:.1f}% over the sweep, so this is a weak hint; "
+              "more --steps or another --optimizer may show a clearer descent")
+    start = f"--recipe {args.recipe}" if args.recipe else f"--model {config.model} --dataset {config.dataset}"
+    print(f"plot: {output}\ntry: cnnzoo train {start} --optimizer {config.optimizer} --lr {result.suggestion:.1e}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from cnnzoo.train import TrainConfig
+    from cnnzoo.workflows.finetune import finetune_config, finetune_run
+
+    overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
+                 if name != "finetune_from" and getattr(args, name, None) is not None}
+    config = finetune_config(args.finetune_from, **overrides).validate()
+    run_dir, history = finetune_run(config, weights=args.weights, keep_head=args.keep_head, out=args.out,
+                                    name=args.name, overwrite=args.overwrite, quiet=args.quiet)
+    _print_done(run_dir, history)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from cnnzoo.workflows.export import export_model
+
+    result = export_model(args.source, args.output, format=args.format, check=args.check, data_dir=args.data_dir)
+    checked = ("not checked" if result.max_abs_diff is None
+               else f"matches PyTorch to {result.max_abs_diff:.1e} on real test images")
+    print(f"wrote {result.path} ({result.format}, uint8 N×1×28×28 in, {len(result.classes)} logits out; {checked})")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    import platform
+
+    import torch
+    import torchvision
+
+    from cnnzoo import __version__
+    from cnnzoo.data import DATASETS, load_split, resolve_data_root
+
+    print(f"cnnzoo {__version__}  torch {torch.__version__}  torchvision {torchvision.__version__}  "
+          f"python {platform.python_version()}")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            print(f"device cuda:{i}: {torch.cuda.get_device_name(i)}")
+    else:
+        print("device: cpu only (no CUDA GPU found)")
+    print(f"cpu threads: {torch.get_num_threads()}")
+    root = resolve_data_root(args.data_dir)
+    print(f"data root: {root}")
+    for name in DATASETS:
+        try:
+            sizes = [len(load_split(name, split, root=root, download=False)) for split in ("train", "test")]
+            print(f"  {name}: present, checksums verified ({sizes[0]:,} train / {sizes[1]:,} test images)")
+        except CnnzooError as error:
+            print(f"  {name}: not usable: {error}")
+    return 0
+
+
+# ---------------------------------------------------------------- pictures
+def cmd_draw(args) -> int:
+    from cnnzoo.viz.diagrams import draw_model
+
+    print(f"wrote {draw_model(args.model, args.output, style=args.style, input_shape=args.input)}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from cnnzoo.data import load_split
+    from cnnzoo.viz.plots import display_sample, image_grid_figure, save_figure
+
+    per_class = args.per_class is not None
+    count = args.per_class if per_class else args.n
+    if count < 1:
+        raise CnnzooError(f"--{'per-class' if per_class else 'n'} must be a positive number of images, got {count}.")
+    seed = args.seed if args.seed is not None else 0 if args.random else None
+    split = load_split(args.dataset, args.split, root=args.data_dir)
+    labels = split.labels.tolist()
+    chosen = display_sample(labels, count, seed=seed, per_class=per_class)
+    which = "first" if seed is None else f"random (seed {seed})"
+    shown = f"{which} {count} of each class" if per_class else f"{which} {len(chosen)} images"
+    figure = image_grid_figure(split.images[chosen], [labels[i] for i in chosen], split.classes,
+                               ncols=count if per_class else 8, title=f"{args.dataset} {args.split}: {shown}")
+    output = args.output or f"{args.dataset}-{args.split}.png"
+    print(f"wrote {save_figure(figure, output)}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from cnnzoo.train import RunDir
+    from cnnzoo.viz.report import write_report
+
+    run_dir = RunDir.open(args.run)
+    print(f"wrote {write_report(run_dir.path, args.output)}")
+    return 0
+
+
+# ---------------------------------------------------------------- bench / recipes / compare
+def cmd_bench(args) -> int:
+    import json
+
+    from cnnzoo.workflows.bench import bench, course_batch_size, format_table
+    from cnnzoo.train.config import SWITCHES
+
+    base = base_config(args.model, args.dataset)
+    switches = {k: getattr(args, k) for k in ("device", "precision", *SWITCHES, "limit_train", "data_dir", "norm")
+                if getattr(args, k) is not None}
+    batch_size = course_batch_size(args.model) if args.batch_size is None else args.batch_size
+    config = base.replace(epochs=args.epochs, batch_size=batch_size, **switches)
+    refuse_idle_norm(config)
+    result = bench(config, baseline=args.baseline)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(("measure", "value"), format_table(result))
+        print(f"\n(this timed {config.model}; time another with --model NAME, see `cnnzoo models`)")
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    from cnnzoo.recipes import list_recipes, load_recipe
+
+    rows = []
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        c = recipe.config
+        if recipe.expected_accuracy is None:
+            expected = "n/a"
+        elif recipe.measured:
+            expected = f"{100 * recipe.expected_accuracy:.2f}%"
+        else:  # a target nobody has reached yet must not read like a result
+            expected = f"target ≥ {100 * recipe.expected_accuracy:.1f}%"
+        published = "" if recipe.published_accuracy is None else f"{100 * recipe.published_accuracy:.2f}%"
+        rows.append((name, c.model, c.dataset, str(c.epochs), expected, published, recipe.expected_time))
+    print_table(("recipe", "model", "dataset", "epochs", "accuracy", "published", "time / notes"), rows,
+                 right=(3, 4, 5))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from cnnzoo.workflows.compare import (
+        compare_folder,
+        expand_runs,
+        plan_runs,
+        read_run,
+        train_recipes,
+        write_outputs,
+    )
+
+    if (args.recipes is None) == (not args.runs):
+        raise CnnzooError("Pass either --recipes NAME,NAME,... to train and compare, or --runs DIR ... to compare "
+                          "finished runs.")
+    training_flags = ("seeds", "epochs", "limit_train", "limit_test", "device", "data_dir")
+    if args.runs:
+        given = [f"--{k.replace('_', '-')}" for k in training_flags if getattr(args, k) is not None]
+        if given:
+            raise CnnzooError(f"{', '.join(given)} apply to training with --recipes; --runs compares finished runs "
+                              "as they are.")
+        records = [read_run(path) for path in expand_runs(args.runs)]
+        folder = compare_folder(args.out)
+    else:
+        overrides = {k: getattr(args, k) for k in training_flags[1:] if getattr(args, k) is not None}
+        plan = plan_runs([n.strip() for n in args.recipes.split(",") if n.strip()],
+                         3 if args.seeds is None else args.seeds, overrides)
+        folder = compare_folder(args.out)
+        records = []
+        try:
+            records.extend(train_recipes(plan, folder))
+        except BaseException:
+            if records:  # what finished is still worth its table
+                print(f"stopped early; the leaderboard of the {len(records)} finished runs: "
+                      f"{write_outputs(records, folder)[1]}", file=sys.stderr)
+            raise
+    table, md, png = write_outputs(records, folder)
+    print(table)
+    print(f"wrote {md} and {png}")
+    return 0
+
+

@@ -1,0 +1,66 @@
+"""The command line's flags: every TrainConfig switch reachable, choices and fallbacks from the config."""
+
+import argparse
+import re
+
+import pytest
+
+from cnnzoo.cli import build_parser, main
+from cnnzoo.train import config as train_config
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_every_fast_path_switch_is_a_flag_that_reaches_the_config(command):
+    from cnnzoo.cli import build_parser
+    from cnnzoo.cli.commands import config_from_args
+    from cnnzoo.train.config import SWITCHES
+
+    flags = [arg for name in SWITCHES for arg in (f"--{name.replace('_', '-')}", "off")]
+    args = build_parser().parse_args([command, *flags])
+    assert all(getattr(args, name) == "off" for name in SWITCHES)
+    if command == "train":
+        config = config_from_args(args)
+        assert all(getattr(config, name) == "off" for name in SWITCHES)
+
+
+def _subcommand_options():
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return [(name, action) for name, parser in commands.choices.items() for action in parser._actions
+            if action.option_strings and not isinstance(action, argparse._HelpAction)]
+
+
+@pytest.mark.parametrize("command, action", _subcommand_options(),
+                         ids=lambda value: value if isinstance(value, str) else value.option_strings[-1])
+def test_every_flag_has_a_help_line_that_states_its_default(command, action):
+    assert action.help, f"cnnzoo {command} {action.option_strings[-1]} has no help text"
+    if not isinstance(action, argparse._StoreTrueAction):  # a switch is off unless given
+        assert re.search(r"default|from the recipe|required", action.help), (command, action.help)
+
+
+def test_train_help_ends_with_three_worked_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    examples = capsys.readouterr().out.split("\nexamples:\n", 1)[1]
+    commands = [line.strip() for line in examples.splitlines() if line.strip().startswith("cnnzoo train")]
+    assert len(commands) == 3
+
+
+def _train_action(flag):
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return next(a for a in commands.choices["train"]._actions if flag in a.option_strings)
+
+
+@pytest.mark.parametrize("flag, values", [
+    ("--optimizer", train_config.OPTIMIZERS), ("--schedule", train_config.SCHEDULES), ("--norm", train_config.NORMS),
+    ("--init", train_config.INITS), ("--precision", train_config.PRECISIONS), ("--compile", train_config.AUTO_BOOL),
+    ("--val-holdout", train_config.VAL_HOLDOUTS), ("--resize-mode", train_config.RESIZE_MODES),
+    ("--train-acc", train_config.TRAIN_ACC),
+])
+def test_train_flag_choices_are_the_configs_value_lists(flag, values):
+    assert tuple(_train_action(flag).choices) == tuple(values)
+
+
+@pytest.mark.parametrize("flag, field", [("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr"),
+                                         ("--schedule", "schedule"), ("--seed", "seed")])
+def test_the_fallback_a_help_line_names_is_the_configs_default(flag, field):
+    assert f"else {getattr(train_config.TrainConfig(), field)})" in _train_action(flag).help
