@@ -115,7 +115,7 @@ def test_report_labels_accuracies_with_their_image_counts_and_rounds_losses(run_
     assert "accuracy <strong>91.23%</strong> on 990 images, loss 0.3523</p>" in text
     assert "0.3523413818359375" not in text
     assert "train_acc on 60,000 train images; test_acc on 990 test images" in text
-    assert "train accuracy (60,000 images)" in text
+    assert "train accuracy, running (60,000 images)" in text
     evaluation["images"] = 2000  # evaluation.json's own count wins over the confusion matrix's sum
     (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
     assert "test accuracy (2,000 images)" in _report_text(run_dir)

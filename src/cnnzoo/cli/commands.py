@@ -116,7 +116,7 @@ def cmd_train(args) -> int:
         run_dir, history = train_run(config, out=args.out, name=args.name, overwrite=args.overwrite,
                                      quiet=args.quiet, callbacks=loggers)
     if main_rank:
-        _print_done(run_dir, history)
+        _print_done(run_dir)
     return 0
 
 
@@ -188,11 +188,11 @@ def _check_resume_flags(args) -> None:
                           "given with it; only --epochs, --device, --data-dir, --quiet, --tensorboard and --mlflow can.")
 
 
-def _print_done(run_dir, history) -> None:
-    test = history.final.get("test_acc")
+def _print_done(run_dir) -> None:
+    # evaluation.json, not the last epoch: after early stopping the run keeps its best epoch's weights.
     # The count tells a --limit-test subset apart from the full test set that `cnnzoo evaluate` uses.
-    confusion = run_dir.read_json(run_dir.EVALUATION)["confusion"]
-    measured = "n/a" if test is None else f"{100 * test:.2f}% on {sum(map(sum, confusion)):,} test images"
+    evaluation = run_dir.read_json(run_dir.EVALUATION)
+    measured = f"{100 * evaluation['accuracy']:.2f}% on {evaluation['images']:,} test images"
     print(f"done: test accuracy {measured}; report {run_dir.report_path}")
 
 
@@ -307,7 +307,7 @@ def cmd_finetune(args) -> int:
     config = finetune_config(args.finetune_from, **overrides).validate()
     run_dir, history = finetune_run(config, weights=args.weights, keep_head=args.keep_head, out=args.out,
                                     name=args.name, overwrite=args.overwrite, quiet=args.quiet)
-    _print_done(run_dir, history)
+    _print_done(run_dir)
     return 0
 
 

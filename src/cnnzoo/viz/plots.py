@@ -103,21 +103,23 @@ def draw_loss(ax, steps: Sequence, losses: Sequence, steps_per_epoch: int | None
 
 
 def accuracy_figure(
-    epochs: Sequence, train_acc: Sequence, test_acc: Sequence | None = None, val_acc: Sequence | None = None
+    epochs: Sequence, train_acc: Sequence, test_acc: Sequence | None = None, val_acc: Sequence | None = None,
+    train_label: str = "train",
 ) -> Figure:
     """Train/validation/test accuracy per epoch, as percentages; the legend gives the last value."""
     fig = Figure(figsize=(9, 4.8), layout="constrained")
-    draw_accuracy(fig.add_subplot(), epochs, train_acc, test_acc, val_acc)
+    draw_accuracy(fig.add_subplot(), epochs, train_acc, test_acc, val_acc, train_label=train_label)
     return fig
 
 
 def draw_accuracy(
-    ax, epochs: Sequence, train_acc: Sequence, test_acc: Sequence | None = None, val_acc: Sequence | None = None
+    ax, epochs: Sequence, train_acc: Sequence, test_acc: Sequence | None = None, val_acc: Sequence | None = None,
+    train_label: str = "train",
 ) -> None:
-    """The accuracy-per-epoch plot drawn into ``ax``."""
+    """The accuracy-per-epoch plot drawn into ``ax``; `train_label` says which training accuracy it is."""
     epochs = np.asarray(epochs, dtype=float)
     for name, values, color, marker in (
-        ("train", train_acc, _TRAIN, "o"),
+        (train_label, train_acc, _TRAIN, "o"),
         ("validation", val_acc, _VAL, "s"),
         ("test", test_acc, _TEST, "^"),
     ):
@@ -346,8 +348,11 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
                                                _steps_per_epoch(_column(batches, "epoch"))), run.plot_path("loss")))
     if metrics:
         epochs = _column(metrics, "epoch")
+        eval_mode = run.config_path.is_file() and run.read_config()[0].train_acc == "eval"
         written.append(save_figure(accuracy_figure(epochs, _column(metrics, "train_acc"), _column(metrics, "test_acc"),
-                                                   _column(metrics, "val_acc")), run.plot_path("accuracy")))
+                                                   _column(metrics, "val_acc"),
+                                                   train_label="train (eval mode)" if eval_mode else "train"),
+                                   run.plot_path("accuracy")))
     lrs = _column(batches, "lr")
     if batches and all(lrs):
         steps_per_epoch = _steps_per_epoch(_column(batches, "epoch"))

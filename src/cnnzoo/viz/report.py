@@ -259,7 +259,9 @@ def render_report(run_dir: str | os.PathLike) -> str:
 
     cards = [
         _card("test accuracy" + on("test"), _percent(test_raw), "test-accuracy", test_raw),
-        _card("train accuracy" + on("train"), _percent(last.get("train_acc"))),
+        # Which "training accuracy": the batches as trained (running) or the course's eval-mode re-run.
+        _card(("train accuracy, eval mode" if config.get("train_acc") == "eval" else "train accuracy, running")
+              + on("train"), _percent(last.get("train_acc"))),
         _card("epochs", str(last.get("epoch", "0"))),
         _card("training time", f"{total_time:.1f} s" if metrics else "—"),
     ]
