@@ -269,7 +269,7 @@ def cmd_predict(args) -> int:
 
 def cmd_lr_find(args) -> int:
     from cnnzoo.train.runtime import Runtime
-    from cnnzoo.train.lr_find import RULE_STEEPEST, check_sweep, lr_find
+    from cnnzoo.train.lr_finder import RULE_STEEPEST, check_sweep, lr_find
     from cnnzoo.workflows.run import data_for, model_for
     from cnnzoo.viz.plots import image_format, save_figure
 

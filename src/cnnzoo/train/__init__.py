@@ -13,10 +13,10 @@ _API = {
     "Runtime": "runtime", "resolve_device": "runtime",
     "EarlyStopping": "early_stopping",
     "History": "history",
-    "EvalResult": "evaluate", "evaluate": "evaluate", "predict": "evaluate",
+    "EvalResult": "evaluation", "evaluate": "evaluation", "predict": "evaluation",
     "TrainingDiverged": "loop", "TrainingInterrupted": "loop", "fit": "loop",
     "MLflowLogger": "loggers", "TensorBoardLogger": "loggers",
-    "LRFinderResult": "lr_find", "lr_find": "lr_find",
+    "LRFinderResult": "lr_finder", "lr_find": "lr_finder",
     "RunDir": "rundir",
 }
 

@@ -1,6 +1,6 @@
 """fit. The training step is `FastPath._step` (cnnzoo.train.fastpath, which also falls back when a
 fast-path piece fails); `fit` is setup, then `_train_epoch` and `_end_epoch` per epoch, with callbacks
-around them. Evaluation is cnnzoo.train.evaluate."""
+around them. Evaluation is cnnzoo.train.evaluation."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
 from cnnzoo.train.fastpath import FastPath
 from cnnzoo.train.early_stopping import EarlyStopping
-from cnnzoo.train.evaluate import evaluate
+from cnnzoo.train.evaluation import evaluate
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 from cnnzoo.train.rundir import RunDir

@@ -17,7 +17,7 @@ from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.fastpath import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
-from cnnzoo.train.evaluate import evaluate
+from cnnzoo.train.evaluation import evaluate
 from cnnzoo.train.loop import fit
 from cnnzoo.train.rundir import RunDir, default_run_name
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.lr_find import RULE_MIN_TENTH, RULE_STEEPEST, LRFinderResult, lr_find
+from cnnzoo.train.lr_finder import RULE_MIN_TENTH, RULE_STEEPEST, LRFinderResult, lr_find
 from cnnzoo.workflows.run import data_for, model_for
 
 
