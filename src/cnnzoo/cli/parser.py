@@ -57,15 +57,7 @@ def _add_lr_find_parser(sub) -> None:
                                    "exponentially, plot loss against lr and print the rate where the loss falls "
                                    "fastest. Nothing is written but the plot. Unset flags come from the recipe "
                                    "<model>-<dataset> when one ships.")
-    p.add_argument("--model", help="model name (default: lenet5)")
-    p.add_argument("--dataset", help="fashion-mnist or mnist (default: fashion-mnist)")
-    p.add_argument("--recipe", help="take the settings of a shipped recipe, see `cnnzoo recipes` (default: MODEL-DATASET "
-                   "when it ships, else fallback settings)")
-    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
-                   help="model option, repeatable (default: none)")
-    p.add_argument("--norm", choices=NORMS, help="batch-norm implementation (default: from the recipe)")
-    p.add_argument("--init", choices=INITS, help="weight initialization (default: from the recipe)")
-    p.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the model's)")
+    _add_model_flags(p.add_argument_group("what to sweep"))
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="default: from the recipe")
     p.add_argument("--batch-size", type=int, help="default: from the recipe")
     p.add_argument("--momentum", type=float, help="SGD momentum (default: from the recipe)")
@@ -82,9 +74,8 @@ def _add_lr_find_parser(sub) -> None:
     p.set_defaults(func=commands.cmd_lr_find)
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    """Every TrainConfig field as a flag; unset flags keep the recipe's (or the default) value."""
-    g = p.add_argument_group("what to train")
+def _add_model_flags(g) -> None:
+    """The flags that choose the model, its data and its recipe (train and lr-find share them)."""
     g.add_argument("--model", help="model name, see `cnnzoo models` (default: lenet5, or the recipe's)")
     g.add_argument("--dataset", help="fashion-mnist or mnist (default: fashion-mnist, or the recipe's)")
     g.add_argument("--recipe", help="start from a shipped recipe, see `cnnzoo recipes` (default: MODEL-DATASET "
@@ -98,6 +89,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                         "weights and zero biases (default: from the recipe, else torch's own)")
     g.add_argument("--resize", dest="input_size", type=int, metavar="PX",
                    help="square input size in pixels (default: the model's, e.g. 224 for AlexNet)")
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """Every TrainConfig field as a flag; unset flags keep the recipe's (or the default) value."""
+    _add_model_flags(p.add_argument_group("what to train"))
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=int, help=f"passes over the training set (default: {RECIPE}, else {DEFAULTS.epochs})")
     g.add_argument("--batch-size", type=int,
