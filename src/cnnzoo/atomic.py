@@ -15,7 +15,7 @@ from cnnzoo.errors import CnnzooError
 
 # A temporary's name carries its writer's process id, so that a later writer can tell the leftovers
 # of a killed process (safe to delete) from a file another live process is still writing.
-_TEMPORARY = re.compile(r"^\..+\.pid(\d+)-[^.]*\..*tmp$")
+_TEMPORARY = re.compile(r"^\..+\.pid(\d+)-[^.]*\.(?:.*tmp|tmp\.[^.]+)$")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -55,21 +55,22 @@ def disk_full_error(path: Path, needed: int | None) -> DiskFull:
 
 
 @contextlib.contextmanager
-def atomic_target(path: str | os.PathLike, size_hint: int | None = None) -> Iterator[Path]:
+def atomic_target(path: str | os.PathLike, size_hint: int | None = None, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the body succeeds.
 
     Readers (a browser refreshing report.html, a resumed run reading its checkpoint, a notebook
     showing loss.png during training) then never see a half-written file, and a crash leaves the
     previous version in place. The file gets the mode a plain ``open()`` would give it. A full disk
     becomes :class:`DiskFull`, which says where, how much (``size_hint`` bytes, when the caller
-    knows) and that the previous file is intact.
+    knows) and that the previous file is intact. ``keep_suffix`` ends the temporary's name in the
+    target's suffix (``.x.pid1-ab.tmp.keras``), for writers that insist on it (Keras's ``save``).
     """
     path = Path(path)
     if path.is_dir():
         raise CnnzooError(f"{path} is a folder; give the path of a file to write.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.pid{os.getpid()}-", suffix=f"{path.suffix}.tmp",
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.pid{os.getpid()}-", suffix=f".tmp{path.suffix}" if keep_suffix else f"{path.suffix}.tmp",
                                    dir=path.parent)
     except OSError as error:
         if error.errno in _DISK_FULL:

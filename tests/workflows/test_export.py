@@ -114,3 +114,40 @@ def test_non_finite_logits_fail_the_check_instead_of_matching_to_zero(tmp_path, 
     with pytest.raises(CnnzooError, match="non-finite logits"):
         export_model(path, tmp_path / "model.pt", format="torchscript")
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_keras_export_is_the_twin_and_matches_pytorch(tmp_path, checkpoints, data_root, capsys):
+    import cnnzoo.keras
+
+    keras = cnnzoo.keras.import_keras()
+    out = tmp_path / "lenet5.keras"
+    result = export_model(checkpoints["lenet5"], out, format="keras")
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary file left behind
+
+    trained = load_trained(checkpoints["lenet5"])
+    loaded = keras.saving.load_model(out)
+    assert loaded.name == "lenet5" and loaded.count_params() == 61_706
+    images = load_split("fashion-mnist", "test", root=data_root).images[100:107]
+    x = trained.input_spec(images)
+    with torch.no_grad():
+        expected = trained.model(x)
+    got = torch.from_numpy(keras.ops.convert_to_numpy(loaded(x.permute(0, 2, 3, 1).numpy(), training=False)))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    back = cnnzoo.keras.to_torch(loaded)
+    assert all(torch.equal(a, b) for a, b in zip(trained.model.state_dict().values(), back.state_dict().values()))
+
+    assert main(["export", str(checkpoints["lenet5"]), "--format", "keras", "-o", str(tmp_path / "cli.keras")]) == 0
+    printed = capsys.readouterr().out
+    assert "float N×28×28×C in" in printed and "mean 0.286" in printed and "matches PyTorch" in printed
+
+
+def test_keras_export_refuses_another_suffix_and_a_failed_check_leaves_nothing(tmp_path, checkpoints, monkeypatch):
+    import cnnzoo.workflows.export as export
+
+    with pytest.raises(CnnzooError, match="must end in .keras"):
+        export_model(checkpoints["lenet5"], tmp_path / "m.h5", format="keras")
+    monkeypatch.setattr(export, "CHECK_TOLERANCE", -1.0)  # every real difference now fails the check
+    with pytest.raises(CnnzooError, match="differ from PyTorch's"):
+        export_model(checkpoints["lenet5"], tmp_path / "m.keras", format="keras")
+    assert not list(tmp_path.iterdir())

@@ -317,7 +317,13 @@ def cmd_export(args) -> int:
     result = export_model(args.source, args.output, format=args.format, check=args.check, data_dir=args.data_dir)
     checked = ("not checked" if result.max_abs_diff is None
                else f"matches PyTorch to {result.max_abs_diff:.1e} on real test images")
-    print(f"wrote {result.path} ({result.format}, uint8 N×1×28×28 in, {len(result.classes)} logits out; {checked})")
+    if result.format == "keras":
+        spec = result.input_spec
+        normalized = "" if spec.mean is None else f", normalized with mean {spec.mean} and std {spec.std}"
+        takes = f"float N×{spec.input_size[0]}×{spec.input_size[1]}×C in (pixels / 255, resized{normalized})"
+    else:
+        takes = "uint8 N×1×28×28 in"
+    print(f"wrote {result.path} ({result.format}, {takes}, {len(result.classes)} logits out; {checked})")
     return 0
 
 

@@ -51,6 +51,25 @@ def _option(text: str) -> tuple[str, object]:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
+class _ChoicesOf:
+    """An allowed-value list owned by a module the command line should not import at start-up (viz
+    loads matplotlib): argparse only reads choices to check a value or print help, so import then."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def _values(self) -> tuple[str, ...]:
+        from importlib import import_module
+
+        return getattr(import_module(self.module), self.name)
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __contains__(self, value) -> bool:
+        return value in self._values()
+
+
 def _add_lr_find_parser(sub) -> None:
     p = sub.add_parser("lr-find", help="learning-rate range test: sweep the lr, plot the loss, suggest a value",
                        description="Train a copy of the model for a few hundred steps while the learning rate grows "
@@ -249,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
     p.add_argument("model")
-    p.add_argument("--style", choices=("layered", "graph"), default="layered",
-                   help="layered: boxes sized by the tensors, as the course draws them; graph: every layer as a node "
+    p.add_argument("--style", choices=_ChoicesOf("cnnzoo.viz.diagrams", "STYLES"), default="layered",
+                   help="layered: boxes sized by the tensors, as the course draws them; graph: every layer as a node; "
+                        "visualkeras: the Keras twin drawn by visualkeras, PNG only, needs cnnzoo[keras] "
                         "(default: layered)")
     p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
     p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.svg (required)")
@@ -348,9 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=commands.cmd_finetune)
 
-    p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript, preprocessing included")
+    p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript (preprocessing included) or Keras")
     p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format (default: onnx)")
+    p.add_argument("--format", choices=_ChoicesOf("cnnzoo.workflows.export", "FORMATS"), default="onnx",
+                   help="file format; keras writes the Keras twin (.keras, needs cnnzoo[keras]), which takes "
+                        "preprocessed channels-last images (default: onnx)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the model (required)")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="compare with PyTorch on real test images (default: on)")

@@ -125,4 +125,6 @@ def build_model(
         **options,
     )
     init_weights(model, init)
+    # What the model was built as, for code that only holds the module (cnnzoo.keras.from_torch).
+    model.zoo_name, model.input_shape = name, (in_channels, *as_size(default_size if input_size is None else input_size))
     return model

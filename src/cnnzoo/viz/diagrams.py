@@ -30,7 +30,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from cnnzoo.errors import CnnzooError
 from cnnzoo.viz.plots import image_format, save_figure
 
-STYLES = ("layered", "graph")
+STYLES = ("layered", "graph", "visualkeras")  # visualkeras: the Keras twin, drawn by visualkeras (PNG)
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 CATEGORIES = {
@@ -505,10 +505,17 @@ def model_figure(model_or_name, style: str = "layered", input_shape=None) -> Fig
     """The diagram of a registered model (by name) or of an nn.Module with ``input_shape`` (C, H, W)."""
     if style not in STYLES:
         raise CnnzooError(f"Unknown diagram style {style!r}; choose one of: {', '.join(STYLES)}.")
+    if style == "visualkeras":
+        raise CnnzooError("The visualkeras style is a picture visualkeras draws, not a matplotlib figure; "
+                          "write it with draw_model(model, 'name.png', style='visualkeras').")
     return (layered_figure if style == "layered" else graph_figure)(model_or_name, input_shape)
 
 
 def draw_model(model_or_name, path: str | os.PathLike, style: str = "layered", input_shape=None) -> Path:
     """Write the diagram to ``path``; the extension (.png, .svg, .pdf) picks the format."""
+    if style == "visualkeras":
+        from cnnzoo.viz.visualkeras import draw_twin  # needs the optional Keras extra
+
+        return draw_twin(model_or_name, path, input_shape)
     image_format(path)  # refuse a bad extension before building a large model
     return save_figure(model_figure(model_or_name, style, input_shape), path)

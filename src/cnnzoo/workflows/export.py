@@ -1,4 +1,4 @@
-"""Export a trained model to ONNX or TorchScript, with its preprocessing inside the graph.
+"""Export a trained model to ONNX or TorchScript, with its preprocessing inside the graph, or to Keras.
 
 The exported model takes what the data sets hold: uint8 images (N, 1, 28, 28), white on black,
 0-255, any batch size N. It converts them to [0, 1], resizes them bilinearly to the model's input
@@ -14,6 +14,10 @@ are written to a temporary file beside the target, checked against PyTorch on re
 (batch sizes 1 and 7; the largest absolute logit difference must be at most CHECK_TOLERANCE) and
 only then renamed over the target. A model with NaN or infinite weights is refused before anything
 is exported (its checkpoint does not load), and non-finite logits fail the check.
+
+Keras (``.keras``, needs ``cnnzoo[keras]``) is the model's Keras twin (:mod:`cnnzoo.keras`) alone, as
+Keras code feeds a model: channels-last float images already preprocessed as the run's InputSpec says
+(:func:`keras_input` does it), logits out. It goes through the same temporary file and the same check.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from cnnzoo.atomic import atomic_target
 from cnnzoo.data import InputSpec
 from cnnzoo.errors import CnnzooError
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "keras")
 IMAGE_SHAPE = (1, 28, 28)
 CHECK_TOLERANCE = 1e-4
 CHECK_BATCH_SIZES = (1, 7)
@@ -55,6 +59,7 @@ class ExportResult:
     format: str
     classes: list[str]
     max_abs_diff: float | None  # None when the check was skipped
+    input_spec: InputSpec  # what the model is fed (the Keras file takes images already preprocessed so)
 
 
 def export_model(source: str | Path, output: str | Path, format: str = "onnx", check: bool = True,
@@ -67,22 +72,73 @@ def export_model(source: str | Path, output: str | Path, format: str = "onnx", c
     output = Path(output)
     if not output.parent.is_dir():
         raise CnnzooError(f"The folder {output.parent} does not exist; create it or choose another -o path.")
+    if format == "keras" and output.suffix != ".keras":
+        raise CnnzooError(f"A Keras model file must end in .keras (Keras refuses other names); got {output.name}.")
     trained = load_trained(source, device="cpu")
-    wrapper = Preprocessed(trained.model, trained.input_spec).eval()
     images = _check_images(trained.config, data_dir) if check else None
+    if format == "keras":
+        return _export_keras(trained, output, images)
+    wrapper = Preprocessed(trained.model, trained.input_spec).eval()
     with atomic_target(output) as tmp:
         example = torch.zeros((2, *IMAGE_SHAPE), dtype=torch.uint8)
         (_export_onnx if format == "onnx" else _export_torchscript)(wrapper, example, tmp, trained.classes)
         diff = _max_abs_diff(wrapper, tmp, format, images) if check else None
-        if diff is not None and math.isnan(diff):
-            raise CnnzooError(f"The exported {format} model or PyTorch's gives non-finite logits (NaN or inf) on "
-                              "real test images, so the export cannot be checked; nothing was written.")
-        if diff is not None and not diff <= CHECK_TOLERANCE:
-            raise CnnzooError(f"The exported {format} model's logits differ from PyTorch's by up to {diff:.2e} "
-                              f"(more than {CHECK_TOLERANCE:g}); nothing was written.")
-    return ExportResult(path=output, format=format, classes=list(trained.classes), max_abs_diff=diff)
+        _refuse_mismatch(format, diff)
+    return ExportResult(path=output, format=format, classes=list(trained.classes), max_abs_diff=diff,
+                        input_spec=trained.input_spec)
 
 
+def _refuse_mismatch(format: str, diff: float | None) -> None:
+    if diff is not None and math.isnan(diff):
+        raise CnnzooError(f"The exported {format} model or PyTorch's gives non-finite logits (NaN or inf) on "
+                          "real test images, so the export cannot be checked; nothing was written.")
+    if diff is not None and not diff <= CHECK_TOLERANCE:
+        raise CnnzooError(f"The exported {format} model's logits differ from PyTorch's by up to {diff:.2e} "
+                          f"(more than {CHECK_TOLERANCE:g}); nothing was written.")
+
+
+def keras_input(images_uint8: torch.Tensor, input_spec: InputSpec, channels: int):
+    """uint8 (N, 1, H, W) images as a channels-last Keras twin takes them: preprocessed, gray copied to
+    ``channels`` channels, (N, H, W, C) float32 numpy."""
+    x = input_spec(images_uint8)
+    if x.shape[1] != channels:
+        x = x.expand(-1, channels, -1, -1)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _export_keras(trained, output: Path, images: torch.Tensor | None) -> ExportResult:
+    import cnnzoo.keras
+
+    keras = cnnzoo.keras.import_keras()  # never a bare `import keras`: it would pick TensorFlow's backend
+
+    model = trained.model.eval()
+    with atomic_target(output, keep_suffix=True) as tmp:
+        cnnzoo.keras.from_torch(model).save(tmp)
+        diff = None
+        if images is not None:
+            # The file, not the twin in memory, is what a user will load: check what was written.
+            written = keras.saving.load_model(tmp, compile=False)
+            diff = _max_abs_diff_keras(model, written, trained.input_spec, images)
+        _refuse_mismatch("keras", diff)
+    return ExportResult(path=output, format="keras", classes=list(trained.classes), max_abs_diff=diff,
+                        input_spec=trained.input_spec)
+
+
+@torch.no_grad()
+def _max_abs_diff_keras(model: nn.Module, twin, input_spec: InputSpec, images: torch.Tensor) -> float:
+    from cnnzoo.keras import import_keras
+
+    keras = import_keras()
+
+    diffs = []
+    for n in CHECK_BATCH_SIZES:
+        x = keras_input(images[:n], input_spec, model.input_shape[0])
+        reference = model(torch.from_numpy(x).permute(0, 3, 1, 2))
+        exported = torch.from_numpy(keras.ops.convert_to_numpy(twin(x, training=False)))
+        if not (torch.isfinite(exported).all() and torch.isfinite(reference).all()):
+            return math.nan
+        diffs.append((exported - reference).abs().max().item())
+    return max(diffs)
 def _check_images(config, data_dir: str | None) -> torch.Tensor:
     from cnnzoo.data import load_split
     from cnnzoo.workflows.run import stored_data_dir
