@@ -1,5 +1,6 @@
 """Checkpoints: round trip, atomic writes, and every bad file refused with a clear CnnzooError."""
 
+import errno
 import json
 import os
 import pickle
@@ -11,6 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cnnzoo.atomic import DiskFull
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
 from cnnzoo.train import load_checkpoint, save_checkpoint
@@ -73,6 +75,22 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeyp
         save_checkpoint(path, model, _meta(2), optimizer)
     assert load_checkpoint(path).meta["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]  # no temporary file left behind
+
+
+def test_a_full_disk_while_saving_says_every_earlier_checkpoint_is_intact(tmp_path, monkeypatch):
+    model, optimizer = _trained_pair()
+    path = save_checkpoint(tmp_path / "last.safetensors", model, _meta(1), optimizer)
+
+    import cnnzoo.train.checkpoint as checkpoint_module
+
+    def no_space(tensors, filename, metadata=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", no_space)
+    with pytest.raises(DiskFull) as caught:
+        save_checkpoint(path, model, _meta(2), optimizer)
+    assert "; the previous last.safetensors is intact, and so is every checkpoint written before: " in str(caught.value)
+    assert load_checkpoint(path).meta["epoch"] == 1
 
 
 def test_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):

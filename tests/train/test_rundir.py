@@ -1,6 +1,7 @@
 """A run directory has one writer at a time, a lock no crash can leave stuck, plain names, and files
 that read back as they were written."""
 
+import errno
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import textwrap
 
 import pytest
 
+from cnnzoo.atomic import DiskFull
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import History
 from cnnzoo.train.rundir import RunDir, RunDirBusy, default_run_name
@@ -147,3 +149,25 @@ def test_missing_json_is_named_in_one_sentence(tmp_path):
 
 def test_default_names_sort_by_time_and_say_what_ran():
     assert re.fullmatch(r"\d{8}-\d{6}-lenet5-mnist", default_run_name("lenet5", "mnist"))
+
+
+def test_a_full_disk_while_writing_a_run_file_says_the_checkpoints_are_intact(tmp_path, monkeypatch):
+    run = RunDir.create(tmp_path, "run")
+    real_write = type(run.path).write_bytes
+
+    def full(self, data):
+        real_write(self, data[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(run.path), "write_bytes", full)
+    with pytest.raises(DiskFull) as caught:
+        run.write_history(History())
+    assert "; metrics.csv was not written, and the last checkpoint in checkpoints/ is intact: " in str(caught.value)
+    with pytest.raises(DiskFull) as caught:
+        run.write_json(RunDir.EVALUATION, {})
+    assert "evaluation.json was not written, and the last checkpoint in checkpoints/ is intact" in str(caught.value)
+
+
+def test_the_disk_full_note_is_for_this_run_directorys_own_files():
+    run = RunDir("/nonexistent/run")
+    assert run.disk_full_note(run.metrics_path) is None  # no checkpoints/ folder: nothing to promise
