@@ -316,13 +316,15 @@ def _steps_per_epoch(epochs: list[str]) -> int | None:
     return counts.most_common(1)[0][1] if counts else None
 
 
-def _misclassified_images(run_dir: Path, evaluation: dict):
-    """The test images named in evaluation.json, read back through cnnzoo.data."""
+def misclassified_images(run_dir: Path, evaluation: dict):
+    """The uint8 images (N, 1, H, W) of the mistakes `evaluation` (the run's evaluation.json) lists, in
+    its order, read back through cnnzoo.data from the official split: a mistake's index is its position
+    in the official file, whatever subset the run evaluated. Never downloads (a missing data set costs
+    only the figure)."""
     from cnnzoo.data import load_split
     from cnnzoo.train.rundir import RunDir
 
     config = json.loads(RunDir(run_dir).config_path.read_text(encoding="utf-8"))
-    # Never download here: a missing data set costs only this one figure.
     split = load_split(config["dataset"], evaluation.get("split", "test"), root=config.get("data_dir"), download=False)
     indices = [int(m["index"]) for m in evaluation["misclassified"]]
     return split.images[indices]
@@ -369,7 +371,7 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
         save(confusion_figure(evaluation["confusion"], classes), "confusion")
         wrong = evaluation.get("misclassified") or []
         try:
-            images = _misclassified_images(run_dir, evaluation) if wrong else np.zeros((0, 28, 28), np.uint8)
+            images = misclassified_images(run_dir, evaluation) if wrong else np.zeros((0, 28, 28), np.uint8)
         except (CnnzooError, OSError, KeyError) as exc:
             # The figures above are still worth having when the data set is not on this machine.
             warnings.warn(f"{run.PLOTS['misclassified']} not drawn: {exc}", stacklevel=2)
