@@ -31,13 +31,9 @@ def test_a_full_disk_names_the_folder_the_size_and_that_the_old_file_is_intact(t
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
 
 
-def test_a_full_disk_adds_only_what_the_writer_says_is_also_intact(tmp_path, monkeypatch):
+def test_a_full_disk_adds_only_what_the_writer_says_is_also_intact(tmp_path, monkeypatch, no_space):
     (tmp_path / "checkpoints").mkdir()  # a run directory's layout is its writer's to describe, not this module's
-
-    def full(self, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(type(tmp_path), "write_bytes", full)
+    monkeypatch.setattr(type(tmp_path), "write_bytes", no_space)
     with pytest.raises(DiskFull) as caught:
         atomic_write_text(tmp_path / "metrics.csv", "x")
     assert "; metrics.csv was not written: free some space" in str(caught.value)

@@ -1,6 +1,5 @@
 """Checkpoints: round trip, atomic writes, and every bad file refused with a clear CnnzooError."""
 
-import errno
 import json
 import os
 import pickle
@@ -77,14 +76,11 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeyp
     assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]  # no temporary file left behind
 
 
-def test_a_full_disk_while_saving_says_every_earlier_checkpoint_is_intact(tmp_path, monkeypatch):
+def test_a_full_disk_while_saving_says_every_earlier_checkpoint_is_intact(tmp_path, monkeypatch, no_space):
     model, optimizer = _trained_pair()
     path = save_checkpoint(tmp_path / "last.safetensors", model, _meta(1), optimizer)
 
     import cnnzoo.train.checkpoint as checkpoint_module
-
-    def no_space(tensors, filename, metadata=None):
-        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint_module, "save_file", no_space)
     with pytest.raises(DiskFull) as caught:

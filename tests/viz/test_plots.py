@@ -1,4 +1,3 @@
-import errno
 import json
 import os
 import subprocess
@@ -129,12 +128,8 @@ def test_plot_run_without_data_still_draws_confusion(run_dir):
     assert "confusion.png" in written and "misclassified.png" not in written
 
 
-def test_a_full_disk_while_plotting_a_run_says_its_checkpoints_are_intact(run_dir, monkeypatch):
+def test_a_full_disk_while_plotting_a_run_says_its_checkpoints_are_intact(run_dir, monkeypatch, no_space):
     (run_dir / "checkpoints").mkdir()
-
-    def no_space(self, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
     monkeypatch.setattr(Figure, "savefig", no_space)
     with pytest.raises(DiskFull) as caught:
         plot_run(run_dir)

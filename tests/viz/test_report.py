@@ -1,5 +1,4 @@
 import csv
-import errno
 import json
 import re
 import shutil
@@ -94,13 +93,10 @@ def test_report_of_an_unknown_model_names_the_field_of_config_json(new_run, tmp_
     assert not (tmp_path / "r.html").exists()
 
 
-def test_a_full_disk_while_writing_the_report_says_the_checkpoints_are_intact(run_dir, tmp_path, monkeypatch):
+def test_a_full_disk_while_writing_the_report_says_the_checkpoints_are_intact(run_dir, tmp_path, monkeypatch,
+                                                                                no_space):
     plot_run(run_dir)
     (run_dir / "checkpoints").mkdir()
-
-    def no_space(self, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
     monkeypatch.setattr(Path, "write_text", no_space)
     with pytest.raises(DiskFull) as caught:
         write_report(run_dir)
