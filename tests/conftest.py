@@ -1,5 +1,6 @@
 """Shared fixtures: the real data from $CNNZOO_DATA (set by .ci/run); missing data FAILS, never skips."""
 
+import errno
 import os
 from pathlib import Path
 
@@ -94,3 +95,12 @@ def _check_html(text: str) -> None:
 def assert_valid_html():
     """``assert_valid_html(text)`` fails unless the HTML's tags are balanced."""
     return _check_html
+
+
+@pytest.fixture
+def no_space():
+    """A stand-in for any writing call (a method or a function) that fails as a full disk does."""
+    def write(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return write

@@ -31,6 +31,17 @@ def test_a_full_disk_names_the_folder_the_size_and_that_the_old_file_is_intact(t
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
 
 
+def test_a_full_disk_adds_only_what_the_writer_says_is_also_intact(tmp_path, monkeypatch, no_space):
+    (tmp_path / "checkpoints").mkdir()  # a run directory's layout is its writer's to describe, not this module's
+    monkeypatch.setattr(type(tmp_path), "write_bytes", no_space)
+    with pytest.raises(DiskFull) as caught:
+        atomic_write_text(tmp_path / "metrics.csv", "x")
+    assert "; metrics.csv was not written: free some space" in str(caught.value)
+    with pytest.raises(DiskFull) as caught:
+        atomic_write_text(tmp_path / "metrics.csv", "x", also_intact="and the rest is intact")
+    assert "; metrics.csv was not written, and the rest is intact: free some space" in str(caught.value)
+
+
 def test_other_write_errors_pass_through_unchanged(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with atomic_target(tmp_path / "a.txt"):

@@ -10,6 +10,8 @@
 
 from importlib import import_module
 
+from cnnzoo import display as _display
+
 __version__ = "0.1.0"
 
 _API = {
@@ -24,6 +26,21 @@ _API = {
     "lr_find": "cnnzoo.train", "LRFinderResult": "cnnzoo.train", "CnnzooError": "cnnzoo.errors",
     "open_run": "cnnzoo.viz.run_card",
 }
+
+# What train's and models' objects look like, drawn by viz: the layers below viz name a slot
+# (cnnzoo.display) and never import viz; this root fills the slots, lazily, before they can be asked.
+_DISPLAYS = {
+    "history_figure": ("cnnzoo.viz.notebook", "history_figure"),
+    "history_bundle": ("cnnzoo.viz.notebook", "history_bundle"),
+    "history_text": ("cnnzoo.viz.notebook", "epoch_table_text"),
+    "evaluation_bundle": ("cnnzoo.viz.notebook", "evaluation_bundle"),
+    "evaluation_text": ("cnnzoo.viz.notebook", "evaluation_text"),
+    "summary_html": ("cnnzoo.viz.notebook", "summary_html"),
+    "lr_find_figure": ("cnnzoo.viz.plots", "lr_find_figure"),
+    "live_progress": ("cnnzoo.viz.live", "LiveProgress"),
+}
+for _slot, (_module, _name) in _DISPLAYS.items():
+    _display.register(_slot, _display.lazy(_module, _name))
 
 __all__ = sorted(_API) + ["__version__"]
 

@@ -38,7 +38,9 @@ def _is_disk_full(error: BaseException) -> bool:
     return type(error).__name__ == "SafetensorError" and any(f"os error {code})" in text for code in _DISK_FULL)
 
 
-def disk_full_error(path: Path, needed: int | None) -> DiskFull:
+def disk_full_error(path: Path, needed: int | None, also_intact: str | None = None) -> DiskFull:
+    """`also_intact`: what else the writer knows survives (a run directory's checkpoints), as a clause
+    such as "and so is every checkpoint written before"; this module knows no folder's meaning."""
     try:
         free = shutil.disk_usage(path.parent).free
     except OSError:
@@ -46,24 +48,24 @@ def disk_full_error(path: Path, needed: int | None) -> DiskFull:
     need = f"about {_human_bytes(needed)} needed" if needed else "more space needed"
     have = f", {_human_bytes(free)} free" if free is not None else ""
     kept = (f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written")
-    if path.suffix == ".safetensors" or path.parent.name == "checkpoints":
-        kept += ", and so is every checkpoint written before"
-    elif (path.parent / "checkpoints").is_dir():
-        kept += ", and the last checkpoint in checkpoints/ is intact"
+    if also_intact:
+        kept += f", {also_intact}"
     return DiskFull(f"The disk holding {path.parent} is full ({need}{have}) while writing {path.name}; {kept}: "
                     "free some space, then run the command again (a run continues with --resume).")
 
 
 @contextlib.contextmanager
-def atomic_target(path: str | os.PathLike, size_hint: int | None = None, keep_suffix: bool = False) -> Iterator[Path]:
+def atomic_target(path: str | os.PathLike, size_hint: int | None = None,
+                  also_intact: str | None = None, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the body succeeds.
 
     Readers (a browser refreshing report.html, a resumed run reading its checkpoint, a notebook
     showing loss.png during training) then never see a half-written file, and a crash leaves the
     previous version in place. The file gets the mode a plain ``open()`` would give it. A full disk
     becomes :class:`DiskFull`, which says where, how much (``size_hint`` bytes, when the caller
-    knows) and that the previous file is intact. ``keep_suffix`` ends the temporary's name in the
-    target's suffix (``.x.pid1-ab.tmp.keras``), for writers that insist on it (Keras's ``save``).
+    knows) and that the previous file is intact, plus the caller's `also_intact` clause.
+    ``keep_suffix`` ends the temporary's name in the target's suffix (``.x.pid1-ab.tmp.keras``), for
+    writers that insist on it (Keras's ``save``).
     """
     path = Path(path)
     if path.is_dir():
@@ -74,7 +76,7 @@ def atomic_target(path: str | os.PathLike, size_hint: int | None = None, keep_su
                                    dir=path.parent)
     except OSError as error:
         if error.errno in _DISK_FULL:
-            raise disk_full_error(path, size_hint) from None
+            raise disk_full_error(path, size_hint, also_intact) from None
         raise CnnzooError(f"Cannot write {path} ({error.strerror}); choose a writable location.") from None
     os.close(fd)
     tmp = Path(tmp)
@@ -87,7 +89,7 @@ def atomic_target(path: str | os.PathLike, size_hint: int | None = None, keep_su
         os.replace(tmp, path)
     except Exception as error:
         if _is_disk_full(error):
-            raise disk_full_error(path, size_hint or _size_or_none(tmp)) from None
+            raise disk_full_error(path, size_hint or _size_or_none(tmp), also_intact) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
@@ -100,9 +102,9 @@ def _size_or_none(path: Path) -> int | None:
         return None
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str, also_intact: str | None = None) -> None:
     data = text.encode("utf-8")
-    with atomic_target(path, size_hint=len(data)) as tmp:
+    with atomic_target(path, size_hint=len(data), also_intact=also_intact) as tmp:
         tmp.write_bytes(data)
 
 

@@ -45,9 +45,13 @@ def test_train_help_ends_with_three_worked_examples(capsys):
     assert len(commands) == 3
 
 
-def _train_action(flag):
+def _action(command, flag):
     (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    return next(a for a in commands.choices["train"]._actions if flag in a.option_strings)
+    return next(a for a in commands.choices[command]._actions if flag in a.option_strings)
+
+
+def _train_action(flag):
+    return _action("train", flag)
 
 
 @pytest.mark.parametrize("flag, values", [
@@ -64,3 +68,27 @@ def test_train_flag_choices_are_the_configs_value_lists(flag, values):
                                          ("--schedule", "schedule"), ("--seed", "seed")])
 def test_the_fallback_a_help_line_names_is_the_configs_default(flag, field):
     assert f"else {getattr(train_config.TrainConfig(), field)})" in _train_action(flag).help
+
+
+@pytest.mark.parametrize("field", sorted(train_config.FINETUNE_DEFAULTS))
+def test_finetune_help_quotes_the_fine_tuning_default_that_finetune_config_applies(field):
+    value = train_config.FINETUNE_DEFAULTS[field]
+    action = _action("finetune", "--" + field.replace("_", "-"))
+    assert f"(default: {value if isinstance(value, str) else format(value, 'g')})" in action.help
+    # unset, the flag stays None, so finetune_config's own FINETUNE_DEFAULTS decide
+    assert getattr(build_parser().parse_args(["finetune", "--from", "torchvision:resnet18"]), action.dest) is None
+
+
+@pytest.mark.parametrize("flag, values", [("--optimizer", train_config.OPTIMIZERS),
+                                          ("--schedule", train_config.SCHEDULES),
+                                          ("--precision", train_config.PRECISIONS),
+                                          ("--compile", train_config.AUTO_BOOL)])
+def test_finetune_flag_choices_are_the_configs_value_lists(flag, values):
+    assert tuple(_action("finetune", flag).choices) == tuple(values)
+
+
+@pytest.mark.parametrize("flag, field", [("--seed", "seed"), ("--eval-batch-size", "eval_batch_size"),
+                                         ("--warmup-epochs", "warmup_epochs"), ("--dataset", "dataset")])
+def test_finetune_flags_not_set_by_fine_tuning_quote_train_configs_default(flag, field):
+    value = getattr(train_config.TrainConfig(), field)
+    assert f"(default: {value if isinstance(value, str) else format(value, 'g')})" in _action("finetune", flag).help

@@ -110,8 +110,9 @@ def test_one_missing_file(copied_root):
         load_split("fashion-mnist", "test", root=copied_root, download=False)
 
 
-def test_unwritable_root_cannot_download(tmp_path, monkeypatch):
-    monkeypatch.setattr(files_mod, "_writable_dir", lambda path: False)
+def test_unwritable_root_cannot_download(tmp_path):
+    # A file where the data set's folder would go: unwritable even for root, who ignores permissions.
+    (tmp_path / "MNIST").write_text("")
     with pytest.raises(CnnzooError, match="not writable") as err:
         load_split("mnist", "test", root=tmp_path, download=True)
     assert "t10k-images-idx3-ubyte.gz" in str(err.value)

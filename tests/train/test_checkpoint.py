@@ -11,6 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cnnzoo.atomic import DiskFull
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
 from cnnzoo.train import load_checkpoint, save_checkpoint
@@ -73,6 +74,19 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeyp
         save_checkpoint(path, model, _meta(2), optimizer)
     assert load_checkpoint(path).meta["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]  # no temporary file left behind
+
+
+def test_a_full_disk_while_saving_says_every_earlier_checkpoint_is_intact(tmp_path, monkeypatch, no_space):
+    model, optimizer = _trained_pair()
+    path = save_checkpoint(tmp_path / "last.safetensors", model, _meta(1), optimizer)
+
+    import cnnzoo.train.checkpoint as checkpoint_module
+
+    monkeypatch.setattr(checkpoint_module, "save_file", no_space)
+    with pytest.raises(DiskFull) as caught:
+        save_checkpoint(path, model, _meta(2), optimizer)
+    assert "; the previous last.safetensors is intact, and so is every checkpoint written before: " in str(caught.value)
+    assert load_checkpoint(path).meta["epoch"] == 1
 
 
 def test_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):

@@ -105,16 +105,17 @@ def test_sync_bn_refuses_the_scratch_batch_norm():
 
 def test_gloo_sync_batchnorm_takes_bf16_activations_like_torchs_batchnorm(tmp_path):
     # Under --precision bf16 the convolutions hand batch norm bf16 activations; the statistics must
-    # still be float32, as in torch's kernels (a one-process group runs the same collectives).
+    # still be float32, as in torch's kernels. The CPU branch of sync_batchnorm, run in a one-process
+    # group: the same collectives as with several.
     import torch.distributed as dist
-
-    from cnnzoo.train.distributed import _GlooSyncBatchNorm
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         torch.manual_seed(0)
         reference = torch.nn.BatchNorm2d(6)
-        synced = _GlooSyncBatchNorm.convert(torch.nn.Sequential(torch.nn.BatchNorm2d(6)))[0]
+        cpu_ranks = DistContext(world_size=2, device=torch.device("cpu"))
+        synced = cpu_ranks.sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(6)))[0]
+        assert not isinstance(synced, (torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm))  # the gloo layer
         x = (torch.randn(8, 6, 5, 5) * 3 + 1).to(torch.bfloat16)
         out = synced(x)
         assert out.dtype == torch.bfloat16

@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from cnnzoo.atomic import DiskFull
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import History
 from cnnzoo.train.rundir import RunDir, RunDirBusy, default_run_name
@@ -147,3 +148,19 @@ def test_missing_json_is_named_in_one_sentence(tmp_path):
 
 def test_default_names_sort_by_time_and_say_what_ran():
     assert re.fullmatch(r"\d{8}-\d{6}-lenet5-mnist", default_run_name("lenet5", "mnist"))
+
+
+def test_a_full_disk_while_writing_a_run_file_says_the_checkpoints_are_intact(tmp_path, monkeypatch, no_space):
+    run = RunDir.create(tmp_path, "run")
+    monkeypatch.setattr(type(run.path), "write_bytes", no_space)
+    with pytest.raises(DiskFull) as caught:
+        run.write_history(History())
+    assert "; metrics.csv was not written, and the last checkpoint in checkpoints/ is intact: " in str(caught.value)
+    with pytest.raises(DiskFull) as caught:
+        run.write_json(RunDir.EVALUATION, {})
+    assert "evaluation.json was not written, and the last checkpoint in checkpoints/ is intact" in str(caught.value)
+
+
+def test_the_disk_full_note_is_for_this_run_directorys_own_files():
+    run = RunDir("/nonexistent/run")
+    assert run.disk_full_note(run.metrics_path) is None  # no checkpoints/ folder: nothing to promise

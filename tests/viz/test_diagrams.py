@@ -8,7 +8,7 @@ from torch import nn
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import list_models
 from cnnzoo.viz import draw_model, graph_figure
-from cnnzoo.viz.diagrams import _SKIP_COLOR
+from cnnzoo.viz.diagrams import SKIP_COLOR
 
 def assert_sensible_png(path):
     assert path.stat().st_size > 0
@@ -21,7 +21,7 @@ def skip_arrows(fig) -> int:
     ax = fig.axes[0]
     arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
     arrows += [t.arrow_patch for t in ax.texts if isinstance(t, Annotation) and t.arrow_patch is not None]
-    return sum(1 for a in arrows if a.get_edgecolor()[:3] == pytest.approx(tuple(int(_SKIP_COLOR[i:i + 2], 16) / 255 for i in (1, 3, 5))))
+    return sum(1 for a in arrows if a.get_edgecolor()[:3] == pytest.approx(tuple(int(SKIP_COLOR[i:i + 2], 16) / 255 for i in (1, 3, 5))))
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -5,8 +5,10 @@ import sys
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
+from cnnzoo.atomic import DiskFull
 from cnnzoo.errors import CnnzooError
 from cnnzoo.viz import (
     accuracy_figure,
@@ -124,6 +126,14 @@ def test_plot_run_without_data_still_draws_confusion(run_dir):
     with pytest.warns(UserWarning, match="misclassified.png"):
         written = {p.name for p in plot_run(run_dir)}
     assert "confusion.png" in written and "misclassified.png" not in written
+
+
+def test_a_full_disk_while_plotting_a_run_says_its_checkpoints_are_intact(run_dir, monkeypatch, no_space):
+    (run_dir / "checkpoints").mkdir()
+    monkeypatch.setattr(Figure, "savefig", no_space)
+    with pytest.raises(DiskFull) as caught:
+        plot_run(run_dir)
+    assert "; loss.png was not written, and the last checkpoint in checkpoints/ is intact: " in str(caught.value)
 
 
 def test_plot_run_rejects_a_directory_without_metrics(tmp_path):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from cnnzoo.atomic import DiskFull
 from cnnzoo.errors import CnnzooError
-from cnnzoo.viz import write_report
+from cnnzoo.viz import plot_run, write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # where scripts/test.sh finds or installs it
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -90,6 +91,19 @@ def test_report_of_an_unknown_model_names_the_field_of_config_json(new_run, tmp_
     with pytest.raises(CnnzooError, match=r"config\.json holds a setting no run can use \(Unknown model 'no_such_model'"):
         write_report(run, tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_full_disk_while_writing_the_report_says_the_checkpoints_are_intact(run_dir, tmp_path, monkeypatch,
+                                                                                no_space):
+    plot_run(run_dir)
+    (run_dir / "checkpoints").mkdir()
+    monkeypatch.setattr(Path, "write_text", no_space)
+    with pytest.raises(DiskFull) as caught:
+        write_report(run_dir)
+    assert "; report.html was not written, and the last checkpoint in checkpoints/ is intact: " in str(caught.value)
+    with pytest.raises(DiskFull) as caught:
+        write_report(run_dir, tmp_path / "elsewhere.html")  # outside the run, no promise about it
+    assert "; elsewhere.html was not written: " in str(caught.value)
 
 
 def test_report_redraws_figures_that_are_missing(run_dir):

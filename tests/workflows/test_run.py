@@ -38,7 +38,7 @@ def test_existing_run_name_is_refused_unless_overwrite(tmp_path, quick_config):
 
 def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evaluated(tmp_path, quick_config):
     from cnnzoo.data import load_data, load_split
-    from cnnzoo.viz.plots import _misclassified_images
+    from cnnzoo.viz.plots import misclassified_images
 
     config = quick_config.replace(epochs=1, limit_train=256, limit_test=200)
     run_dir, _ = train_run(config, out=tmp_path, name="subset", quiet=True)
@@ -47,6 +47,6 @@ def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evalua
     full = load_split("fashion-mnist", "test", root=config.data_dir)
     mistakes = evaluation["misclassified"]
     assert mistakes and all(full.labels[m["index"]] == m["true"] for m in mistakes)
-    shown = _misclassified_images(run_dir.path, evaluation)
+    shown = misclassified_images(run_dir.path, evaluation)
     positions = evaluated.source_indices().tolist()
     assert all(torch.equal(shown[k], evaluated.images[positions.index(m["index"])]) for k, m in enumerate(mistakes))

@@ -8,6 +8,7 @@ import argparse
 from cnnzoo.cli import commands
 from cnnzoo.train.config import (
     AUTO_BOOL,
+    FINETUNE_DEFAULTS,
     INITS,
     NORMS,
     OPTIMIZERS,
@@ -22,6 +23,7 @@ from cnnzoo.train.config import (
 
 RECIPE = "from the recipe"  # in help texts: the value comes from the recipe when one is used
 DEFAULTS = TrainConfig()  # what a run without a recipe uses, quoted in the help texts
+FINETUNE = DEFAULTS.replace(**FINETUNE_DEFAULTS)  # what `cnnzoo finetune` uses for a flag left unset
 
 
 def _on_off(value: bool) -> str:
@@ -335,33 +337,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="PATH",
                    help="torchvision state_dict saved with torch.save (default: torchvision's download)")
     p.add_argument("--keep-head", action="store_true", help="keep the source's classifier instead of a new one")
-    p.add_argument("--dataset", help="fashion-mnist (default) or mnist")
-    p.add_argument("--epochs", type=int, help="all epochs, the head-only ones included (default 3)")
-    p.add_argument("--head-epochs", type=int, help="epochs training only the new head first (default 1)")
+    # Every value flag is left None when unset, so finetune_config applies FINETUNE_DEFAULTS; the help
+    # texts quote the same values from FINETUNE.
+    p.add_argument("--dataset", help=f"fashion-mnist or mnist (default: {FINETUNE.dataset})")
+    p.add_argument("--epochs", type=int, help=f"all epochs, the head-only ones included (default: {FINETUNE.epochs})")
+    p.add_argument("--head-epochs", type=int,
+                   help=f"epochs training only the new head first (default: {FINETUNE.head_epochs})")
     p.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the source's)")
-    for flag, kind, text in (("--batch-size", int, "images per step (default: 128)"),
-                             ("--lr", float, "peak learning rate (default: 0.01)"),
-                             ("--momentum", float, "SGD momentum (default: 0.9)"),
-                             ("--weight-decay", float, "weight decay (default: 1e-4)"),
-                             ("--warmup-epochs", float, "linear warm-up length (default: 0)"),
-                             ("--label-smoothing", float, "cross-entropy label smoothing (default: 0)"),
-                             ("--val-split", float, "fraction of train held out for validation (default: 0)"),
-                             ("--crop-padding", int, "random-crop padding in pixels (default: 0)"),
-                             ("--limit-train", int, "train on a seeded subset of N images (default: all)"),
-                             ("--limit-test", int, "evaluate on a seeded subset of N images (default: all)"),
-                             ("--seed", int, "seed of the new head, shuffling and augmentation (default: 0)"),
-                             ("--eval-batch-size", int, "images per evaluation batch (default: 1024)")):
-        p.add_argument(flag, type=kind, help=text)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="(default: sgd)")
-    p.add_argument("--schedule", choices=SCHEDULES,
-                   help="learning-rate schedule (default: cosine)")
+    for flag, kind, text in (("--batch-size", int, "images per step"),
+                             ("--lr", float, "peak learning rate"),
+                             ("--momentum", float, "SGD momentum"),
+                             ("--weight-decay", float, "weight decay"),
+                             ("--warmup-epochs", float, "linear warm-up length"),
+                             ("--label-smoothing", float, "cross-entropy label smoothing"),
+                             ("--val-split", float, "fraction of train held out for validation"),
+                             ("--crop-padding", int, "random-crop padding in pixels"),
+                             ("--seed", int, "seed of the new head, shuffling and augmentation"),
+                             ("--eval-batch-size", int, "images per evaluation batch")):
+        p.add_argument(flag, type=kind, help=f"{text} (default: {getattr(FINETUNE, flag[2:].replace('-', '_')):g})")
+    p.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
+    p.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images (default: all)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default: {FINETUNE.optimizer})")
+    p.add_argument("--schedule", choices=SCHEDULES, help=f"learning-rate schedule (default: {FINETUNE.schedule})")
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
-                   help="random horizontal flips (default: off)")
+                   help=f"random horizontal flips (default: {_on_off(FINETUNE.hflip)})")
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
-    p.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--device", help=f"auto, cpu or cuda (default: {FINETUNE.device})")
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="default auto: bf16 autocast on CUDA, fp32 on the CPU")
-    p.add_argument("--compile", choices=AUTO_BOOL, help="torch.compile (default auto: on for CUDA)")
+                   help=f"autocast precision (default: {FINETUNE.precision}, bf16 on CUDA and fp32 on the CPU)")
+    p.add_argument("--compile", choices=AUTO_BOOL, help=f"torch.compile (default: {FINETUNE.compile}, on for CUDA)")
     p.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
     p.add_argument("--name", help="run name (default: <time>-<model>-finetuned-<dataset>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")

@@ -12,6 +12,7 @@ from itertools import chain
 import torch
 from torch import nn
 
+from cnnzoo import display
 from cnnzoo.models.registry import build_model, get_model_spec, list_models
 
 
@@ -50,9 +51,7 @@ class ModelSummary:
         return self.non_trainable_params + self.buffers
 
     def _repr_html_(self) -> str:
-        from cnnzoo.viz.notebook import summary_html
-
-        return summary_html(self)
+        return display.provider("summary_html")(self)
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text(str(self))  # IPython's plain-text display: the table, not the dataclass fields

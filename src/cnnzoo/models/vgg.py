@@ -33,6 +33,32 @@ def vgg_block(
     return nn.Sequential(*layers)
 
 
+def vgg_blocks(
+    conv_arch: Sequence[tuple[int, int]],
+    in_channels: int,
+    norm_layer: Callable[[int], nn.Module] | None = None,
+) -> list[nn.Sequential]:
+    """One ``vgg_block`` per (num_convs, channels) in ``conv_arch``, each fed by the one before."""
+    blocks, channels = [], in_channels
+    for num_convs, out_channels in conv_arch:
+        blocks.append(vgg_block(num_convs, channels, out_channels, norm_layer))
+        channels = out_channels
+    return blocks
+
+
+def vgg_head(in_features: int, num_classes: int, dropout: float) -> list[nn.Module]:
+    """The dense layers closing every VGG: 4096, 4096 (ReLU, dropout), then the classes."""
+    return [
+        nn.Linear(in_features, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(4096, num_classes),
+    ]
+
+
 class VGG(nn.Module):
     """One ``vgg_block`` per (num_convs, channels) in ``conv_arch``, then dense 4096, 4096."""
 
@@ -47,22 +73,9 @@ class VGG(nn.Module):
         norm_layer: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        blocks, channels = [], in_channels
-        for num_convs, out_channels in conv_arch:
-            blocks.append(vgg_block(num_convs, channels, out_channels, norm_layer))
-            channels = out_channels
-        self.features = nn.Sequential(*blocks)
+        self.features = nn.Sequential(*vgg_blocks(conv_arch, in_channels, norm_layer))
         flat = prod(output_shape(self.features, in_channels, input_size, "VGG"))
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(flat, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = nn.Sequential(nn.Flatten(), *vgg_head(flat, num_classes, dropout))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -85,50 +98,35 @@ class VGGTV(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for num_convs, out_channels in conv_arch:
-            layers.extend(vgg_block(num_convs, channels, out_channels))
-            channels = out_channels
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*(layer for block in vgg_blocks(conv_arch, in_channels) for layer in block))
         output_shape(self.features, in_channels, input_size, "VGG")  # names the minimum input size
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(
-            nn.Linear(channels * 7 * 7, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = nn.Sequential(*vgg_head(conv_arch[-1][1] * 7 * 7, num_classes, dropout))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-@register_model(
-    "vgg11",
-    input_shape=(1, 224, 224),
-    num_classes=10,
-    description="VGG-11 (8 convs, 3 dense) on 1x224x224, 10 classes (d2l form)",
-)
-def vgg11(
-    *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
-) -> VGG:
-    return VGG(VGG11, in_channels, num_classes, input_size, dropout=dropout)
+def _builder(model_class: type[VGG] | type[VGGTV], conv_arch: Sequence[tuple[int, int]]) -> Callable[..., nn.Module]:
+    def build(*, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5) -> nn.Module:
+        return model_class(conv_arch, in_channels, num_classes, input_size, dropout=dropout)
+
+    return build
 
 
-@register_model(
-    "vgg11_small",
-    input_shape=(1, 224, 224),
-    num_classes=10,
-    description="VGG-11 with a quarter of the channels, 1x224x224 (d2l's fit for small GPUs)",
-)
-def vgg11_small(
-    *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
-) -> VGG:
-    return VGG(VGG11_SMALL, in_channels, num_classes, input_size, dropout=dropout)
+# The variants without batch norm: one row each, (name, class, conv_arch, input shape, classes, description).
+for _name, _class, _arch, _shape, _classes, _description in (
+    ("vgg11", VGG, VGG11, (1, 224, 224), 10, "VGG-11 (8 convs, 3 dense) on 1x224x224, 10 classes (d2l form)"),
+    ("vgg11_small", VGG, VGG11_SMALL, (1, 224, 224), 10,
+     "VGG-11 with a quarter of the channels, 1x224x224 (d2l's fit for small GPUs)"),
+    ("vgg16", VGG, VGG16, (3, 224, 224), 1000,
+     "VGG-16 (13 convs, 3 dense), 3x224x224, 1000 classes; torchvision's count, d2l's layout"),
+    ("vgg11_tv", VGGTV, VGG11, (3, 224, 224), 1000,
+     "VGG-11 as torchvision builds it (7x7 adaptive pool); loads its weights"),
+    ("vgg16_tv", VGGTV, VGG16, (3, 224, 224), 1000,
+     "VGG-16 as torchvision builds it (7x7 adaptive pool); loads its weights"),
+):
+    register_model(_name, input_shape=_shape, num_classes=_classes, description=_description)(_builder(_class, _arch))
 
 
 @register_model(
@@ -146,39 +144,3 @@ def vgg11_bn(
     dropout: float = 0.5,
 ) -> VGG:
     return VGG(VGG11, in_channels, num_classes, input_size, dropout=dropout, norm_layer=norm_layer)
-
-
-@register_model(
-    "vgg16",
-    input_shape=(3, 224, 224),
-    num_classes=1000,
-    description="VGG-16 (13 convs, 3 dense), 3x224x224, 1000 classes; torchvision's count, d2l's layout",
-)
-def vgg16(
-    *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
-) -> VGG:
-    return VGG(VGG16, in_channels, num_classes, input_size, dropout=dropout)
-
-
-@register_model(
-    "vgg11_tv",
-    input_shape=(3, 224, 224),
-    num_classes=1000,
-    description="VGG-11 as torchvision builds it (7x7 adaptive pool); loads its weights",
-)
-def vgg11_tv(
-    *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
-) -> VGGTV:
-    return VGGTV(VGG11, in_channels, num_classes, input_size, dropout=dropout)
-
-
-@register_model(
-    "vgg16_tv",
-    input_shape=(3, 224, 224),
-    num_classes=1000,
-    description="VGG-16 as torchvision builds it (7x7 adaptive pool); loads its weights",
-)
-def vgg16_tv(
-    *, in_channels: int, num_classes: int, input_size: tuple[int, int], dropout: float = 0.5
-) -> VGGTV:
-    return VGGTV(VGG16, in_channels, num_classes, input_size, dropout=dropout)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 import torch
 from torch import nn
 
+from cnnzoo import display
 from cnnzoo.errors import CnnzooError
 from cnnzoo.kernel import in_notebook
 from cnnzoo.train.history import History
@@ -233,8 +234,7 @@ def progress_callbacks(progress: str, quiet: bool) -> list[Callback]:
     if shown == "none":
         return []
     if in_notebook():
-        # Imported only here: the notebook display draws with matplotlib, which training never needs.
-        from cnnzoo.viz.live import LiveProgress
-
-        return [LiveProgress(curves=shown == "plot")]
+        # A display slot, not an import: the notebook display is viz's, and draws with matplotlib,
+        # which training never needs.
+        return [display.provider("live_progress")(curves=shown == "plot")]
     return [ProgressBar()]

@@ -151,7 +151,7 @@ def save_checkpoint(
     header["checksum"] = tensor_checksum(tensors, header)
     text = json.dumps(header, allow_nan=False)
     size = sum(t.numel() * t.element_size() for t in tensors.values()) + len(text)
-    with atomic_target(path, size_hint=size) as tmp:
+    with atomic_target(path, size_hint=size, also_intact="and so is every checkpoint written before") as tmp:
         save_file(tensors, tmp, metadata={"cnnzoo": text})
     return path
 

@@ -16,7 +16,6 @@ from cnnzoo.nn import NORMS
 # choices read these, so a new value is added in one place.
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras")
 SCHEDULES = ("constant", "cosine", "onecycle")
-PRECISIONS = ("auto", "fp32", "bf16")
 AUTO_BOOL = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
 MAX_LR = 3.4e38  # float32's largest finite value, rounded down
@@ -28,6 +27,13 @@ RESIZE_MODES = ("tensor", "pil")
 # they were trained (cnnzoo's and Keras'); "eval", the course's, the whole training set
 # evaluated in eval mode after the epoch, inside the epoch's time.
 TRAIN_ACC = ("running", "eval")
+# What a fine-tuning run (cnnzoo.workflows.finetune, `cnnzoo finetune`) changes in TrainConfig's
+# defaults: a pretrained body wants a short run at a small rate, the new head trained alone first.
+# Kept here, beside the fields it sets, so the command line can quote them without importing torch.
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "epochs": 3, "head_epochs": 1, "batch_size": 128, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
+    "weight_decay": 1e-4, "schedule": "cosine",
+}
 
 
 @dataclass

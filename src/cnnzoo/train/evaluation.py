@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnzoo import display
 from cnnzoo.data import BatchIterator, DataSplit, preprocess
 from cnnzoo.train.runtime import Runtime
 
@@ -33,17 +34,13 @@ class EvalResult:
 
     # In a notebook: accuracy, per-class accuracy and the confusion matrix; `print` gives them as text.
     def _repr_mimebundle_(self, include=None, exclude=None):
-        from cnnzoo.viz.notebook import evaluation_bundle  # train never imports viz until a picture is wanted
-
-        return evaluation_bundle(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
+        return display.provider("evaluation_bundle")(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
 
     def _repr_html_(self) -> str:
         return self._repr_mimebundle_()["text/html"]
 
     def __str__(self) -> str:
-        from cnnzoo.viz.notebook import evaluation_text
-
-        return evaluation_text(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
+        return display.provider("evaluation_text")(self.accuracy, self.loss, self.confusion().tolist(), self.classes)
 
 
 @torch.inference_mode()

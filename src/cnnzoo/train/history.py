@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnzoo import display
+
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "time_s", "images_per_s")
 BATCH_COLUMNS = ("step", "epoch", "loss", "lr")
 
@@ -60,16 +62,12 @@ class History:
         """The course's two plots in one figure: loss per batch and train/val/test accuracy per epoch.
 
         A notebook shows the returned Figure once, as a cell's last line; `fig.savefig(path)` writes it."""
-        from cnnzoo.viz.notebook import history_figure  # train never imports viz until a picture is wanted
-
-        return history_figure(self)
+        return display.provider("history_figure")(self)
 
     # A notebook shows a History as its curves and epoch table. One bundle renders the figure once
     # for both the PNG and the HTML, which IPython would otherwise draw twice.
     def _repr_mimebundle_(self, include=None, exclude=None):
-        from cnnzoo.viz.notebook import history_bundle
-
-        return history_bundle(self)
+        return display.provider("history_bundle")(self)
 
     def _repr_html_(self) -> str:
         return self._repr_mimebundle_()["text/html"]
@@ -80,9 +78,7 @@ class History:
     def __str__(self) -> str:
         if not self.epochs:
             return repr(self)
-        from cnnzoo.viz.notebook import epoch_table_text
-
-        return epoch_table_text(self.rows())
+        return display.provider("history_text")(self.rows())
 
     def __repr__(self) -> str:
         final = self.final

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnzoo import display
 from cnnzoo.data import BatchIterator, DataBundle, InputSpec
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
@@ -89,9 +90,7 @@ class LRFinderResult:
 
     def plot(self):
         """Loss against learning rate (log scale) with the suggestion marked, as a matplotlib Figure."""
-        from cnnzoo.viz.plots import lr_find_figure
-
-        return lr_find_figure(self.lrs, self.losses, self.smoothed, self.suggestion, self.rule, self.min_loss_lr)
+        return display.provider("lr_find_figure")(self.lrs, self.losses, self.smoothed, self.suggestion, self.rule, self.min_loss_lr)
 
 
 def lr_find(

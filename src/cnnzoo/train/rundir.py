@@ -171,8 +171,16 @@ class RunDir:
         (a run stopped before it finished an epoch)."""
         return self.best_checkpoint if which == "best" and self.best_checkpoint.is_file() else self.last_checkpoint
 
+    def disk_full_note(self, path: str | Path) -> str | None:
+        """What a full disk leaves intact besides `path` itself, for `atomic_target`'s `also_intact`:
+        a file of this run directory is not its checkpoints, which survive."""
+        if Path(path).parent == self.path and self.checkpoints_dir.is_dir():
+            return f"and the last checkpoint in {self.CHECKPOINTS}/ is intact"
+        return None
+
     def write_json(self, name: str, values: dict[str, Any]) -> None:
-        atomic_write_text(self.path / name, json.dumps(values, indent=2, default=str) + "\n")
+        path = self.path / name
+        atomic_write_text(path, json.dumps(values, indent=2, default=str) + "\n", self.disk_full_note(path))
 
     def read_json(self, name: str) -> Any:
         """A JSON file of the run; unreadable or invalid JSON is a CnnzooError naming the file."""
@@ -194,8 +202,10 @@ class RunDir:
         return check_run_config(self.read_json(self.CONFIG), str(self.config_path))
 
     def write_history(self, history: History) -> None:
-        atomic_write_text(self.metrics_path, _csv_text(EPOCH_COLUMNS, history.rows()))
-        atomic_write_text(self.batch_loss_path, _csv_text(BATCH_COLUMNS, history.batch_rows()))
+        atomic_write_text(self.metrics_path, _csv_text(EPOCH_COLUMNS, history.rows()),
+                          self.disk_full_note(self.metrics_path))
+        atomic_write_text(self.batch_loss_path, _csv_text(BATCH_COLUMNS, history.batch_rows()),
+                          self.disk_full_note(self.batch_loss_path))
 
     def read_metrics(self) -> list[dict[str, str]]:
         with open(self.metrics_path, newline="", encoding="utf-8") as f:

@@ -46,7 +46,7 @@ CATEGORIES = {
     "block": ("Residual block", "#8FBFE0"),
     "other": ("Other", "#999999"),
 }
-_SKIP_COLOR = "#D55E00"
+SKIP_COLOR = "#D55E00"  # every skip connection's colour, its arrows and its legend entry alike
 _MERGE_FUNCS = {"add", "iadd", "sub", "mul", "cat", "concat", "stack"}
 _RESHAPE_FUNCS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose", "contiguous"}
 _POOL_FUNCS = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"}
@@ -182,7 +182,7 @@ def _title(title: str, model: nn.Module, input_shape: tuple[int, ...]) -> str:
 def _legend(fig: Figure, categories: dict[str, str], skip: bool = False) -> None:
     handles = [Patch(facecolor=CATEGORIES[c][1], edgecolor="#333333", label=label) for c, label in categories.items()]
     if skip:
-        handles.append(Line2D([], [], color=_SKIP_COLOR, lw=1.2, label="skip connection / shortcut"))
+        handles.append(Line2D([], [], color=SKIP_COLOR, lw=1.2, label="skip connection / shortcut"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
 
 
@@ -346,13 +346,13 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
     for k, skip in arcs:  # from the previous box's output, over the block, into the block's output
         start, end = boxes[k - 1][0] + boxes[k - 1][1], boxes[k][0] + boxes[k][1]
         rise = 0.35 * (end - start)
-        ax.add_patch(FancyArrowPatch((start, arc_base), (end, arc_base), color=_SKIP_COLOR, lw=1.2,
+        ax.add_patch(FancyArrowPatch((start, arc_base), (end, arc_base), color=SKIP_COLOR, lw=1.2,
                                      arrowstyle="-|>", mutation_scale=8, zorder=2 * len(boxes) + 4,
                                      connectionstyle=f"arc3,rad={-2 * rise / (end - start):.3f}"))
         for x_end in (start, end):  # where the skip leaves and rejoins the flow
-            ax.plot([x_end, x_end], [0, arc_base], color=_SKIP_COLOR, lw=0.8, linestyle=":", zorder=1)
+            ax.plot([x_end, x_end], [0, arc_base], color=SKIP_COLOR, lw=0.8, linestyle=":", zorder=1)
         ax.text((start + end) / 2, arc_base + rise + 0.15, skip, ha="center", va="bottom", fontsize=6.5,
-                color=_SKIP_COLOR, rotation=90 if len(skip) > 14 else 0, zorder=2 * len(boxes) + 4)
+                color=SKIP_COLOR, rotation=90 if len(skip) > 14 else 0, zorder=2 * len(boxes) + 4)
     _legend(fig, {c: CATEGORIES[c][0] + (f" → {', '.join(f)}" if f else "") for c, f in legend.items()},
             skip=bool(arcs))
     return fig
@@ -475,18 +475,18 @@ def graph_figure(model_or_name, input_shape=None) -> Figure:
                     _column_jump(ax, (xj + wj / 2, yj - _BOX_H / 2), (x + w / 2, y + _BOX_H / 2), arrow)
                 else:
                     bulge = min(_ARC_SPACE * 1.5, 0.9 + 0.1 * (row[i] - row[j]))
-                    ax.add_patch(FancyArrowPatch((xj + wj, yj), (x + w, y), color=_SKIP_COLOR, lw=1.1,
+                    ax.add_patch(FancyArrowPatch((xj + wj, yj), (x + w, y), color=SKIP_COLOR, lw=1.1,
                                                  arrowstyle="-|>", mutation_scale=8,
                                                  connectionstyle=f"arc3,rad={-2 * bulge / (yj - y):.3f}", zorder=2))
             elif i not in row and j in row:  # leaving the main path: right, then down
                 ax.annotate("", xy=(x + w / 2, y + _BOX_H / 2), xytext=(xj + wj, yj),
-                            arrowprops=dict(arrow, color=_SKIP_COLOR, connectionstyle="angle,angleA=0,angleB=90,rad=0"))
+                            arrowprops=dict(arrow, color=SKIP_COLOR, connectionstyle="angle,angleA=0,angleB=90,rad=0"))
             elif i in row:  # rejoining the main path: down, then left
                 ax.annotate("", xy=(x + w, y), xytext=(xj + wj / 2, yj - _BOX_H / 2),
-                            arrowprops=dict(arrow, color=_SKIP_COLOR, connectionstyle="angle,angleA=-90,angleB=0,rad=0"))
+                            arrowprops=dict(arrow, color=SKIP_COLOR, connectionstyle="angle,angleA=-90,angleB=0,rad=0"))
             else:
                 ax.annotate("", xy=(x + w / 2, y + _BOX_H / 2), xytext=(xj + wj / 2, yj - _BOX_H / 2),
-                            arrowprops=dict(arrow, color=_SKIP_COLOR))
+                            arrowprops=dict(arrow, color=SKIP_COLOR))
     present = dict.fromkeys(node.category for node in nodes)
     _legend(fig, {c: CATEGORIES[c][0] for c in present}, skip=not _is_chain(nodes))
     return fig

@@ -43,10 +43,11 @@ def image_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = SAVE_DPI) -> Path:
-    """Write ``fig`` to ``path`` atomically, as PNG, SVG or PDF according to the extension."""
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = SAVE_DPI, also_intact: str | None = None) -> Path:
+    """Write ``fig`` to ``path`` atomically, as PNG, SVG or PDF according to the extension;
+    ``also_intact`` is what a full disk leaves intact besides the file (see ``atomic_target``)."""
     fmt = image_format(path)
-    with atomic_target(path) as tmp:
+    with atomic_target(path, also_intact=also_intact) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", facecolor="white")
     return Path(path)
 
@@ -315,13 +316,15 @@ def _steps_per_epoch(epochs: list[str]) -> int | None:
     return counts.most_common(1)[0][1] if counts else None
 
 
-def _misclassified_images(run_dir: Path, evaluation: dict):
-    """The test images named in evaluation.json, read back through cnnzoo.data."""
+def misclassified_images(run_dir: Path, evaluation: dict):
+    """The uint8 images (N, 1, H, W) of the mistakes `evaluation` (the run's evaluation.json) lists, in
+    its order, read back through cnnzoo.data from the official split: a mistake's index is its position
+    in the official file, whatever subset the run evaluated. Never downloads (a missing data set costs
+    only the figure)."""
     from cnnzoo.data import load_split
     from cnnzoo.train.rundir import RunDir
 
     config = json.loads(RunDir(run_dir).config_path.read_text(encoding="utf-8"))
-    # Never download here: a missing data set costs only this one figure.
     split = load_split(config["dataset"], evaluation.get("split", "test"), root=config.get("data_dir"), download=False)
     indices = [int(m["index"]) for m in evaluation["misclassified"]]
     return split.images[indices]
@@ -339,39 +342,41 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
         raise CnnzooError(f"{str(run_dir)!r} has no {run.METRICS} or {run.BATCH_LOSS}; pass a run directory written "
                           "by `cnnzoo train`.")
     written: list[Path] = []
+
+    def save(fig: Figure, kind: str) -> None:
+        path = run.plot_path(kind)
+        written.append(save_figure(fig, path, also_intact=run.disk_full_note(path)))
+
     metrics = read_metrics(metrics_path) if metrics_path.is_file() else []
     batches = read_metrics(batch_path) if batch_path.is_file() else []
 
     if batches:
         steps = _column(batches, "step")
-        written.append(save_figure(loss_figure(steps, _column(batches, "loss"),
-                                               _steps_per_epoch(_column(batches, "epoch"))), run.plot_path("loss")))
+        save(loss_figure(steps, _column(batches, "loss"), _steps_per_epoch(_column(batches, "epoch"))), "loss")
     if metrics:
         epochs = _column(metrics, "epoch")
         eval_mode = run.config_path.is_file() and run.read_config()[0].train_acc == "eval"
-        written.append(save_figure(accuracy_figure(epochs, _column(metrics, "train_acc"), _column(metrics, "test_acc"),
-                                                   _column(metrics, "val_acc"),
-                                                   train_label="train (eval mode)" if eval_mode else "train"),
-                                   run.plot_path("accuracy")))
+        save(accuracy_figure(epochs, _column(metrics, "train_acc"), _column(metrics, "test_acc"), _column(metrics, "val_acc"),
+                             train_label="train (eval mode)" if eval_mode else "train"), "accuracy")
     lrs = _column(batches, "lr")
     if batches and all(lrs):
         steps_per_epoch = _steps_per_epoch(_column(batches, "epoch"))
-        written.append(save_figure(lr_figure(_column(batches, "step"), lrs, steps_per_epoch), run.plot_path("lr")))
+        save(lr_figure(_column(batches, "step"), lrs, steps_per_epoch), "lr")
     elif metrics and all(_column(metrics, "lr")):
-        written.append(save_figure(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr")), run.plot_path("lr")))
+        save(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr")), "lr")
 
     if eval_path.is_file():
         evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
         classes = evaluation["classes"]
-        written.append(save_figure(confusion_figure(evaluation["confusion"], classes), run.plot_path("confusion")))
+        save(confusion_figure(evaluation["confusion"], classes), "confusion")
         wrong = evaluation.get("misclassified") or []
         try:
-            images = _misclassified_images(run_dir, evaluation) if wrong else np.zeros((0, 28, 28), np.uint8)
+            images = misclassified_images(run_dir, evaluation) if wrong else np.zeros((0, 28, 28), np.uint8)
         except (CnnzooError, OSError, KeyError) as exc:
             # The figures above are still worth having when the data set is not on this machine.
             warnings.warn(f"{run.PLOTS['misclassified']} not drawn: {exc}", stacklevel=2)
         else:
             fig = misclassified_figure(images, [m["true"] for m in wrong], [m["pred"] for m in wrong],
                                        [m["confidence"] for m in wrong], classes)
-            written.append(save_figure(fig, run.plot_path("misclassified")))
+            save(fig, "misclassified")
     return written

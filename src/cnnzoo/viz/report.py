@@ -318,8 +318,9 @@ def render_report(run_dir: str | os.PathLike) -> str:
 
 def write_report(run_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
     """Write the run's self-contained HTML report (default ``<run_dir>/report.html``)."""
-    path = Path(path) if path is not None else RunDir(run_dir).report_path
+    run = RunDir(run_dir)
+    path = Path(path) if path is not None else run.report_path
     text = render_report(run_dir)
-    with atomic_target(path) as tmp:
+    with atomic_target(path, also_intact=run.disk_full_note(path)) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

@@ -35,7 +35,7 @@ from torch import nn
 from cnnzoo.data import InputSpec
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
-from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.config import FINETUNE_DEFAULTS, TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback, FitState
@@ -47,10 +47,6 @@ TORCHVISION_SOURCES = {"torchvision:resnet18": "resnet18_tv"}
 IMAGENET_GRAY_MEAN = (0.485 + 0.456 + 0.406) / 3
 IMAGENET_GRAY_STD = (0.229 + 0.224 + 0.225) / 3
 FIRST_STAGE_LR_SCALE = 0.1
-FINETUNE_DEFAULTS: dict[str, Any] = {
-    "epochs": 3, "head_epochs": 1, "batch_size": 128, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
-    "weight_decay": 1e-4, "schedule": "cosine",
-}
 
 
 def finetune_config(source: str, **overrides: Any) -> TrainConfig:
