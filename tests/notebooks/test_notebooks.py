@@ -15,8 +15,10 @@ TINY = {
     "03-alexnet-vgg.ipynb": {"SIZE": 72, "LIMIT_TRAIN": 128, "BENCH_EPOCHS": 1},
     "04-resnet18-transfer.ipynb": {"SIZE": 32, "EPOCHS": 1, "LIMIT_TRAIN": 1024, "LIMIT_TEST": 128},
     "05-compare.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 500},
+    "06-keras-twins.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 8000, "LIMIT_TEST": 500},
 }
-TRAINS = {"01-lenet5.ipynb", "02-batch-norm.ipynb", "04-resnet18-transfer.ipynb", "05-compare.ipynb"}
+TRAINS = {"01-lenet5.ipynb", "02-batch-norm.ipynb", "04-resnet18-transfer.ipynb", "05-compare.ipynb",
+          "06-keras-twins.ipynb"}
 
 
 def outputs(book):
@@ -63,6 +65,11 @@ def test_notebook_runs_top_to_bottom_and_shows_what_it_teaches(name, run_noteboo
     if name == "01-lenet5.ipynb":
         summaries = [out for _, out in everything if "Total params" in shown_text(out)]
         assert len(summaries) == 2 and all("61,706" in out["data"]["text/html"] for out in summaries)
+    if name == "06-keras-twins.ipynb":
+        assert "61,706" in text and "on the torch backend" in text  # Keras's own summary table
+        (agreement,) = re.findall(r"same class for (\d+\.\d+)% of", text)
+        assert float(agreement) >= 99.9
+        assert "identical weights: True" in text
 
 
 def test_a_training_cell_keeps_one_live_area_updated_in_place_ending_with_the_curves(run_notebook):
