@@ -45,23 +45,33 @@ def kernel_specs(tmp_path_factory):
     return KernelSpecManager(kernel_dirs=[str(folder)])
 
 
-@pytest.fixture
-def run_notebook(kernel_specs, tmp_path):
+@pytest.fixture(scope="session")
+def run_notebook(kernel_specs, tmp_path_factory):
     """``run_notebook(name, **settings)``: execute notebooks/NAME top to bottom in a fresh kernel,
     in a temporary working folder, with `settings` assigned right after its parameters cell (as
-    papermill does). Returns (notebook, client, seconds)."""
+    papermill does). Returns (notebook, client, seconds). A notebook already run with the same
+    settings is not run again: the tests only read what it showed, and each run costs a kernel start
+    and a training run."""
+    executed = {}
 
     def run(name: str, **settings):
-        book = nbformat.read(NOTEBOOKS / name, as_version=4)
-        (index,) = [i for i, c in enumerate(book.cells) if "parameters" in c.metadata.get("tags", [])]
-        if settings:
-            code = "\n".join(f"{key} = {value!r}" for key, value in settings.items())
-            override = nbformat.v4.new_code_cell(code, metadata={"tags": ["injected-parameters"]})
-            book.cells.insert(index + 1, override)
-        manager = KernelManager(kernel_name="cnnzoo-tests", kernel_spec_manager=kernel_specs)
-        client = RecordingClient(book, km=manager, timeout=300, resources={"metadata": {"path": str(tmp_path)}})
-        start = time.perf_counter()
-        client.execute()
-        return book, client, time.perf_counter() - start
+        key = (name, tuple(sorted(settings.items())))
+        if key not in executed:
+            executed[key] = _execute(name, settings, kernel_specs, tmp_path_factory.mktemp("notebook"))
+        return executed[key]
 
     return run
+
+
+def _execute(name: str, settings: dict, kernel_specs, folder: Path):
+    book = nbformat.read(NOTEBOOKS / name, as_version=4)
+    (index,) = [i for i, c in enumerate(book.cells) if "parameters" in c.metadata.get("tags", [])]
+    if settings:
+        code = "\n".join(f"{key} = {value!r}" for key, value in settings.items())
+        override = nbformat.v4.new_code_cell(code, metadata={"tags": ["injected-parameters"]})
+        book.cells.insert(index + 1, override)
+    manager = KernelManager(kernel_name="cnnzoo-tests", kernel_spec_manager=kernel_specs)
+    client = RecordingClient(book, km=manager, timeout=300, resources={"metadata": {"path": str(folder)}})
+    start = time.perf_counter()
+    client.execute()
+    return book, client, time.perf_counter() - start
