@@ -179,6 +179,8 @@ def test_conversion_errors_name_the_problem():
         broken.features[0].weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(CnnzooError, match="NaN or infinite"):
         ck.from_torch(broken)
+    with pytest.raises(CnnzooError, match="holds torch.float64 weights"):
+        ck.from_torch(build_model("lenet5").double())
     with pytest.raises(CnnzooError, match="input shape is unknown"):
         ck.from_torch(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
     with pytest.raises(CnnzooError, match="Unknown data_format"):

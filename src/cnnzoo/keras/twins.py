@@ -165,6 +165,9 @@ def _keras_shape(step: Step, tensor: torch.Tensor, index: int) -> tuple[int, ...
 
 def _keras_weights(step: Step, module: nn.Module) -> list[np.ndarray]:
     tensors = _torch_tensors(step, module)
+    if any(t.dtype != torch.float32 for t in tensors):
+        raise CnnzooError(f"{step.module} holds {tensors[0].dtype} weights, but a Keras twin holds float32 (Keras's "
+                          "torch backend computes dense layers in float32 even under float64); convert a model.float() copy.")
     if not all(bool(torch.isfinite(t).all()) for t in tensors):
         raise CnnzooError(f"The PyTorch weights of {step.module} hold NaN or infinite values; "
                           "a twin is made of finite weights only, so convert a model that trained without diverging.")
