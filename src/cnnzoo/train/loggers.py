@@ -23,11 +23,13 @@ from torch import nn
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, FitState
+from cnnzoo.train.history import EPOCH_COLUMNS as HISTORY_COLUMNS
 from cnnzoo.data import InputSpec
 from cnnzoo.train.loop import TrainingInterrupted
 
 STEP_TAGS = {"loss": "step/loss", "lr": "step/lr"}
-EPOCH_COLUMNS = ("train_loss", "train_acc", "val_acc", "test_acc", "lr", "time_s", "images_per_s")
+# metrics.csv's columns (History owns them) but the epoch number, which is each value's x axis here.
+EPOCH_COLUMNS = tuple(column for column in HISTORY_COLUMNS if column != "epoch")
 # The columns the hyper-parameter tables of both tools show next to the settings.
 HPARAM_METRICS = ("epoch/train_loss", "epoch/train_acc", "epoch/val_acc", "epoch/test_acc")
 
