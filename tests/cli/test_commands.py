@@ -220,6 +220,14 @@ def test_run_names_cannot_reach_outside_out(capsys, tmp_path, name):
     assert_one_line_error(code, err, "--name must be a plain folder name")
 
 
+@pytest.mark.parametrize("name", ["", "two\nlines"])
+def test_train_refuses_an_empty_or_multi_line_name(tmp_path, capsys, name):
+    assert main(["train", "--model", "lenet5", "--epochs", "1", "--device", "cpu", "--limit-train", "64",
+                 "--out", str(tmp_path), "--name", name, "--quiet"]) == 2
+    assert "--name must be a plain folder name" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_overwrite_never_deletes_a_folder_that_is_not_a_run(capsys, tmp_path):
     keep = tmp_path / "notes"
     keep.mkdir()

@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+import torch
 from torch import nn
 
 from cnnzoo.errors import CnnzooError
@@ -32,6 +33,25 @@ def test_registered_models_and_defaults():
         spec = get_model_spec(name)
         assert (spec.name, spec.input_shape, spec.num_classes) == (name, shape, classes)
         assert spec.description
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward_at_default_input(name):
+    spec = get_model_spec(name)
+    torch.manual_seed(0)
+    model = build_model(name).train()
+    x = torch.randn(2, *spec.input_shape)
+    out = model(x)
+    assert out.shape == (2, spec.num_classes)
+    nn.functional.cross_entropy(out, torch.tensor([0, 1])).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+
+
+def test_models_without_batch_norm_say_so():
+    for name in ("lenet5", "lenet5_classic", "alexnet", "alexnet_tv", "vgg11", "vgg16", "vgg11_tv", "vgg16_tv"):
+        assert not get_model_spec(name).uses_norm
 
 
 def test_spec_is_frozen():

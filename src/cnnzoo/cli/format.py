@@ -4,10 +4,13 @@ from __future__ import annotations
 
 
 def human(n: int | float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(int(n))
+    if n < 1e3:
+        return str(int(n))
+    for unit, size in (("K", 1e3), ("M", 1e6), ("G", 1e9)):
+        # Judged after rounding: 999,999 is "1.00M", never "1000.00K".
+        text = f"{n / size:.2f}"
+        if float(text) < 1000 or unit == "G":
+            return f"{text}{unit}"
 
 
 def print_table(header, rows, right=()) -> None:
