@@ -104,3 +104,12 @@ def test_no_import_circle_between_the_layer_folders():
     for unit in sorted(edges):
         walk(unit, [unit])
     assert not circles, "\n".join(circles)
+
+
+def test_tests_mirror_src_file_for_file():
+    # src/cnnzoo/<dir>/<name>.py is tested in tests/<dir>/test_<name>.py, so a reader finds a module's tests.
+    tests = Path(__file__).resolve().parent
+    missing = [str(path.relative_to(SRC)) for path in sorted(SRC.rglob("*.py"))
+               if path.stem not in ROOT_MODULES
+               and not (tests / path.relative_to(SRC).parent / f"test_{path.stem}.py").is_file()]
+    assert not missing, f"modules without their test file: {', '.join(missing)}"
