@@ -185,6 +185,15 @@ def test_from_a_zoo_run_mnist_to_fashion_mnist(tmp_path, data_root):
     assert trained.input_spec.normalize == DATASETS["mnist"].normalize
     assert len(load_trained(tmp_path / "ft", which="last").meta["history"]["epochs"]) == 2
 
+    # The train command's early stopping and loggers work for fine-tuning too.
+    assert main(["finetune", "--from", str(source_dir.path), "--dataset", "fashion-mnist", "--epochs", "3",
+                 "--limit-train", "256", "--limit-test", "64", "--batch-size", "64", "--device", "cpu",
+                 "--data-dir", str(data_root), "--out", str(tmp_path), "--name", "ft-logged", "--quiet",
+                 "--val-split", "0.25", "--early-stop", "1", "--tensorboard"]) == 0
+    logged = load_trained(tmp_path / "ft-logged")
+    assert logged.config.early_stop == 1 and logged.config.val_split == 0.25
+    assert list((tmp_path / "ft-logged" / "tensorboard").glob("events.out.tfevents.*"))
+
 
 @pytest.mark.parametrize("content", [b"hello\n", b"root:x:0:0:root:/root:/bin/bash\n", b"\x80\x02" + b"\x00" * 64])
 def test_weights_that_are_not_a_torch_file_get_one_clear_error(tmp_path, content):

@@ -306,7 +306,8 @@ def cmd_finetune(args) -> int:
                  if name != "finetune_from" and getattr(args, name, None) is not None}
     config = finetune_config(args.finetune_from, **overrides).validate()
     run_dir, history = finetune_run(config, weights=args.weights, keep_head=args.keep_head, out=args.out,
-                                    name=args.name, overwrite=args.overwrite, quiet=args.quiet)
+                                    name=args.name, overwrite=args.overwrite, quiet=args.quiet,
+                                    callbacks=_loggers(args))
     _print_done(run_dir)
     return 0
 

@@ -72,6 +72,21 @@ class _ChoicesOf:
         return value in self._values()
 
 
+def _add_early_stop_flags(g) -> None:
+    g.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without validation progress and keep the best epoch's weights "
+                        "(needs --val-split; default: off)")
+    g.add_argument("--early-stop-min-delta", type=float, metavar="FRACTION",
+                   help="validation accuracy an epoch must gain to count as progress, e.g. 0.002 (default: 0)")
+
+
+def _add_logger_flags(g) -> None:
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to RUN_DIR/tensorboard (default: off)")
+    g.add_argument("--mlflow", action="store_true",
+                   help="also log to MLflow: $MLFLOW_TRACKING_URI, else a file store in RUN_DIR/mlruns (default: off)")
+
+
 def _add_lr_find_parser(sub) -> None:
     p = sub.add_parser("lr-find", help="learning-rate range test: sweep the lr, plot the loss, suggest a value",
                        description="Train a copy of the model for a few hundred steps while the learning rate grows "
@@ -143,11 +158,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     g.add_argument("--val-split", type=float,
                    help=f"fraction of train held out for validation, e.g. 0.2 (default: {RECIPE}, else {DEFAULTS.val_split:g})")
-    g.add_argument("--early-stop", type=int, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without validation progress and keep the best epoch's weights "
-                        "(needs --val-split; default: off)")
-    g.add_argument("--early-stop-min-delta", type=float, metavar="FRACTION",
-                   help="validation accuracy an epoch must gain to count as progress, e.g. 0.002 (default: 0)")
+    _add_early_stop_flags(g)
     g.add_argument("--val-holdout", choices=VAL_HOLDOUTS,
                    help="which images --val-split holds out: random (seeded), or last, as Keras' validation_split "
                         f"(default: {RECIPE}, else {DEFAULTS.val_holdout})")
@@ -239,10 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings, device and fast path, then exit without reading data or "
                         "writing anything")
-    g.add_argument("--tensorboard", action="store_true",
-                   help="also write TensorBoard event files to RUN_DIR/tensorboard (default: off)")
-    g.add_argument("--mlflow", action="store_true",
-                   help="also log to MLflow: $MLFLOW_TRACKING_URI, else a file store in RUN_DIR/mlruns (default: off)")
+    _add_logger_flags(g)
     g = p.add_argument_group("several processes (see also: torchrun --nproc_per_node N -m cnnzoo train ...)")
     g.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes of this machine (one per GPU) via torchrun; "
@@ -370,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default: <time>-<model>-finetuned-<dataset>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_early_stop_flags(p)
+    _add_logger_flags(p)
     p.set_defaults(func=commands.cmd_finetune)
 
     p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript (preprocessing included) or Keras")
