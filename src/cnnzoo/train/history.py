@@ -7,7 +7,9 @@ from typing import Any
 
 from cnnzoo import display
 
-EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "time_s", "images_per_s")
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "time_s", "images_per_s",
+                 "train_images", "val_images", "test_images")
+IMAGE_COUNT_COLUMNS = ("train_images", "val_images", "test_images")  # what each accuracy was measured on
 BATCH_COLUMNS = ("step", "epoch", "loss", "lr")
 
 

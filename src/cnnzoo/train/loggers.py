@@ -24,12 +24,14 @@ from torch import nn
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.history import EPOCH_COLUMNS as HISTORY_COLUMNS
+from cnnzoo.train.history import IMAGE_COUNT_COLUMNS
 from cnnzoo.data import InputSpec
 from cnnzoo.train.loop import TrainingInterrupted
 
 STEP_TAGS = {"loss": "step/loss", "lr": "step/lr"}
-# metrics.csv's columns (History owns them) but the epoch number, which is each value's x axis here.
-EPOCH_COLUMNS = tuple(column for column in HISTORY_COLUMNS if column != "epoch")
+# metrics.csv's columns (History owns them) but the epoch number, each value's x axis here, and the
+# image counts, which are settings of the run rather than curves.
+EPOCH_COLUMNS = tuple(column for column in HISTORY_COLUMNS if column != "epoch" and column not in IMAGE_COUNT_COLUMNS)
 # The columns the hyper-parameter tables of both tools show next to the settings.
 HPARAM_METRICS = ("epoch/train_loss", "epoch/train_acc", "epoch/val_acc", "epoch/test_acc")
 

@@ -231,6 +231,10 @@ def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dic
         "lr": state.lrs[-1],
         "time_s": elapsed,
         "images_per_s": seen / elapsed,
+        # What each accuracy was measured on, so a --limit-* run's numbers are not read as the full set's.
+        "train_images": len(data.train) if config.train_acc == "eval" else seen,
+        "val_images": None if data.val is None else len(data.val),
+        "test_images": len(data.test),
     }
     splits = (("train_acc", data.train),) if config.train_acc == "eval" else ()  # the course's: all of it, eval mode
     for name, split in (*splits, ("val_acc", data.val), ("test_acc", data.test)):
