@@ -69,5 +69,8 @@ def test_bench_json_has_every_field(data_root, capsys, extra, limit):
     assert result["train_images"] == int(limit) and result["steady_epochs"] == [1]
     assert result["steady_s_per_epoch"] > 0 and result["train_flops_per_image"] > 0
     assert result["fraction_of_peak"] is None and result["peak_memory_kind"] == "cpu_peak_rss"
+    # CPU time over wall time of the steady epochs: positive, and no more cores than the process has threads.
+    assert 0 < result["cores_used"] <= result["threads"] + 0.5
+    assert result["load_average"] >= 0  # Linux has one
     baseline = [result[k] for k in ("baseline_s_per_epoch", "baseline_images_per_s", "speedup_vs_baseline")]
     assert all(v is not None and v > 0 for v in baseline) if extra else all(v is None for v in baseline)
