@@ -90,9 +90,9 @@ def train_step_flops(model: nn.Module, batch_size: int, input_shape: tuple[int, 
 
 
 class EpochCpuTime(Callback):
-    """The process's CPU seconds (all its threads) over each epoch's training steps, the span that
-    `time_s` times. CPU over wall time says how many cores the run really got: on a CPU shared with
-    other programs, 2 threads that get ~1 core mean a slower epoch that is not the code's doing."""
+    """The process's CPU seconds (all its threads) over the span of each epoch that `time_s` times.
+    CPU over wall time says how many cores the run really got: on a CPU shared with other programs,
+    2 threads that get about 1 core mean a slower epoch that is not the code's doing."""
 
     def __init__(self) -> None:
         self.cpu_s: list[float] = []
@@ -104,6 +104,10 @@ class EpochCpuTime(Callback):
     def on_step_end(self, state: FitState) -> None:
         if state.step + 1 == state.steps_per_epoch:
             self.cpu_s.append(time.process_time() - self._start)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if state.config.train_acc == "eval":  # then `time_s` includes the epoch's evaluations too
+            self.cpu_s[-1] = time.process_time() - self._start
 
 
 def load_average() -> float | None:
