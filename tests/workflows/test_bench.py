@@ -11,7 +11,7 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.data import BatchIterator, load_data, preprocess
 from cnnzoo.train import TrainConfig, fit
-from cnnzoo.workflows.bench import FIELDS, EpochCpuTime, steady
+from cnnzoo.workflows.bench import FIELDS, EpochCpuTime, cores_used_text, steady
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.workflows.run import model_for
 
@@ -96,3 +96,10 @@ def test_epoch_cpu_time_spans_what_the_epoch_time_spans(train_acc):
     [cpu_s] = clock.cpu_s
     # The course's eval-mode training accuracy puts the evaluation inside the epoch's time; otherwise it is outside.
     assert (cpu_s >= 0.25) if train_acc == "eval" else (0.05 <= cpu_s < 0.25)
+
+
+def test_cores_used_warns_only_when_the_run_got_fewer_cores_than_threads():
+    shared = cores_used_text({"cores_used": 0.97, "threads": 2, "load_average": 2.4})
+    assert shared.startswith("0.97 of 2 threads (load average 2.4 at the start)") and "held a core" in shared
+    assert "held a core" not in cores_used_text({"cores_used": 1.9, "threads": 2, "load_average": None})
+    assert cores_used_text({"cores_used": None, "threads": 8, "load_average": 0.1}) == "n/a"  # CUDA

@@ -236,6 +236,17 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     return {name: result.get(name) for name in FIELDS}
 
 
+def cores_used_text(result: dict[str, Any]) -> str:
+    """`cores_used` of `threads`, with the load average, and a warning when the run got a core less."""
+    if result["cores_used"] is None:
+        return "n/a"
+    load = "n/a" if result["load_average"] is None else f"{result['load_average']:.1f}"
+    text = f"{result['cores_used']:.2f} of {result['threads']} threads (load average {load} at the start)"
+    if result["cores_used"] < result["threads"] - 0.5:
+        text += "; other programs held a core, so these times measure the machine's load too"
+    return text
+
+
 def format_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) rows for the human-readable report."""
 
@@ -256,9 +267,7 @@ def format_table(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("achieved TFLOP/s", num(result["achieved_tflops"], ".3f")),
         ("fraction of peak", "n/a" if result["fraction_of_peak"] is None else
          f"{100 * result['fraction_of_peak']:.1f}% of {result['peak_tflops']:g}"),
-        ("cores used", "n/a" if result["cores_used"] is None else
-         f"{result['cores_used']:.2f} of {result['threads']} threads (load average {num(result['load_average'], '.1f')} "
-         "at the start; fewer cores than threads: the CPU was shared)"),
+        ("cores used", cores_used_text(result)),
         ("peak memory MiB", f"{num(result['peak_memory_mb'], ',.0f')} ({result['peak_memory_kind']})"),
         ("test accuracy", "n/a" if result["test_acc"] is None else f"{100 * result['test_acc']:.2f}%"),
     ]
