@@ -2,6 +2,8 @@
 batch iterator): they must change speed, never predictions."""
 
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.data import BatchIterator, load_data, preprocess
 from cnnzoo.train import TrainConfig, fit
-from cnnzoo.workflows.bench import FIELDS, steady
+from cnnzoo.workflows.bench import FIELDS, EpochCpuTime, cores_used_text, steady
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.workflows.run import model_for
 
@@ -69,5 +71,35 @@ def test_bench_json_has_every_field(data_root, capsys, extra, limit):
     assert result["train_images"] == int(limit) and result["steady_epochs"] == [1]
     assert result["steady_s_per_epoch"] > 0 and result["train_flops_per_image"] > 0
     assert result["fraction_of_peak"] is None and result["peak_memory_kind"] == "cpu_peak_rss"
+    # CPU time over wall time of the steady epochs: positive, and no more cores than the process has threads.
+    assert 0 < result["cores_used"] <= result["threads"] + 0.5
+    assert result["load_average"] >= 0  # Linux has one
     baseline = [result[k] for k in ("baseline_s_per_epoch", "baseline_images_per_s", "speedup_vs_baseline")]
     assert all(v is not None and v > 0 for v in baseline) if extra else all(v is None for v in baseline)
+
+
+@pytest.mark.parametrize("train_acc", ["running", "eval"])
+def test_epoch_cpu_time_spans_what_the_epoch_time_spans(train_acc):
+    state = SimpleNamespace(config=SimpleNamespace(train_acc=train_acc), step=0, steps_per_epoch=1)
+    clock = EpochCpuTime()
+
+    def burn(seconds: float) -> None:  # CPU time, not sleep: sleeping costs no CPU
+        start = time.process_time()
+        while time.process_time() - start < seconds:
+            pass
+
+    clock.on_epoch_start(state)
+    burn(0.05)
+    clock.on_step_end(state)  # the epoch's last step
+    burn(0.2)  # the epoch's evaluation
+    clock.on_epoch_end(state)
+    [cpu_s] = clock.cpu_s
+    # The course's eval-mode training accuracy puts the evaluation inside the epoch's time; otherwise it is outside.
+    assert (cpu_s >= 0.25) if train_acc == "eval" else (0.05 <= cpu_s < 0.25)
+
+
+def test_cores_used_warns_only_when_the_run_got_fewer_cores_than_threads():
+    shared = cores_used_text({"cores_used": 0.97, "threads": 2, "load_average": 2.4})
+    assert shared.startswith("0.97 of 2 threads (load average 2.4 at the start)") and "held a core" in shared
+    assert "held a core" not in cores_used_text({"cores_used": 1.9, "threads": 2, "load_average": None})
+    assert cores_used_text({"cores_used": None, "threads": 8, "load_average": 0.1}) == "n/a"  # CUDA

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import resource
 import sys
 import time
@@ -21,6 +22,7 @@ from torch import nn
 
 from cnnzoo.data import DataSplit, InputSpec
 from cnnzoo.models import build_model
+from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.config import SWITCHES, TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import runtime_after
@@ -42,7 +44,7 @@ FIELDS = (
     "cuda_graphs", "fused_optimizer", "cudnn_benchmark", "compile_mode", "fallbacks", "batch_size", "input_size",
     "train_images", "epochs", "epoch_s", "steady_epochs",
     "steady_s_per_epoch", "images_per_s", "compile_s", "train_flops_per_image", "achieved_tflops",
-    "peak_tflops", "fraction_of_peak", "peak_memory_mb", "peak_memory_kind", "test_acc",
+    "peak_tflops", "fraction_of_peak", "cores_used", "load_average", "peak_memory_mb", "peak_memory_kind", "test_acc",
     "baseline_epoch_s", "baseline_s_per_epoch", "baseline_images_per_s", "speedup_vs_baseline", "versions",
 )
 
@@ -85,6 +87,35 @@ def train_step_flops(model: nn.Module, batch_size: int, input_shape: tuple[int, 
     with FlopCounterMode(display=False) as counter:
         nn.functional.cross_entropy(meta(x), y).backward()
     return counter.get_total_flops() / batch_size
+
+
+class EpochCpuTime(Callback):
+    """The process's CPU seconds (all its threads) over the span of each epoch that `time_s` times.
+    CPU over wall time says how many cores the run really got: on a CPU shared with other programs,
+    2 threads that get about 1 core mean a slower epoch that is not the code's doing."""
+
+    def __init__(self) -> None:
+        self.cpu_s: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_start(self, state: FitState) -> None:
+        self._start = time.process_time()
+
+    def on_step_end(self, state: FitState) -> None:
+        if state.step + 1 == state.steps_per_epoch:
+            self.cpu_s.append(time.process_time() - self._start)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if state.config.train_acc == "eval":  # then `time_s` includes the epoch's evaluations too
+            self.cpu_s[-1] = time.process_time() - self._start
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes, this one's included), None where the OS has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has no load average
+        return None
 
 
 def _peak_memory(device: torch.device) -> tuple[float | None, str]:
@@ -166,7 +197,9 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
 
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
-    history = fit(model, data, config, quiet=True, runtime=runtime)
+    load = load_average()
+    cpu_time = EpochCpuTime()
+    history = fit(model, data, config, quiet=True, runtime=runtime, callbacks=[cpu_time])
     memory_mb, memory_kind = _peak_memory(runtime.device)
 
     times = [row["time_s"] for row in history.epochs]
@@ -187,6 +220,9 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
         "compile_s": history.compile_s if ran.compile else None,
         "train_flops_per_image": flops_per_image, "achieved_tflops": achieved, "peak_tflops": peak,
         "fraction_of_peak": achieved / peak if peak else None,
+        "cores_used": (sum(cpu_time.cpu_s[e - 1] for e in steady_epochs) / len(steady_epochs) / steady_s
+                       if runtime.device.type == "cpu" else None),
+        "load_average": load,
         "peak_memory_mb": memory_mb, "peak_memory_kind": memory_kind,
         "test_acc": history.final.get("test_acc"),
         "baseline_epoch_s": None, "baseline_s_per_epoch": None, "baseline_images_per_s": None,
@@ -198,6 +234,17 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
         result.update(baseline_epoch_s=course, baseline_s_per_epoch=course_s,
                       baseline_images_per_s=images / course_s, speedup_vs_baseline=course_s / steady_s)
     return {name: result.get(name) for name in FIELDS}
+
+
+def cores_used_text(result: dict[str, Any]) -> str:
+    """`cores_used` of `threads`, with the load average, and a warning when the run got a core less."""
+    if result["cores_used"] is None:
+        return "n/a"
+    load = "n/a" if result["load_average"] is None else f"{result['load_average']:.1f}"
+    text = f"{result['cores_used']:.2f} of {result['threads']} threads (load average {load} at the start)"
+    if result["cores_used"] < result["threads"] - 0.5:
+        text += "; other programs held a core, so these times measure the machine's load too"
+    return text
 
 
 def format_table(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -220,6 +267,7 @@ def format_table(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("achieved TFLOP/s", num(result["achieved_tflops"], ".3f")),
         ("fraction of peak", "n/a" if result["fraction_of_peak"] is None else
          f"{100 * result['fraction_of_peak']:.1f}% of {result['peak_tflops']:g}"),
+        ("cores used", cores_used_text(result)),
         ("peak memory MiB", f"{num(result['peak_memory_mb'], ',.0f')} ({result['peak_memory_kind']})"),
         ("test accuracy", "n/a" if result["test_acc"] is None else f"{100 * result['test_acc']:.2f}%"),
     ]
