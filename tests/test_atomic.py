@@ -70,3 +70,14 @@ def test_a_temporary_names_its_writer(tmp_path):
     with atomic_target(tmp_path / "last.safetensors") as tmp:
         assert f".pid{os.getpid()}-" in tmp.name and tmp.name.endswith(".safetensors.tmp")
         tmp.write_bytes(b"x")
+
+
+def test_keep_suffix_ends_the_temporary_in_the_targets_suffix_and_its_leftovers_are_cleaned(tmp_path):
+    target = tmp_path / "model.keras"
+    with atomic_target(target, keep_suffix=True) as tmp:
+        assert tmp.name.endswith(".tmp.keras") and f".pid{os.getpid()}-" in tmp.name
+        tmp.write_bytes(b"zip")
+    assert target.read_bytes() == b"zip" and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    dead = tmp_path / f".model.pid{_dead_pid()}-abc123.tmp.keras"
+    dead.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [dead] and target.exists()

@@ -25,7 +25,7 @@ def test_flatten_order_is_what_keras_flatten_does(data_format):
     x = torch.arange(channels * height * width, dtype=torch.float32).reshape(1, channels, height, width)
     inputs = x.permute(0, 2, 3, 1).numpy() if data_format == "channels_last" else x.numpy()
     flat = keras.ops.convert_to_numpy(keras.layers.Flatten(data_format=data_format)(inputs))[0]
-    order = layouts.flatten_order((channels, height, width), flat.size)
+    order = layouts.flatten_order((channels, height, width))
     assert np.array_equal(flat, x.flatten().numpy()[order.numpy()])
 
 

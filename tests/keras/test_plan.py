@@ -8,6 +8,7 @@ import cnnzoo.keras as ck
 from cnnzoo.errors import CnnzooError
 from cnnzoo.keras.plan import plan
 from cnnzoo.models import build_model
+from cnnzoo.nn import BatchNorm2d as ScratchBatchNorm2d
 from cnnzoo.nn.same_padding import SamePadding2d
 
 keras = ck.import_keras()
@@ -97,6 +98,30 @@ def test_what_keras_cannot_express_is_one_sentence():
     scratch.features[1].denominator = "std_plus_eps"
     with pytest.raises(CnnzooError, match="std \\+ eps"):
         plan(scratch, (1, 28, 28))
+
+
+class _AddsWithAlpha(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return torch.add(self.conv(x), x, alpha=3)
+
+
+class _Branches(nn.Module):
+    def forward(self, x):
+        return x if x.sum() > 0 else -x
+
+
+def test_what_would_be_translated_wrongly_is_refused():
+    with pytest.raises(CnnzooError, match="cannot write the operation call_function add"):
+        plan(_AddsWithAlpha(), (1, 4, 4))  # a + 3b is not Keras's Add
+    with pytest.raises(CnnzooError, match="cannot trace _Branches"):
+        plan(_Branches(), (1, 4, 4))
+    shift_only = nn.Sequential(nn.Conv2d(1, 2, 3), ScratchBatchNorm2d(2, bias=False))
+    with pytest.raises(CnnzooError, match="scale but no shift"):
+        plan(shift_only, (1, 6, 6))
 
 
 def test_scratch_batch_norm_has_the_same_plan_as_torchs():

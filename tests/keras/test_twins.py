@@ -164,15 +164,41 @@ def test_model_options_travel_both_ways():
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), back.parameters()))
 
 
+def test_a_twin_built_with_other_options_is_refused_not_filled_in_wrong():
+    # Weights alone match: a ReLU LeNet's would load into the tanh one and answer differently.
+    relu = ck.from_torch(build_model("lenet5_classic", activation="relu"))
+    with pytest.raises(CnnzooError, match="conv1 differs from LeNet's in activation"):
+        ck.to_torch(relu)
+    with pytest.raises(CnnzooError, match="dropout1 differs from AlexNet's in rate"):
+        ck.to_torch(ck.build_model("alexnet", dropout=0.3))
+    imitation = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(6, 5, padding="same", name="conv1"),
+                                  keras.layers.Flatten(name="flatten"), keras.layers.Dense(10, name="dense1")],
+                                 name="lenet5")
+    with pytest.raises(CnnzooError, match="layers \\(conv1, flatten, dense1\\) are not LeNet's"):
+        ck.to_torch(imitation)
+
+
+def test_misuse_is_one_sentence():
+    twin = ck.build_model("lenet5")
+    with pytest.raises(CnnzooError, match="reads num_classes from the twin"):
+        ck.to_torch(twin, num_classes=10)
+    with pytest.raises(CnnzooError, match="to_torch takes a built Keras model"):
+        ck.to_torch(build_model("lenet5"))
+    with pytest.raises(CnnzooError, match="from_torch takes a PyTorch nn.Module, not a Sequential"):
+        ck.from_torch(twin)
+    with pytest.raises(CnnzooError, match=r"LeNet does not take inputs of shape \(1, 32, 32\) \(mat1"):
+        ck.from_torch(build_model("lenet5"), (1, 32, 32))
+
+
 def test_conversion_errors_name_the_problem():
     torch.manual_seed(0)
     twin = ck.from_torch(build_model("resnet18"))
-    with pytest.raises(CnnzooError, match="layer conv1 holds weights of shapes"):
+    with pytest.raises(CnnzooError, match="conv1 differs from ResNet18's in use_bias"):
         ck.to_torch(twin, conv_bias=True)  # a twin without conv biases into a model with them
     plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)], name="mine")
     with pytest.raises(CnnzooError, match="not after a zoo model"):
         ck.to_torch(plain)
-    with pytest.raises(CnnzooError, match="weighted layers"):
+    with pytest.raises(CnnzooError, match="layers .* are not LeNet's"):
         ck.to_torch(plain, build_model("lenet5"))
     broken = build_model("lenet5")
     with torch.no_grad():

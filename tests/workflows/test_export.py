@@ -139,7 +139,7 @@ def test_keras_export_is_the_twin_and_matches_pytorch(tmp_path, checkpoints, dat
 
     assert main(["export", str(checkpoints["lenet5"]), "--format", "keras", "-o", str(tmp_path / "cli.keras")]) == 0
     printed = capsys.readouterr().out
-    assert "float N×28×28×C in" in printed and "mean 0.286" in printed and "matches PyTorch" in printed
+    assert "float N×28×28×1 in" in printed and "mean 0.286" in printed and "matches PyTorch" in printed
 
 
 def test_keras_export_refuses_another_suffix_and_a_failed_check_leaves_nothing(tmp_path, checkpoints, monkeypatch):

@@ -62,7 +62,6 @@ def base_config(model: str, dataset: str, announce: bool = False):
 
 def config_from_args(args):
     from cnnzoo.recipes import load_recipe
-    from cnnzoo.train import TrainConfig
 
     if args.recipe:
         base = load_recipe(args.recipe).config
@@ -321,7 +320,8 @@ def cmd_export(args) -> int:
     if result.format == "keras":
         spec = result.input_spec
         normalized = "" if spec.mean is None else f", normalized with mean {spec.mean} and std {spec.std}"
-        takes = f"float N×{spec.input_size[0]}×{spec.input_size[1]}×C in (pixels / 255, resized{normalized})"
+        takes = (f"float N×{spec.input_size[0]}×{spec.input_size[1]}×{result.channels} in "
+                 f"(pixels / 255, resized{normalized})")
     else:
         takes = "uint8 N×1×28×28 in"
     print(f"wrote {result.path} ({result.format}, {takes}, {len(result.classes)} logits out; {checked})")

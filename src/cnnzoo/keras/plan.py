@@ -99,14 +99,25 @@ class _Tracer(fx.Tracer):
 
 def plan(model: nn.Module, input_shape: tuple[int, int, int]) -> Plan:
     """The Keras steps of ``model`` for inputs of ``input_shape`` (C, H, W)."""
-    graph = fx.GraphModule(model, _Tracer().trace(model))
+    name = type(model).__name__
+    try:
+        graph = fx.GraphModule(model, _Tracer().trace(model))
+    except Exception as error:  # torch.fx's TraceError and whatever a forward with Python control flow raises
+        raise CnnzooError(f"cnnzoo.keras cannot trace {name} ({type(error).__name__}: {error}); only models whose "
+                          "forward is a fixed graph of layers, as the zoo's are, have Keras twins.") from None
     was_training = model.training
     model.eval()  # the shapes do not depend on the mode, and eval neither updates statistics nor needs N > 1
     try:
         with torch.no_grad():
             parameter = next(model.parameters(), None)
-            dtype = parameter.dtype if parameter is not None else torch.float32
-            ShapeProp(graph).propagate(torch.zeros((1, *input_shape), dtype=dtype))
+            x = torch.zeros((1, *input_shape), dtype=parameter.dtype if parameter is not None else torch.float32)
+            try:
+                model(x)  # first plainly: ShapeProp would print its own traceback before the error
+            except RuntimeError as error:
+                raise CnnzooError(f"{name} does not take inputs of shape {tuple(input_shape)} "
+                                  f"({str(error).splitlines()[0]}); pass the (C, H, W) it was built for as "
+                                  "input_shape.") from None
+            ShapeProp(graph).propagate(x)
     finally:
         model.train(was_training)
     builder = _Builder(model, tuple(input_shape))
@@ -132,7 +143,8 @@ class _Builder:
             self.finish_value(self.values[node.args[0]])
         elif node.op == "call_module":
             self.values[node] = self.module(node, self.model.get_submodule(node.target))
-        elif node.op == "call_function" and node.target in (operator.add, torch.add) and len(node.args) == 2:
+        elif (node.op == "call_function" and node.target in (operator.add, torch.add) and len(node.args) == 2
+              and not node.kwargs and all(isinstance(a, fx.Node) for a in node.args)):  # a + b, not alpha=, not + 1
             left, right = (self.materialize(self.values[a]) for a in node.args)
             step = self.add("add", {}, (left, right))
             self.values[node] = _Value(step, _shape(node), left.non_negative and right.non_negative)
@@ -262,7 +274,7 @@ class _Builder:
     def activation(self, node: fx.Node, function: str, source: _Value) -> _Value:
         producer = source.step
         folds = (producer is not None and producer.kind in ("conv", "dense") and producer.options["activation"] is None
-                 and len(node.args[0].users) == 1 and source.flatten_from is None)
+                 and len(node.args[0].users) == 1)
         if folds:
             producer.options["activation"] = function
             return _Value(producer, source.shape, function in _NON_NEGATIVE)
@@ -272,6 +284,8 @@ class _Builder:
     def batch_norm(self, node: fx.Node, norm: nn.Module, source: _Value) -> _Value:
         if not norm.track_running_stats or norm.momentum is None:
             raise self.fail(f"the batch norm {node.target} without running statistics or with a cumulative average")
+        if norm.affine and norm.bias is None:
+            raise self.fail(f"the batch norm {node.target} with a scale but no shift (Keras's has both or neither)")
         if getattr(norm, "denominator", "sqrt_var") != "sqrt_var":
             raise self.fail(f"the batch norm {node.target} dividing by std + eps (Keras divides by sqrt(var + eps))")
         if source.flatten_from is not None:

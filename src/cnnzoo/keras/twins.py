@@ -10,8 +10,8 @@ Batch norm is carried over with PyTorch's hyperparameters, translated: Keras's `
 fraction of the old estimate kept (PyTorch's 0.1 is Keras's 0.9) and its ``epsilon`` is set to
 PyTorch's 1e-5 (Keras's own default is 1e-3). One difference cannot be configured away: Keras
 updates the moving variance with the biased batch variance, PyTorch with the unbiased one, so when a
-twin trains in Keras its moving variances grow by ``(n - 1) / n`` less per update than PyTorch's
-would; converted weights and statistics are exact either way.
+twin trains in Keras the batch's share of each update is ``(n - 1) / n`` of what PyTorch would add;
+converted weights and statistics are exact either way.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def from_torch(model: nn.Module, input_shape: tuple[int, int, int] | None = None
     ``input_shape`` (C, H, W) defaults to the shape the zoo built ``model`` for; ``name`` (the Keras
     model's) defaults to the zoo model's name, which lets :func:`to_torch` rebuild it.
     """
+    if not isinstance(model, nn.Module) or isinstance(model, import_keras().Layer):  # Keras-on-torch layers are Modules
+        raise CnnzooError(f"from_torch takes a PyTorch nn.Module, not a {type(model).__name__}; "
+                          "for a Keras model use to_torch.")
     input_shape = _input_shape_of(model, input_shape)
     steps = plan(model, input_shape)
     twin = _twin(steps, name or getattr(model, "zoo_name", None) or type(model).__name__.lower(), data_format,
@@ -67,20 +70,23 @@ def to_torch(keras_model, model: nn.Module | None = None, **options) -> nn.Modul
     ``activation="relu"``, as the twin was built with).
     """
     keras = import_keras()
+    if not isinstance(keras_model, keras.Model) or not keras_model.built or not keras_model.inputs:
+        raise CnnzooError(f"to_torch takes a built Keras model (a twin from cnnzoo.keras), not a "
+                          f"{type(keras_model).__name__}; for a PyTorch model use from_torch.")
     data_format = _data_format_of(keras_model)
     input_shape = _torch_input_shape(keras_model, data_format)
     if model is None:
         if keras_model.name not in list_models():
             raise CnnzooError(f"The Keras model is named {keras_model.name!r}, not after a zoo model, so cnnzoo cannot "
                               "tell which PyTorch model to build; pass the PyTorch model to fill as to_torch's model.")
+        fixed = sorted(set(options) & {"num_classes", "in_channels", "input_size"})
+        if fixed:
+            raise CnnzooError(f"to_torch reads {', '.join(fixed)} from the twin's own input and output shapes; "
+                              "leave them out and pass only the model's options (such as activation).")
         model = build_torch_model(keras_model.name, in_channels=input_shape[0], input_size=input_shape[1:],
                                   num_classes=int(keras_model.outputs[0].shape[-1]), **options)
     steps = plan(model, input_shape)
-    weighted = {step.name for step in steps.weighted()}
-    extra = [layer.name for layer in keras_model.layers if layer.weights and layer.name not in weighted]
-    if extra:
-        raise CnnzooError(f"The Keras model has weighted layers {', '.join(extra)} that {type(model).__name__} does not; "
-                          "convert a twin of the same zoo model and options.")
+    _check_structure(keras, keras_model, steps, data_format, type(model).__name__)
     with torch.no_grad():
         for step in steps.weighted():
             try:
@@ -92,6 +98,36 @@ def to_torch(keras_model, model: nn.Module | None = None, **options) -> nn.Modul
             weights = [np.asarray(keras.ops.convert_to_numpy(variable.value)) for variable in layer.weights]
             _load_torch(model.get_submodule(step.module), step, weights)
     return model
+
+
+# What a layer's config may differ in between a twin and the plan without changing what it computes.
+_CONFIG_NOISE = ("name", "dtype", "trainable", "seed")
+
+
+def _computation(layer) -> dict:
+    return {key: value for key, value in layer.get_config().items()
+            if key not in _CONFIG_NOISE and not key.endswith(("_initializer", "_regularizer", "_constraint"))}
+
+
+def _check_structure(keras, keras_model, steps: Plan, data_format: str, model_name: str) -> None:
+    """The Keras model computes what the plan says, layer by layer: the same layers in the same order,
+    each with the same activation, strides, padding, rates and so on. Weights alone would not show a
+    twin built with other options (a ReLU LeNet loaded into the tanh one gives wrong answers)."""
+    layers = [layer for layer in keras_model.layers
+              if type(layer).__name__ != "InputLayer" and layer.name != SOFTMAX_LAYER]
+    expected = [step.name for step in steps.steps]
+    names = [layer.name for layer in layers]
+    # A functional model lists its layers in its own topological order, which may interleave branches.
+    if (names if steps.is_chain else sorted(names)) != (expected if steps.is_chain else sorted(expected)):
+        raise CnnzooError(f"The Keras model's layers ({', '.join(layer.name for layer in layers)}) are not "
+                          f"{model_name}'s ({', '.join(expected)}); convert a twin of the same zoo model and options.")
+    for step in steps.steps:
+        layer, reference = keras_model.get_layer(step.name), _layer(keras, step, data_format)
+        if type(layer) is not type(reference) or _computation(layer) != _computation(reference):
+            differs = sorted(key for key in {**_computation(layer), **_computation(reference)}
+                             if _computation(layer).get(key) != _computation(reference).get(key))
+            raise CnnzooError(f"The Keras layer {step.name} differs from {model_name}'s in {', '.join(differs) or 'type'}; "
+                              "pass to_torch the options the twin was built with (such as activation='relu').")
 
 
 def _twin(steps: Plan, name: str, data_format: str, softmax: bool):

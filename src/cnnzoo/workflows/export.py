@@ -60,6 +60,7 @@ class ExportResult:
     classes: list[str]
     max_abs_diff: float | None  # None when the check was skipped
     input_spec: InputSpec  # what the model is fed (the Keras file takes images already preprocessed so)
+    channels: int = 1  # the model's input channels (a Keras file takes them, gray copied, channels last)
 
 
 def export_model(source: str | Path, output: str | Path, format: str = "onnx", check: bool = True,
@@ -121,24 +122,22 @@ def _export_keras(trained, output: Path, images: torch.Tensor | None) -> ExportR
             diff = _max_abs_diff_keras(model, written, trained.input_spec, images)
         _refuse_mismatch("keras", diff)
     return ExportResult(path=output, format="keras", classes=list(trained.classes), max_abs_diff=diff,
-                        input_spec=trained.input_spec)
+                        input_spec=trained.input_spec, channels=model.input_shape[0])
 
 
-@torch.no_grad()
 def _max_abs_diff_keras(model: nn.Module, twin, input_spec: InputSpec, images: torch.Tensor) -> float:
     from cnnzoo.keras import import_keras
 
     keras = import_keras()
 
-    diffs = []
-    for n in CHECK_BATCH_SIZES:
-        x = keras_input(images[:n], input_spec, model.input_shape[0])
-        reference = model(torch.from_numpy(x).permute(0, 3, 1, 2))
+    def pair(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = keras_input(batch, input_spec, model.input_shape[0])
         exported = torch.from_numpy(keras.ops.convert_to_numpy(twin(x, training=False)))
-        if not (torch.isfinite(exported).all() and torch.isfinite(reference).all()):
-            return math.nan
-        diffs.append((exported - reference).abs().max().item())
-    return max(diffs)
+        return exported, model(torch.from_numpy(x).permute(0, 3, 1, 2))
+
+    return _largest_difference(pair, images)
+
+
 def _check_images(config, data_dir: str | None) -> torch.Tensor:
     from cnnzoo.data import load_split
     from cnnzoo.workflows.run import stored_data_dir
@@ -188,10 +187,15 @@ def _max_abs_diff(wrapper: nn.Module, path: Path, format: str, images: torch.Ten
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
             run = torch.jit.load(str(path), map_location="cpu")
+    return _largest_difference(lambda x: (run(x).float(), wrapper(x)), images)
+
+
+@torch.no_grad()
+def _largest_difference(pair, images: torch.Tensor) -> float:
+    """The largest |exported - PyTorch| logit over the check batches; ``pair(uint8 batch)`` gives both."""
     diffs = []
     for n in CHECK_BATCH_SIZES:
-        x = images[:n]
-        exported, reference = run(x).float(), wrapper(x)
+        exported, reference = pair(images[:n])
         if not (torch.isfinite(exported).all() and torch.isfinite(reference).all()):
             return math.nan  # NaN logits "agree" to nothing: max(0.0, nan) would read as a perfect match
         diffs.append((exported - reference).abs().max().item())
