@@ -97,6 +97,14 @@ def test_lenet_bn_summary_counts_statistics_as_keras_does():
     assert "Non-trainable params: 452" in table
 
 
+def test_the_materials_keras_alexnet_bn_summary_totals():
+    lines = []
+    ck.build_model("alexnet_bn_keras", softmax=True).summary(print_fn=lambda line, **_: lines.append(line))
+    table = "\n".join(lines)
+    assert "Total params: 25,730,506" in table and "Trainable params: 25,709,350" in table
+    assert "softmax (Activation)" in table  # the material's final layer
+
+
 def test_twins_are_sequential_for_chains_and_functional_for_skips():
     assert isinstance(ck.build_model("alexnet"), keras.Sequential)
     resnet = ck.build_model("resnet18")

@@ -7,8 +7,9 @@
     torch_model = cnnzoo.keras.to_torch(twin)      # and back, bit for bit
 
 Importing this module imports Keras on its PyTorch backend, unless ``KERAS_BACKEND`` names another
-or keras was imported before with another (the backend is fixed at keras's first import). Twins take channels-last images by default (``data_format="channels_first"``
-for PyTorch's order) and return logits unless built with ``softmax=True``.
+or keras was imported before with another (the backend is fixed at keras's first import). Twins
+take channels-last images by default (``data_format="channels_first"`` for PyTorch's order) and
+return logits unless built with ``softmax=True``.
 """
 
 from cnnzoo.keras.backend import import_keras
