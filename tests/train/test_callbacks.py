@@ -109,8 +109,9 @@ def test_epoch_line_leaves_out_missing_splits():
 
 
 def test_epoch_line_says_how_many_images_each_accuracy_was_measured_on():
-    row = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_acc": 0.7, "test_acc": 0.75, "time_s": 2.0}
-    line = epoch_line(row, 2, images={"train": 48_000, "val": 12_000, "test": 2_000})
+    row = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_acc": 0.7, "test_acc": 0.75, "time_s": 2.0,
+           "train_images": 48_000, "val_images": 12_000, "test_images": 2_000}
+    line = epoch_line(row, 2)
     assert line == "epoch 1/2  loss 0.500  train 80.0% of 48,000  val 70.0% of 12,000  test 75.0% of 2,000  2.0 s"
 
 

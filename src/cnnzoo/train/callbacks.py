@@ -128,22 +128,19 @@ class Checkpointer(Callback):
 
 
 class EpochLog(Callback):
-    """One line per epoch on stdout, as d2l and Keras print. `images`: how many images each split
-    has ("train", "val", "test"), so that every accuracy says what it was measured on."""
-
-    def __init__(self, images: dict[str, int] | None = None):
-        self.images = images
+    """One line per epoch on stdout, as d2l and Keras print, every accuracy with the number of images
+    it was measured on (the row's ``*_images``)."""
 
     def on_epoch_end(self, state: FitState) -> None:
-        print(epoch_line(state.row, state.config.epochs, state.config.train_acc, self.images), flush=True)
+        print(epoch_line(state.row, state.config.epochs, state.config.train_acc), flush=True)
 
 
-def epoch_line(row: dict[str, Any], epochs: int, train_acc: str = "running",
-               images: dict[str, int] | None = None) -> str:
+def epoch_line(row: dict[str, Any], epochs: int, train_acc: str = "running") -> str:
     """`train_acc`: the definition the row's training accuracy follows (TrainConfig.train_acc); the
-    course's eval-mode re-evaluation is labelled as such. `images`: each split's size."""
+    course's eval-mode re-evaluation is labelled as such."""
     def accuracy(split: str, value: float) -> str:
-        measured = f" of {images[split]:,}" if images and split in images else ""
+        count = row.get(f"{split}_images")
+        measured = f" of {count:,}" if count is not None else ""
         name = "train(eval)" if split == "train" and train_acc == "eval" else split
         return f"{name} {100 * value:.1f}%{measured}"
 

@@ -126,7 +126,7 @@ def fit(
         save_checkpoint(path, model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
                                       "best": state.best, "history": state.history.to_dict()}, optimizer)
 
-    hooks = _hooks(config, data, [Checkpointer(save)] if run_dir is not None else [], progress, quiet, callbacks, dist)
+    hooks = _hooks(config, [Checkpointer(save)] if run_dir is not None else [], progress, quiet, callbacks, dist)
     interrupt = _Interrupt()
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
@@ -154,7 +154,7 @@ def _restore(state: FitState, resume: Checkpoint) -> None:
     state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
 
 
-def _hooks(config: TrainConfig, data: DataBundle, checkpointer: list[Callback], progress: str, quiet: bool,
+def _hooks(config: TrainConfig, checkpointer: list[Callback], progress: str, quiet: bool,
            callbacks: Iterable[Callback], dist: DistContext) -> CallbackList:
     """fit's callbacks around the user's, in the order they must run."""
     # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
@@ -167,7 +167,7 @@ def _hooks(config: TrainConfig, data: DataBundle, checkpointer: list[Callback], 
     shows_epochs = quiet or any(getattr(c, "shows_epochs", False) for c in display)
     early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
     return CallbackList([DivergenceGuard(reduce=dist.mean), *checkpointer, *display,
-                         *([] if shows_epochs else [EpochLog(_split_sizes(data))]), *early_stop, *callbacks])
+                         *([] if shows_epochs else [EpochLog()]), *early_stop, *callbacks])
 
 
 def _train_epoch(state: FitState, fast: FastPath, batches: BatchIterator, schedule: LRSchedule, hooks: CallbackList,
@@ -255,8 +255,3 @@ def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dic
     if state.improved:
         state.best = row["val_acc"]
     state.row = row
-
-
-def _split_sizes(data: DataBundle) -> dict[str, int]:
-    return {name: len(split) for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
-            if split is not None}
