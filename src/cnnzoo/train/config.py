@@ -17,7 +17,9 @@ from cnnzoo.nn import NORMS
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUTO_BOOL = ("auto", "on", "off")
-PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
+# auto: what the device runs best (train/runtime.py): bf16 autocast on CUDA compute capability >= 8.0,
+# fp16 autocast with a gradient scaler on 7.0-7.5, fp32 below, on Apple MPS and on the CPU.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_LR = 3.4e38  # float32's largest finite value, rounded down
 # The fast path's pieces, each auto/on/off so it can be measured alone.
 SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
@@ -76,8 +78,8 @@ class TrainConfig:
     tta: bool = False
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
-    compile: str = "auto"  # auto: on for CUDA
+    precision: str = "auto"  # see PRECISIONS
+    compile: str = "auto"  # auto: on for CUDA compute capability >= 7.0 (Triton's)
     channels_last: str = "auto"
     cuda_graphs: str = "auto"
     fused_optimizer: str = "auto"  # auto: on for CUDA
