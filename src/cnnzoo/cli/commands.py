@@ -159,7 +159,7 @@ def _dry_run(args) -> int:
           f"{runtime['threads']} CPU threads; fast path: "
           + ", ".join(f"{k} {'on' if runtime[k] else 'off'}" for k in
                       ("channels_last", "compile", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")))
-    print(f"  why: precision: {runtime['reasons']['precision']}; compile: {runtime['reasons']['compile']}")
+    print(f"why: precision: {runtime['reasons']['precision']}; compile: {runtime['reasons']['compile']}")
     print(f"would write {target}; --dry-run: nothing loaded, trained or written")
     return 0
 
