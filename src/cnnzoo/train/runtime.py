@@ -168,7 +168,8 @@ class Runtime:
         where = "CUDA" if cuda else "MPS" if mps else "the CPU"
         lacking = missing_kernels(capability) if cuda else None
         reasons = {
-            "device": f"--device {config.device}: {device} ({device_name(device)})" + (f"; {lacking}" if lacking else ""),
+            "device": (f"--device {config.device}: {device}" + (f" ({device_name(device)})" if device.type != "cpu" else "")
+                       + (f"; {lacking}" if lacking else "")),
             "precision": precision_reason,
             "compile": compile_reason,
             "cuda_graphs": (f"--cuda-graphs {config.cuda_graphs} on {where}" if graphs_possible or not cuda
