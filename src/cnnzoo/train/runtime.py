@@ -168,7 +168,7 @@ class Runtime:
         where = "CUDA" if cuda else "MPS" if mps else "the CPU"
         lacking = missing_kernels(capability) if cuda else None
         reasons = {
-            "device": (f"--device {config.device}: {device}" + (f" ({device_name(device)})" if device.type != "cpu" else "")
+            "device": (f"--device {config.device}: {device}" + (f" ({device_name(device)})" if cuda or mps else "")
                        + (f"; {lacking}" if lacking else "")),
             "precision": precision_reason,
             "compile": compile_reason,
