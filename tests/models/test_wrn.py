@@ -34,6 +34,10 @@ def test_parameter_counts_match_the_formula_and_the_paper(meta_model, name, dept
     assert count_parameters(meta_model(name)) == wrn_parameter_count(depth, widen, 1, 10) == rgb - 2 * 16 * 9
 
 
+def test_wrn16_4_count_matches_the_formula(meta_model):
+    assert count_parameters(meta_model("wrn16_4", in_channels=3)) == wrn_parameter_count(16, 4, 3, 10) == 2_748_890
+
+
 def test_block_is_pre_activation_with_a_projection_of_the_activated_input():
     torch.manual_seed(0)
     block = WideBasicBlock(4, 8, stride=2).eval()
