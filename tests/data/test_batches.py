@@ -307,3 +307,28 @@ def test_random_erasing_is_checked():
     with pytest.raises(CnnzooError, match="random_erasing must be a probability"):
         Augment(random_erasing=True)
     assert Augment(random_erasing=0.5).enabled and not Augment(random_erasing=0.0).enabled
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_random_erasing_replays_in_a_cuda_graph():
+    # A captured graph replays its kernels on new data in its static inputs; a host read-back would
+    # fail the capture. Replayed on fresh randomness, it must equal the eager result.
+    from cnnzoo.data.batches import draw_erasing, random_erase
+
+    device = torch.device("cuda")
+    x = torch.randint(0, 256, (256, 1, 28, 28), dtype=torch.uint8, device=device)
+    draws, fill = draw_erasing(256, 1, 28, 28, torch.Generator(device).manual_seed(0), device)
+    static = [x.clone(), draws.clone(), fill.clone()]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs asks
+        random_erase(static[0], 0.5, static[1], static[2])
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = random_erase(static[0], 0.5, static[1], static[2])
+    new_draws, new_fill = draw_erasing(256, 1, 28, 28, torch.Generator(device).manual_seed(1), device)
+    static[1].copy_(new_draws)
+    static[2].copy_(new_fill)
+    graph.replay()
+    assert torch.equal(out, random_erase(x, 0.5, new_draws, new_fill))
