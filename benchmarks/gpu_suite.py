@@ -314,7 +314,8 @@ def fast_recipe_checks(accuracies: list, walls: list) -> list[tuple[str, str, st
     (a run that was cut has no wall time and no verdict). Judged only once every seed has run."""
     done = None not in accuracies and None not in walls and accuracies
     if not done:
-        return [(f"{FAST}: mean of {len(FAST_SEEDS)} seeds >= 95.0%", "n/a", "-"), (f"{FAST}: wall <= 60 s each", "n/a", "-")]
+        return [(f"{FAST}: mean of {len(FAST_SEEDS)} seeds >= 95.0%", "n/a", "-"),
+                (f"{FAST}: wall <= 60 s each", "n/a", "-")]
     mean = sum(accuracies) / len(accuracies)
     std = (sum((a - mean) ** 2 for a in accuracies) / max(len(accuracies) - 1, 1)) ** 0.5  # sample sd, as RESULTS.md
     return [(f"{FAST}: mean of {len(accuracies)} seeds >= 95.0%", f"{100 * mean:.2f} ± {100 * std:.2f}%",

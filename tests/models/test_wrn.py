@@ -68,7 +68,8 @@ def test_layout_stem_stages_and_head():
     assert [stage[0].conv1.stride for stage in (model.layer1, model.layer2, model.layer3)] == [(1, 1), (2, 2), (2, 2)]
     assert [stage[0].conv2.out_channels for stage in (model.layer1, model.layer2, model.layer3)] == [128, 256, 512]
     # Only each stage's first block changes shape; the rest add their input as is.
-    assert all(stage[0].shortcut is not None and stage[1].shortcut is None for stage in (model.layer1, model.layer2, model.layer3))
+    stages = (model.layer1, model.layer2, model.layer3)
+    assert all(stage[0].shortcut is not None and stage[1].shortcut is None for stage in stages)
     assert not any(isinstance(m, (nn.MaxPool2d, nn.Dropout)) for m in model.modules())
     assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
     assert model.fc.in_features == 512 and get_model_spec("wrn16_8").uses_norm

@@ -287,7 +287,8 @@ class BatchIterator:
             erasing = draw_erasing(total, *self.split.images.shape[1:], generator=gen, device=dev,
                                    dtype=self.split.images.dtype)
         mine = self._positions(total)
-        return (perm[mine], (offsets[mine] if offsets is not None else None), (flips[mine] if flips is not None else None),
+        return (perm[mine], (offsets[mine] if offsets is not None else None),
+                (flips[mine] if flips is not None else None),
                 tuple(t[mine] for t in erasing) if erasing is not None else None)
 
     def _positions(self, total: int) -> torch.Tensor:

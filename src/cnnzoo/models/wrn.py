@@ -79,7 +79,8 @@ class WideResNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
-            raise CnnzooError(f"A wide ResNet's depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}.")
+            raise CnnzooError(f"A wide ResNet's depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), "
+                              f"got {depth}.")
         if not 0.0 <= dropout < 1.0:
             raise CnnzooError(f"dropout must be a probability in [0, 1), got {dropout!r}.")
         blocks_per_stage = (depth - 4) // 6
