@@ -169,6 +169,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help=f"random-crop augmentation padding in pixels (default: {RECIPE}, else {DEFAULTS.crop_padding})")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                    help=f"random horizontal flips (default: {RECIPE}, else {_on_off(DEFAULTS.hflip)})")
+    g.add_argument("--random-erasing", type=float, metavar="P",
+                   help="erase a random box (2-40%% of the image, random pixel values) of each training image with "
+                        f"probability P, e.g. 0.5; 0 is off (default: {RECIPE}, else {DEFAULTS.random_erasing})")
     g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help=f"mean/std normalization of the inputs (default: {RECIPE}, else {_on_off(DEFAULTS.normalize)})")
     g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,

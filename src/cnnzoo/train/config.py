@@ -63,6 +63,7 @@ class TrainConfig:
     grad_clip: float | None = None
     crop_padding: int = 0
     hflip: bool = False
+    random_erasing: float = 0.0  # probability of erasing a random box of a training image (0: off)
     normalize: bool = True
     normalize_mean: float | None = None  # None: the data set's; set by fine-tuning to what the source expects
     normalize_std: float | None = None
@@ -151,6 +152,10 @@ class TrainConfig:
             raise CnnzooError(f"--grad-clip must be positive when given, got {self.grad_clip!r}.")
         if self.crop_padding < 0:
             raise CnnzooError(f"--crop-padding must be zero or positive, got {self.crop_padding!r}.")
+        if not (isinstance(self.random_erasing, (int, float)) and not isinstance(self.random_erasing, bool)
+                and 0 <= self.random_erasing <= 1):
+            raise CnnzooError(f"--random-erasing must be a probability in [0, 1] (0.5 as Zhong et al.), "
+                              f"got {self.random_erasing!r}.")
         if not 0 <= self.val_split < 1:
             raise CnnzooError(f"--val-split must be in [0, 1), got {self.val_split!r}.")
         for name, allowed in (("val_holdout", VAL_HOLDOUTS), ("resize_mode", RESIZE_MODES), ("train_acc", TRAIN_ACC)):

@@ -103,7 +103,7 @@ def fit(
     transform = InputSpec.from_config(config, data.info).kwargs()
     train_batches = BatchIterator(
         data.train, dist.per_rank_batch(config.batch_size), shuffle=True, seed=config.seed,
-        augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip),
+        augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip, random_erasing=config.random_erasing),
         channels_last=runtime.channels_last, rank=dist.rank, world_size=dist.world_size, **transform,
     )
     if config.sync_bn:

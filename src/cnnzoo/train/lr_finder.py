@@ -147,7 +147,7 @@ def _sweep(model, data, config, runtime, start_lr, end_lr, num_steps, diverge_fa
     # The last, smaller batch of an epoch has a noisier loss; drop it unless it is the only one.
     batches = BatchIterator(
         data.train, config.batch_size, shuffle=True, seed=config.seed,
-        augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip),
+        augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip, random_erasing=config.random_erasing),
         drop_last=len(data.train) >= config.batch_size, channels_last=runtime.channels_last,
         **InputSpec.from_config(config, data.info).kwargs(),
     )
