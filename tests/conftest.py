@@ -104,3 +104,20 @@ def no_space():
         raise OSError(errno.ENOSPC, "No space left on device")
 
     return write
+
+
+@pytest.fixture
+def fake_cuda_card(monkeypatch):
+    """``fake_cuda_card(capability, name)``: a CUDA machine with one such card, as far as the runtime can
+    tell, so that what each card class runs is decided (and tested) on the CPU."""
+    import torch
+
+    def install(capability: tuple[int, int] = (9, 0), name: str = "NVIDIA H200",
+                arch_list=("sm_75", "sm_80", "sm_90")) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(arch_list))
+
+    return install

@@ -65,9 +65,10 @@ COURSE_RECIPES = ("lenet5-keras", "lenet5-course", "lenet_bn-course", "alexnet-c
 
 
 @pytest.mark.parametrize("name", COURSE_RECIPES)
-def test_course_recipes_run_fp32_eager_on_every_device(name):
+def test_course_recipes_run_fp32_eager_on_every_device(name, fake_cuda_card):
     from cnnzoo.train.runtime import Runtime
 
+    fake_cuda_card((9, 0), "NVIDIA H200")
     recipe = load_recipe(name)
     runtime = Runtime.from_config(recipe.config, torch.device("cuda"))  # what a GPU would run
     assert runtime.amp_dtype is None

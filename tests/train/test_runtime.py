@@ -75,15 +75,6 @@ def test_thread_setup_works_without_sched_getaffinity(monkeypatch, thread_count)
 
 
 # ------------------------------------------------ what each device class runs, decided on the CPU
-def fake_card(monkeypatch, capability: tuple[int, int], name: str, arch_list=("sm_75", "sm_80", "sm_90")) -> None:
-    """A CUDA machine with one card of `capability`, as far as the runtime can tell."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(arch_list))
-
-
 # (capability, card) -> (precision, gradient scaler, compile, CUDA graphs)
 CARDS = [
     ((6, 1), "NVIDIA GeForce GTX 1080", torch.float32, False, False, False),
@@ -100,8 +91,8 @@ CARDS = [
 
 
 @pytest.mark.parametrize("capability, name, dtype, scaler, compiled, graphs", CARDS, ids=[c[1] for c in CARDS])
-def test_auto_runs_what_each_card_class_can(monkeypatch, capability, name, dtype, scaler, compiled, graphs):
-    fake_card(monkeypatch, capability, name)
+def test_auto_runs_what_each_card_class_can(fake_cuda_card, monkeypatch, capability, name, dtype, scaler, compiled, graphs):
+    fake_cuda_card(capability, name)
     runtime = Runtime.from_config(TrainConfig(device="cuda"))
     assert (runtime.amp_dtype or torch.float32, runtime.grad_scaler, runtime.compile, runtime.cuda_graphs) == (
         dtype, scaler, compiled, graphs)
@@ -117,15 +108,15 @@ def test_auto_runs_what_each_card_class_can(monkeypatch, capability, name, dtype
     assert ("gradient scaler" in reasons["precision"]) is scaler
 
 
-def test_the_h200_path_is_unchanged(monkeypatch):
-    fake_card(monkeypatch, (9, 0), "NVIDIA H200")
+def test_the_h200_path_is_unchanged(fake_cuda_card, monkeypatch):
+    fake_cuda_card((9, 0), "NVIDIA H200")
     runtime = Runtime.from_config(TrainConfig(device="cuda"))
     assert (runtime.amp_dtype, runtime.compile, runtime.cuda_graphs, runtime.channels_last, runtime.fused_optimizer,
             runtime.cudnn_benchmark, runtime.notices) == (torch.bfloat16, True, True, True, True, True, ())
 
 
-def test_a_card_triton_cannot_serve_runs_eagerly_from_the_start_with_one_line(monkeypatch, capsys):
-    fake_card(monkeypatch, (6, 1), "NVIDIA GeForce GTX 1080", arch_list=("sm_61", "sm_75"))
+def test_a_card_triton_cannot_serve_runs_eagerly_from_the_start_with_one_line(fake_cuda_card, monkeypatch, capsys):
+    fake_cuda_card((6, 1), "NVIDIA GeForce GTX 1080", arch_list=("sm_61", "sm_75"))
     runtime = Runtime.from_config(TrainConfig(device="cuda"))
     assert not runtime.compile and not runtime.cuda_graphs
     assert "older than Triton" in runtime.reasons["compile"]
@@ -142,8 +133,8 @@ def test_a_card_triton_cannot_serve_runs_eagerly_from_the_start_with_one_line(mo
     assert off.notices == () and off.reasons["compile"] == "--compile off was asked for"
 
 
-def test_bf16_forced_on_a_t4_is_honoured_with_a_warning_line(monkeypatch, capsys):
-    fake_card(monkeypatch, (7, 5), "Tesla T4")
+def test_bf16_forced_on_a_t4_is_honoured_with_a_warning_line(fake_cuda_card, monkeypatch, capsys):
+    fake_cuda_card((7, 5), "Tesla T4")
     runtime = Runtime.from_config(TrainConfig(device="cuda", precision="bf16"))
     assert runtime.amp_dtype == torch.bfloat16 and not runtime.grad_scaler and "precision" in runtime.forced
     runtime.announce()
@@ -153,26 +144,26 @@ def test_bf16_forced_on_a_t4_is_honoured_with_a_warning_line(monkeypatch, capsys
 
 
 @pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp32", None)])
-def test_an_explicit_precision_is_honoured_on_a_modern_card_without_a_word(monkeypatch, precision, dtype):
-    fake_card(monkeypatch, (8, 9), "NVIDIA L4")
+def test_an_explicit_precision_is_honoured_on_a_modern_card_without_a_word(fake_cuda_card, monkeypatch, precision, dtype):
+    fake_cuda_card((8, 9), "NVIDIA L4")
     runtime = Runtime.from_config(TrainConfig(device="cuda", precision=precision))
     assert runtime.amp_dtype == dtype and runtime.grad_scaler == (precision == "fp16") and runtime.notices == ()
     assert runtime.reasons["precision"] == f"--precision {precision} was asked for"
     assert ("precision" in runtime.forced) == (precision != "fp32")
 
 
-def test_a_card_this_torch_build_has_no_kernels_for_is_named(monkeypatch, capsys):
+def test_a_card_this_torch_build_has_no_kernels_for_is_named(fake_cuda_card, monkeypatch, capsys):
     # CUDA 13's wheels carry sm_75 and newer: a V100 (7.0) gets no kernel at all, which torch itself
     # reports only at the first kernel launch.
-    fake_card(monkeypatch, (7, 0), "Tesla V100-SXM2-16GB", arch_list=("sm_75", "sm_80", "sm_90", "sm_100", "sm_120"))
+    fake_cuda_card((7, 0), "Tesla V100-SXM2-16GB", arch_list=("sm_75", "sm_80", "sm_90", "sm_100", "sm_120"))
     runtime = Runtime.from_config(TrainConfig(device="cuda"))
     assert "no kernels for compute capability 7.0" in runtime.reasons["device"]
     runtime.announce()
     assert "this torch build has no kernels for compute capability 7.0" in capsys.readouterr().err
     # Binary compatibility within a major version, and PTX, are enough.
-    fake_card(monkeypatch, (8, 6), "NVIDIA GeForce RTX 3090", arch_list=("sm_80",))
+    fake_cuda_card((8, 6), "NVIDIA GeForce RTX 3090", arch_list=("sm_80",))
     assert Runtime.from_config(TrainConfig(device="cuda")).notices == ()
-    fake_card(monkeypatch, (8, 9), "NVIDIA L4", arch_list=("sm_75", "compute_80"))
+    fake_cuda_card((8, 9), "NVIDIA L4", arch_list=("sm_75", "compute_80"))
     assert Runtime.from_config(TrainConfig(device="cuda")).notices == ()
 
 
