@@ -9,7 +9,6 @@ the server only reads the run directory, listens on 127.0.0.1 unless told otherw
 bad upload with one sentence shown in the page.
 """
 
-from __future__ import annotations
 
 import base64
 import binascii
