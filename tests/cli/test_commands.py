@@ -443,3 +443,18 @@ def test_a_logger_without_its_package_fails_before_training(capsys, tmp_path, mo
     code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", "--data-dir", tmp_path / "none", flag)
     assert_one_line_error(code, err, flag, f"cnnzoo[{package}]")
     assert not (tmp_path / "x").exists()
+
+
+def test_inspect_writes_one_png_of_test_images_and_files(capsys, tmp_path, trained_lenet_run, data_root):
+    from cnnzoo.data import load_split
+
+    image = tmp_path / "shoe.png"
+    Image.fromarray(255 - load_split("fashion-mnist", "test", root=data_root).images[0, 0].numpy()).save(image)
+    output = tmp_path / "inside.png"
+    code, out, err = run_cli(capsys, "inspect", trained_lenet_run, image, "--test-index", "0", "12",
+                             "--layer", "features.2", "-o", output)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("shoe.png: ") and out.splitlines()[1].startswith("test #0: ")
+    assert Image.open(output).size[1] > Image.open(output).size[0]  # overview, filters and maps stacked
+    code, _, err = run_cli(capsys, "inspect", trained_lenet_run, "-o", tmp_path / "none.png")
+    assert code == 2 and "name the images to inspect" in err
