@@ -54,3 +54,14 @@ def test_a_bare_model_and_a_tensor():
 def test_wrong_images_are_one_sentence(images, message, data_root):
     with pytest.raises(CnnzooError, match=message):
         gather_images(images, "fashion-mnist", data_dir=str(data_root))
+
+
+def test_a_bare_model_is_fed_as_its_training_config_says(data_root):
+    from cnnzoo.data import InputSpec
+
+    config = cnnzoo.TrainConfig(model="resnet18", input_size=32, data_dir=str(data_root))
+    torch.manual_seed(0)
+    inspection = inspect(cnnzoo.build_model("resnet18", input_size=32), [0, 1], config=config)
+    test = load_split("fashion-mnist", "test", root=data_root)
+    np.testing.assert_array_equal(inspection.inputs, InputSpec.from_config(config)(test.images[:2]).numpy())
+    assert inspection.labels.tolist() == test.labels[:2].tolist()

@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnzoo.data import InputSpec, canonical_dataset_name, load_image, load_split
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.config import TrainConfig
 from cnnzoo.viz.inspection import Inspection, inspect_model
 from cnnzoo.workflows.trained import TrainedModel, load_trained
 
@@ -27,6 +28,7 @@ def inspect(
     target: int | str | None = None,
     layer: str | None = None,
     classes: Sequence[str] | None = None,
+    config: TrainConfig | None = None,
     invert: str | bool = "auto",
     device: str = "cpu",
     data_dir: str | None = None,
@@ -35,24 +37,29 @@ def inspect(
 
     `model_or_run`: a run directory or checkpoint (its best weights, else its last), a
     `load_trained` result, or a bare `nn.Module` (then `classes` names its outputs, default 0..K-1,
-    and its images are fed as they are, scaled to [0, 1]). `images`: a uint8 tensor (N, 1, 28, 28)
+    and its images are fed as `config`, the TrainConfig it was trained with, says: its size and
+    normalization; without one, as they are, scaled to [0, 1]). `images`: a uint8 tensor (N, 1, 28, 28)
     or (28, 28), or a list of test-set indices (ints) and image file paths. `target`: the class
     (index or name) Grad-CAM and saliency explain, default each image's predicted one; `layer`: the
     layer Grad-CAM uses, named as `cnnzoo.summarize` names it.
     """
     if isinstance(model_or_run, nn.Module):
         trained = None
-        model, spec, dataset = model_or_run, InputSpec(), "fashion-mnist"
+        model = model_or_run
+        spec = InputSpec() if config is None else InputSpec.from_config(config)
+        dataset = "fashion-mnist" if config is None else canonical_dataset_name(config.dataset)
     else:
         trained = model_or_run if isinstance(model_or_run, TrainedModel) else load_trained(model_or_run, device=device)
         model, spec, dataset = trained.model, trained.input_spec, canonical_dataset_name(trained.config.dataset)
     pixels, labels, sources = gather_images(images, dataset, invert=invert,
-                                            data_dir=data_dir or (trained.config.data_dir if trained else None))
+                                            data_dir=data_dir or getattr(trained.config if trained else config, "data_dir", None))
     if trained is not None:
         classes = trained.classes
     elif classes is None:
-        with torch.no_grad():
-            count = model(spec(pixels[:1].to(next(model.parameters()).device))).shape[-1]
+        was_training = model.training
+        with torch.no_grad():  # in eval mode: batch norm cannot take one image in training mode
+            count = model.eval()(spec(pixels[:1].to(next(model.parameters()).device))).shape[-1]
+        model.train(was_training)
         classes = [str(k) for k in range(count)]
     return inspect_model(model, pixels, classes=classes, input_spec=spec, target=target, layer=layer,
                          labels=labels, sources=sources)
