@@ -16,9 +16,11 @@ TINY = {
     "04-resnet18-transfer.ipynb": {"SIZE": 32, "EPOCHS": 1, "LIMIT_TRAIN": 1024, "LIMIT_TEST": 128},
     "05-compare.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 500},
     "06-keras-twins.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 8000, "LIMIT_TEST": 500},
+    "07-what-the-network-sees.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 300, "RESNET_EPOCHS": 1,
+                                       "RESNET_LIMIT_TRAIN": 1024},
 }
 TRAINS = {"01-lenet5.ipynb", "02-batch-norm.ipynb", "04-resnet18-transfer.ipynb", "05-compare.ipynb",
-          "06-keras-twins.ipynb"}
+          "06-keras-twins.ipynb", "07-what-the-network-sees.ipynb"}
 
 
 def outputs(book):
