@@ -90,9 +90,16 @@ def overlay(ax, image: np.ndarray, heat: np.ndarray) -> None:
     """`heat` (any size) stretched over the 28×28 `image`, translucent, so the object shows through."""
     height, width = image.shape
     ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest", extent=(0, width, height, 0))
-    ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=float(heat.max()) or 1.0, interpolation="bilinear",
-              extent=(0, width, height, 0))
+    if heat.max() > 0:  # an all-zero map (no map argues for the class) would tint everything one blue
+        ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=float(heat.max()), interpolation="bilinear",
+                  extent=(0, width, height, 0))
     _blank(ax)
+
+
+def gradcam_title(inspection, n: int) -> str:
+    target = inspection.classes[int(inspection.targets[n])]
+    # Grad-CAM keeps only positive evidence; a confident class may have none at a late layer.
+    return f"Grad-CAM: {target}" + ("" if inspection.gradcam[n].max() > 0 else " (zero everywhere)")
 
 
 def _overview_size(inspection) -> tuple[float, float]:
@@ -112,7 +119,7 @@ def draw_overview(fig, inspection, k: int = 3) -> None:
         target = inspection.classes[int(inspection.targets[n])]
         ax = fig.add_subplot(count, 4, 4 * n + 2)
         overlay(ax, inspection.images[n], inspection.gradcam[n])
-        ax.set_title(f"Grad-CAM: {target}", fontsize=8)
+        ax.set_title(gradcam_title(inspection, n), fontsize=8)
         ax = fig.add_subplot(count, 4, 4 * n + 3)
         ax.imshow(inspection.saliency[n], cmap="hot", interpolation="nearest")
         ax.set_title(f"saliency: {target}", fontsize=8)

@@ -106,7 +106,7 @@ class Session:
         from matplotlib.figure import Figure
         from PIL import Image
 
-        from cnnzoo.viz.inside import feature_maps_figure, overlay
+        from cnnzoo.viz.inside import feature_maps_figure, gradcam_title, overlay
         from cnnzoo.viz.notebook import figure_png
 
         layers = inspection.feature_layers()
@@ -124,7 +124,7 @@ class Session:
             "layer": layer,
             "feature_maps": _png_data_url(figure_png(feature_maps_figure(inspection.activations[layer][0], layer))),
             "gradcam": _png_data_url(figure_png(cam)),
-            "gradcam_layer": inspection.gradcam_layer,
+            "gradcam_caption": f"{gradcam_title(inspection, 0)}, at layer {inspection.gradcam_layer}",
         }
 
 
