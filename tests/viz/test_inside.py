@@ -48,3 +48,8 @@ def test_the_combined_figure_and_the_notebook_display(inspection, assert_valid_h
     html = inspection._repr_html_()
     assert_valid_html(html)
     assert html.count("<img") == 3 and "<li>image 0: " in html
+
+
+def test_the_text_form_is_one_line_of_top_classes(inspection):
+    text = repr(inspection)
+    assert text.startswith("Inspection(2 images: ") and "Grad-CAM at features.5" in text and "\n" not in text

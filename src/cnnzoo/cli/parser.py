@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "Grad-CAM and saliency, as one PNG (needs cnnzoo[inspect])")
     p.add_argument("run", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, framed as `cnnzoo predict` frames them")
-    p.add_argument("--test-index", type=int, nargs="+", default=[], metavar="N", help="test-set images by index")
+    p.add_argument("--test-index", type=int, nargs="+", default=[], metavar="N",
+                   help="test-set images by index (default: none; give files, indices or both)")
     p.add_argument("--layer", help="the layer whose feature maps are drawn, named as `cnnzoo summary` names it "
                                    "(default: the first convolution)")
     p.add_argument("--target", help="the class (name or index) Grad-CAM and saliency explain (default: the predicted one)")

@@ -21,7 +21,7 @@ from cnnzoo.errors import CnnzooError
 __all__ = ["Inspection", "inspect_model", "first_conv", "gradcam_layer_name"]
 
 
-@dataclass
+@dataclass(repr=False)  # the default repr would print every activation array
 class Inspection:
     """Numbers of one look inside a model; `plot()` and the notebook display draw them.
 
@@ -54,6 +54,11 @@ class Inspection:
         """Per image, the k likeliest classes with their probabilities, likeliest first."""
         order = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
         return [[(self.classes[i], float(row[i])) for i in ranked] for row, ranked in zip(self.probabilities, order)]
+
+    def __repr__(self) -> str:
+        tops = "; ".join(", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked) for ranked in self.top_k(2))
+        return (f"Inspection({len(self.images)} images: {tops}; {len(self.activations)} layers, filters of "
+                f"{self.filter_layer}, Grad-CAM at {self.gradcam_layer})")
 
     def feature_layers(self) -> list[str]:
         """The layers whose activations are maps (C, H, W), in the order they ran."""
