@@ -121,3 +121,16 @@ def fake_cuda_card(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(arch_list))
 
     return install
+
+
+@pytest.fixture(scope="session")
+def trained_lenet_run(tmp_path_factory, data_root) -> Path:
+    """A finished LeNet-5 run that has learned something (about 70% on Fashion-MNIST, ~10 s on a CPU),
+    for the tests that look inside a trained model; treat it as read-only."""
+    from cnnzoo.train import TrainConfig
+    from cnnzoo.workflows import train_run
+
+    config = TrainConfig(model="lenet5", dataset="fashion-mnist", epochs=3, batch_size=64, optimizer="adamw",
+                         lr=3e-3, limit_train=8192, limit_test=500, data_dir=str(data_root), device="cpu")
+    run_dir, _ = train_run(config, out=tmp_path_factory.mktemp("inside"), name="lenet", quiet=True)
+    return Path(run_dir.path)

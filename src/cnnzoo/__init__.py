@@ -25,6 +25,7 @@ _API = {
     "EarlyStopping": "cnnzoo.train", "TensorBoardLogger": "cnnzoo.train", "MLflowLogger": "cnnzoo.train",
     "lr_find": "cnnzoo.train", "LRFinderResult": "cnnzoo.train", "CnnzooError": "cnnzoo.errors",
     "open_run": "cnnzoo.viz.run_card",
+    "inspect": "cnnzoo.workflows.look_inside",
 }
 
 # What train's and models' objects look like, drawn by viz: the layers below viz name a slot

@@ -445,6 +445,7 @@ def test_a_logger_without_its_package_fails_before_training(capsys, tmp_path, mo
     assert not (tmp_path / "x").exists()
 
 
+<<<<<<< HEAD
 def fake_t4(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -481,3 +482,18 @@ def test_mps_where_there_is_none_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "train", "--device", "mps", "--dry-run")
     assert_one_line_error(code, err, "--device mps was asked for but this torch build has no MPS support")
+=======
+def test_inspect_writes_one_png_of_test_images_and_files(capsys, tmp_path, trained_lenet_run, data_root):
+    from cnnzoo.data import load_split
+
+    image = tmp_path / "shoe.png"
+    Image.fromarray(255 - load_split("fashion-mnist", "test", root=data_root).images[0, 0].numpy()).save(image)
+    output = tmp_path / "inside.png"
+    code, out, err = run_cli(capsys, "inspect", trained_lenet_run, image, "--test-index", "0", "12",
+                             "--layer", "features.2", "-o", output)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("shoe.png: ") and out.splitlines()[1].startswith("test #0: ")
+    assert Image.open(output).size[1] > Image.open(output).size[0]  # overview, filters and maps stacked
+    code, _, err = run_cli(capsys, "inspect", trained_lenet_run, "-o", tmp_path / "none.png")
+    assert code == 2 and "name the images to inspect" in err
+>>>>>>> inside

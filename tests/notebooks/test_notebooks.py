@@ -16,9 +16,11 @@ TINY = {
     "04-resnet18-transfer.ipynb": {"SIZE": 32, "EPOCHS": 1, "LIMIT_TRAIN": 1024, "LIMIT_TEST": 128},
     "05-compare.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 500},
     "06-keras-twins.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 8000, "LIMIT_TEST": 500},
+    "07-what-the-network-sees.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 300, "RESNET_EPOCHS": 1,
+                                       "RESNET_LIMIT_TRAIN": 1024},
 }
 TRAINS = {"01-lenet5.ipynb", "02-batch-norm.ipynb", "04-resnet18-transfer.ipynb", "05-compare.ipynb",
-          "06-keras-twins.ipynb"}
+          "06-keras-twins.ipynb", "07-what-the-network-sees.ipynb"}
 
 
 def outputs(book):
@@ -70,6 +72,9 @@ def test_notebook_runs_top_to_bottom_and_shows_what_it_teaches(name, run_noteboo
         (agreement,) = re.findall(r"same class for (\d+\.\d+)% of", text)
         assert float(agreement) >= 99.9
         assert "identical weights: True" in text
+    if name == "07-what-the-network-sees.ipynb":
+        assert "features.0 (6, 1, 5, 5)" in text and "Grad-CAM layer: layer" in text  # LeNet's filters, ResNet's CAM
+        assert len(pictures) == 7 and "<h4>Inspection</h4>" in text  # the display (HTML) and seven figures
 
 
 def test_a_training_cell_keeps_one_live_area_updated_in_place_ending_with_the_curves(run_notebook):

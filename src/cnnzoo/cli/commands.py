@@ -393,6 +393,29 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from cnnzoo.viz.inside import combined_figure
+    from cnnzoo.viz.plots import image_format, save_figure
+    from cnnzoo.workflows.look_inside import inspect
+
+    image_format(args.output)  # a bad file name fails before the model loads
+    if not args.images and not args.test_index:
+        raise CnnzooError("name the images to inspect: image files, or --test-index N with test-set indices.")
+    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    inspection = inspect(args.run, [*args.images, *args.test_index], target=args.target, invert=invert,
+                         device=args.device)
+    for source, ranked in zip(inspection.sources, inspection.top_k(3)):
+        print(f"{source}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked))
+    print(f"wrote {save_figure(combined_figure(inspection, args.layer), args.output)}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from cnnzoo.workflows.serve import serve
+
+    serve(args.run, host=args.host, port=args.port, device=args.device)
+    return 0
+
 def cmd_report(args) -> int:
     from cnnzoo.train import RunDir
     from cnnzoo.viz.report import write_report

@@ -314,6 +314,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="HTML file (default: RUN_DIR/report.html)")
     p.set_defaults(func=commands.cmd_report)
 
+    p = sub.add_parser("inspect", help="what a trained model computes for some images: feature maps, filters, "
+                                       "Grad-CAM and saliency, as one PNG (needs cnnzoo[inspect])")
+    p.add_argument("run", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, framed as `cnnzoo predict` frames them")
+    p.add_argument("--test-index", type=int, nargs="+", default=[], metavar="N",
+                   help="test-set images by index (default: none; give files, indices or both)")
+    p.add_argument("--layer", help="the layer whose feature maps are drawn, named as `cnnzoo summary` names it "
+                                   "(default: the first convolution)")
+    p.add_argument("--target", help="the class (name or index) Grad-CAM and saliency explain (default: the predicted one)")
+    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                   help="invert image files to white-on-black like the data (default auto: when the background is light)")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
+    p.add_argument("-o", "--output", required=True, help="FILE.png, .svg or .pdf (required)")
+    p.set_defaults(func=commands.cmd_inspect)
+
+    p = sub.add_parser("serve", help="a local web page to draw, upload or pick an image and see what a trained "
+                                     "model makes of it (needs cnnzoo[serve])")
+    p.add_argument("run", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--port", type=int, default=7860, help="TCP port; 0 picks a free one (default: 7860)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
+    p.set_defaults(func=commands.cmd_serve)
+
     p = sub.add_parser("bench", help="seconds per epoch, images/s, TFLOP/s and memory (optionally vs the course loop)")
     p.add_argument("--model", default="lenet5", help="model to time, see `cnnzoo models` (default: lenet5, about "
                    "a minute on 2 CPU cores; AlexNet at 224 px takes hours on a CPU)")

@@ -19,6 +19,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig, model_from_config
 from cnnzoo.train.rundir import RunDir
 from cnnzoo.viz.plots import plot_run, read_metrics
+from cnnzoo.viz.report_inside import inside_section
 
 _CSS = """
 *{box-sizing:border-box}
@@ -292,6 +293,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
     else:
         sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: '
                         "the run has not finished.</p></section>")
+    sections.append(inside_section(run, evaluation))
     sections.append(f"<section><h2>Model</h2>{_model_summary(config, train_config)}</section>")
     sections.append(f"<section><h2>Configuration</h2>{_config_tables(config)}</section>")
 
