@@ -88,7 +88,7 @@ class GoogLeNet(nn.Module):
             if pool_after is not None:
                 self.add_module(f"maxpool{stage}", pool_after())
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.dropout = nn.Dropout(dropout) if dropout else None
         self.fc = nn.Linear(channels, num_classes)
         output_shape(self, in_channels, input_size, "GoogLeNet")  # names the minimum input size
 
@@ -100,7 +100,8 @@ class GoogLeNet(nn.Module):
         return self.inception5b(self.inception5a(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.dropout(torch.flatten(self.avgpool(self._features(x)), 1)))
+        x = torch.flatten(self.avgpool(self._features(x)), 1)
+        return self.fc(x if self.dropout is None else self.dropout(x))
 
 
 @register_model(
