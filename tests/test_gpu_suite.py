@@ -96,3 +96,10 @@ def test_profile_fit_profiles_the_last_epoch_on_the_cpu(data_root):
     report = profile_fit.profile_fit(config, rows=5)
     assert report.startswith("lenet5: last epoch") and "for 4 steps" in report
     assert "aten::" in report  # the operator table
+
+
+def test_the_modern_cnn_chapter_recipes_have_their_gpu_command_ready():
+    names = [item.name for item in suite.plan("cuda", quick=False)]
+    chapter = [f"{model}-{form}" for model in ("nin", "googlenet", "densenet") for form in ("course", "fashion-mnist")]
+    assert set(chapter) <= set(names) and set(chapter) <= set(list_recipes())
+    assert all(names.index(name) < names.index("best-fashion-mnist") for name in chapter)
