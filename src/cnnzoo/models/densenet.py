@@ -97,7 +97,8 @@ class DenseNet(nn.Module):
             self.features.add_module(f"denseblock{i}", block)
             channels = block.out_channels
             if i < len(block_layers):
-                self.features.add_module(f"transition{i}", TransitionBlock(channels, channels // 2, norm_layer, conv_bias))
+                transition = TransitionBlock(channels, channels // 2, norm_layer, conv_bias)
+                self.features.add_module(f"transition{i}", transition)
                 channels //= 2
         self.features.add_module(f"norm{len(block_layers) + 1}", norm_layer(channels))
         self.relu = nn.ReLU(inplace=True)

@@ -56,7 +56,8 @@ class InceptionBlock(nn.Module):
         self.branch2 = nn.Sequential(unit(in_channels, c2[0], 1), unit(c2[0], c2[1], 3, padding=1))
         self.branch3 = nn.Sequential(unit(in_channels, c3[0], 1),
                                      unit(c3[0], c3[1], path3_kernel, padding=path3_kernel // 2))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=ceil_mode), unit(in_channels, c4, 1))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=ceil_mode),
+                                     unit(in_channels, c4, 1))
         self.out_channels = c1 + c2[1] + c3[1] + c4
 
     def forward(self, x: Tensor) -> Tensor:
