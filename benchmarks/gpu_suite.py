@@ -131,6 +131,14 @@ def plan(device: str, quick: bool) -> list[Item]:
     items += [
         Item("lenet_bn 5 epochs fast path", 3, "train", five, 45, 150),
         Item("lenet_bn 5 epochs fp32 eager", 3, "train", [*five, *ALL_OFF], 30, 150),
+    ]
+    # The modern-CNN chapter's recipes: longer than the default budget leaves, so they run when asked for,
+    # e.g. --only nin-course --budget 560 (an item starts only if its expected seconds fit what is left).
+    for recipe, expect in (("nin-course", 240), ("googlenet-course", 150), ("densenet-course", 150),
+                           ("nin-fashion-mnist", 150), ("googlenet-fashion-mnist", 150), ("densenet-fashion-mnist", 200)):
+        quick_slice = ["--epochs", "1", "--limit-train", "256", "--limit-test", "128"] if quick else []
+        items.append(Item(recipe, 3, "train", ["--recipe", recipe, *quick_slice], expect, 540))
+    items += [
         # Its target is 5 minutes; started with less left, it is cut and reports its epochs so far.
         Item("best-fashion-mnist", 3, "train", best, 30, 330),
     ]

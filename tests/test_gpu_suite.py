@@ -120,3 +120,10 @@ def test_the_fast_recipe_runs_three_seeds_only_when_named_and_is_judged_on_their
     assert rows["fast-fashion-mnist: mean of 3 seeds >= 95.0%"] == ("95.10 ± 0.20%", "PASS")
     assert rows["fast-fashion-mnist: wall <= 60 s each"] == ("max 61 s", "FAIL")
     assert all(verdict == "-" for _, _, verdict in suite.fast_recipe_checks([0.96, None, 0.95], [50.0, None, 50.0]))
+
+
+def test_the_modern_cnn_chapter_recipes_have_their_gpu_command_ready():
+    names = [item.name for item in suite.plan("cuda", quick=False)]
+    chapter = [f"{model}-{form}" for model in ("nin", "googlenet", "densenet") for form in ("course", "fashion-mnist")]
+    assert set(chapter) <= set(names) and set(chapter) <= set(list_recipes())
+    assert all(names.index(name) < names.index("best-fashion-mnist") for name in chapter)

@@ -9,6 +9,7 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.data import InputSpec, preprocess
 from cnnzoo.errors import CnnzooError
+from cnnzoo.models import get_model_spec
 from cnnzoo.recipes import list_recipes, load_recipe, parse_recipe
 from cnnzoo.workflows.run import data_for, model_for
 
@@ -61,7 +62,7 @@ def test_an_unknown_recipe_name_is_one_line_and_exit_2(argv, capsys, tmp_path):
 
 
 COURSE_RECIPES = ("lenet5-keras", "lenet5-course", "lenet_bn-course", "alexnet-course", "vgg11_small-course",
-                  "resnet18-course")
+                  "resnet18-course", "nin-course", "googlenet-course", "densenet-course")
 
 
 @pytest.mark.parametrize("name", COURSE_RECIPES)
@@ -78,6 +79,16 @@ def test_course_recipes_run_fp32_eager_on_every_device(name, fake_cuda_card):
     assert recipe.config.train_acc == ("running" if name == "lenet5-keras" else "eval")
     # The course resizes PIL images (a no-op at LeNet's native 28 px, until --resize asks for one).
     assert recipe.config.resize_mode == ("tensor" if name == "lenet5-keras" else "pil")
+
+
+@pytest.mark.parametrize("name, batch, size", [("nin-course", 128, 224), ("googlenet-course", 128, 96),
+                                               ("densenet-course", 256, 96)])
+def test_the_modern_cnn_course_recipes_are_the_books_settings(name, batch, size):
+    config = load_recipe(name).config
+    assert (config.optimizer, config.lr, config.momentum, config.epochs, config.batch_size) == ("sgd", 0.1, 0.0, 10,
+                                                                                                  batch)
+    assert (config.init, config.normalize) == ("xavier", False)
+    assert get_model_spec(config.model).input_shape[1:] == (size, size) and config.input_size is None
 
 
 def test_the_keras_recipe_is_the_materials_procedure():

@@ -74,6 +74,54 @@ def test_a_padded_max_pool_needs_a_non_negative_input():
         plan(raw, (1, 12, 12))
 
 
+class _TwoPaths(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.left, self.right = nn.Conv2d(1, 2, 1), nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        return torch.cat([self.left(x), self.right(x)], 1)
+
+
+class _FlatConcat(nn.Module):
+    def forward(self, x):
+        return torch.cat([x, x], 0)
+
+
+def test_channel_concatenation_becomes_one_concat_step():
+    steps = plan(_TwoPaths(), (1, 6, 6))
+    assert [(s.name, s.kind, s.inputs) for s in steps.steps] == [
+        ("conv1", "conv", ("input",)), ("conv2", "conv", ("input",)), ("concat", "concat", ("conv1", "conv2"))]
+    assert steps.steps[-1].options == {"spatial": True} and not steps.is_chain
+    with pytest.raises(CnnzooError, match="concatenation along axis 0"):
+        plan(_FlatConcat(), (1, 6, 6))
+
+
+def test_concatenated_relu_outputs_stay_non_negative_for_a_padded_pool():
+    # GoogLeNet's pools read concatenations of ReLU outputs: zero padding must still be allowed.
+    steps = plan(build_model("googlenet"), (1, 96, 96))
+    pools = [s for s in steps.steps if s.kind == "maxpool"]
+    assert sum(s.kind == "concat" for s in steps.steps) == 9 and len(pools) == 4 + 9
+
+
+def test_a_ceil_mode_max_pool_pads_its_last_window_only_when_it_adds_an_output():
+    ceil = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True))
+    steps = plan(ceil, (1, 12, 12))  # 10x10 -> ceil(3.5) + 1 = 5 outputs, the last window one pixel short
+    assert _kinds(steps) == [("conv", "valid"), ("pad", ((0, 1), (0, 1))), ("maxpool", "valid")]
+    x = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        expected = ceil(x)
+    twin = ck.from_torch(ceil, (1, 12, 12))
+    actual = torch.from_numpy(keras.ops.convert_to_numpy(twin(x.permute(0, 2, 3, 1).numpy()))).permute(0, 3, 1, 2)
+    assert torch.allclose(actual, expected, atol=1e-6)
+    exact = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 1, 1, ceil_mode=True))
+    assert _kinds(plan(exact, (1, 12, 12))) == [("conv", "valid"), ("maxpool", "same")]
+    with pytest.raises(CnnzooError, match="ceil-mode max pool 1 on an input that may be negative"):
+        plan(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(3, 2, ceil_mode=True)), (1, 12, 12))
+    with pytest.raises(CnnzooError, match="ceil-mode average pool 1"):
+        plan(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(3, 2, ceil_mode=True)), (1, 12, 12))
+
+
 def test_an_unpaired_same_padding_becomes_zero_padding():
     model = nn.Sequential(SamePadding2d(3, 2), nn.AvgPool2d(3, 2))
     steps = plan(model, (1, 9, 10))

@@ -112,6 +112,13 @@ def test_twins_are_sequential_for_chains_and_functional_for_skips():
     assert sum(type(layer).__name__ == "Add" for layer in resnet.layers) == 8
 
 
+def test_inception_paths_and_dense_layers_meet_in_concatenate_layers():
+    googlenet, densenet = ck.build_model("googlenet"), ck.build_model("densenet")
+    assert sum(type(layer).__name__ == "Concatenate" for layer in googlenet.layers) == 9  # one per Inception block
+    assert sum(type(layer).__name__ == "Concatenate" for layer in densenet.layers) == 16  # one per dense layer
+    assert googlenet.count_params() == 5_977_530
+
+
 def test_batch_norm_hyperparameters_are_translated():
     twin = ck.build_model("lenet_bn")
     norms = [layer for layer in twin.layers if type(layer).__name__ == "BatchNormalization"]
@@ -135,7 +142,7 @@ def test_keras_batch_norm_updates_the_moving_variance_with_the_biased_variance()
     assert not np.allclose(after, 0.9 * before + 0.1 * unbiased, rtol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["lenet5", "resnet18"])
+@pytest.mark.parametrize("name", ["lenet5", "resnet18", "densenet"])  # densenet: Concatenate on axis 1
 def test_channels_first_twins_give_the_same_logits(name, data_root):
     torch.manual_seed(0)
     model = build_model(name).eval()

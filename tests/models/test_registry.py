@@ -28,6 +28,11 @@ EXPECTED = {
     "wrn16_8": ((1, 28, 28), 10),
     "wrn28_10": ((1, 28, 28), 10),
     "wrn40_4": ((1, 28, 28), 10),
+    "nin": ((1, 224, 224), 10),
+    "googlenet": ((1, 96, 96), 10),
+    "googlenet_tv": ((3, 224, 224), 1000),
+    "densenet": ((1, 96, 96), 10),
+    "densenet121_tv": ((3, 224, 224), 1000),
 }
 
 
@@ -54,7 +59,8 @@ def test_forward_backward_at_default_input(name):
 
 
 def test_models_without_batch_norm_say_so():
-    for name in ("lenet5", "lenet5_classic", "alexnet", "alexnet_tv", "vgg11", "vgg16", "vgg11_tv", "vgg16_tv"):
+    for name in ("lenet5", "lenet5_classic", "alexnet", "alexnet_tv", "vgg11", "vgg16", "vgg11_tv", "vgg16_tv", "nin",
+                 "googlenet"):
         assert not get_model_spec(name).uses_norm
 
 

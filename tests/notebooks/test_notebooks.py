@@ -18,9 +18,10 @@ TINY = {
     "06-keras-twins.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 8000, "LIMIT_TEST": 500},
     "07-what-the-network-sees.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 300, "RESNET_EPOCHS": 1,
                                        "RESNET_LIMIT_TRAIN": 1024},
+    "08-modern-cnns.ipynb": {"EPOCHS": 1, "LIMIT_TEST": 128},  # its own small LIMIT_TRAIN, one per model
 }
 TRAINS = {"01-lenet5.ipynb", "02-batch-norm.ipynb", "04-resnet18-transfer.ipynb", "05-compare.ipynb",
-          "06-keras-twins.ipynb", "07-what-the-network-sees.ipynb"}
+          "06-keras-twins.ipynb", "07-what-the-network-sees.ipynb", "08-modern-cnns.ipynb"}
 
 
 def outputs(book):
@@ -67,6 +68,12 @@ def test_notebook_runs_top_to_bottom_and_shows_what_it_teaches(name, run_noteboo
     if name == "01-lenet5.ipynb":
         summaries = [out for _, out in everything if "Total params" in shown_text(out)]
         assert len(summaries) == 2 and all("61,706" in out["data"]["text/html"] for out in summaries)
+    if name == "08-modern-cnns.ipynb":
+        for parameters in ("1,992,166 parameters", "5,977,530 parameters", "758,226 parameters"):  # the book's counts
+            assert parameters in text
+        assert "logits equal its channel means: True" in text and "concatenated: (1, 256, 12, 12)" in text
+        assert "after the transition: (1, 96, 12, 12)" in text
+        assert all(f"{model}-course" in text for model in ("nin", "googlenet", "densenet"))  # the leaderboard
     if name == "06-keras-twins.ipynb":
         assert "61,706" in text and "on the torch backend" in text  # Keras's own summary table
         (agreement,) = re.findall(r"same class for (\d+\.\d+)% of", text)

@@ -52,6 +52,27 @@ def test_layered_resnet18_draws_residual_blocks_with_their_skips():
     assert skip_arrows(layered_figure("vgg11_small")) == 0
 
 
+def test_layered_googlenet_draws_each_inception_block_as_its_parallel_paths():
+    from cnnzoo.viz import layered_figure
+
+    texts = layered_texts(layered_figure("googlenet"))
+    blocks = [t for t in texts if t.startswith("inception")]
+    assert blocks == [f"inception{b}: 4 paths, concat" for b in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")]
+    assert texts.count("1×1 → 5×5") == 9 and texts.count("pool 3×3 → 1×1") == 9 and texts.count("1×1") == 9
+    # torchvision's form, with its 3x3 third path
+    assert layered_texts(layered_figure("googlenet_tv")).count("1×1 → 3×3") == 18
+
+
+def test_layered_densenet_draws_each_dense_layer_with_its_concatenation():
+    from cnnzoo.viz import layered_figure
+
+    fig = layered_figure("densenet")
+    texts = layered_texts(fig)
+    layers = [t for t in texts if ".denselayer" in t]
+    assert len(layers) == 16 and layers[0] == "features.denseblock1.denselayer1: conv 3×3"
+    assert texts.count("concat") == 16 and skip_arrows(fig) == 16
+
+
 def test_svg_output(tmp_path):
     for style, name in (("graph", "resnet18"), ("layered", "lenet5")):
         text = draw_model(name, tmp_path / f"{name}.svg", style=style).read_text()

@@ -69,6 +69,18 @@ def test_exported_model_matches_pytorch_on_real_images(tmp_path, checkpoints, da
     assert json.loads(metadata["classes"]) == trained.classes
 
 
+@pytest.mark.parametrize("name, size", [("nin", 68), ("googlenet", 32), ("densenet", 32)])
+def test_parallel_paths_and_concatenations_export_to_onnx(tmp_path, data_root, name, size):
+    # Inception's four paths and DenseNet's concatenations through onnxruntime, at small inputs to stay quick.
+    config = TrainConfig(model=name, dataset="fashion-mnist", input_size=size, data_dir=str(data_root))
+    classes = list(load_split("fashion-mnist", "test", root=data_root).classes)
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / f"{name}.safetensors", model_for(config, 10),
+                                 {"config": config.to_dict(), "classes": classes, "epoch": 0})
+    result = export_model(checkpoint, tmp_path / f"{name}.onnx", format="onnx")
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_an_export_resizes_as_the_run_did(tmp_path, data_root, fmt):
     # The export had its own preprocessing: bilinear on floats, whatever resize_mode the run trained with.

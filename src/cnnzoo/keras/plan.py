@@ -9,7 +9,11 @@ operation to one Keras layer, a :class:`Step`. Where the two frameworks disagree
   becomes ``ZeroPadding2D`` + a 'valid' conv, as keras.applications writes ResNet's stem. A padded max
   pool pads with -inf in PyTorch; zeros are the same only for non-negative inputs (after a ReLU or a
   sigmoid), which the plan checks instead of assuming. ``SamePadding2d`` (cnnzoo's TF padding) folds
-  into the next layer's ``padding='same'``.
+  into the next layer's ``padding='same'``. A ceil-mode max pool (torchvision's GoogLeNet) keeps a last,
+  partial window that Keras has no option for: when it adds an output row or column, the plan pads the
+  bottom/right with zeros so that window is whole, again only on a non-negative input.
+* Concatenation: ``torch.cat`` along the channels (Inception's paths, DenseNet's layers) becomes
+  ``Concatenate`` on the channel axis of the twin's data format.
 * Activations that follow a conv or dense layer directly fold into its ``activation=``, as the
   material writes ``Conv2D(6, 5, activation='sigmoid')``; after batch norm they stay layers.
 * ``Flatten``: Keras flattens in (H, W, C) order whatever the data format, PyTorch in (C, H, W). The
@@ -40,14 +44,14 @@ _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, ScratchBatchNorm1d, ScratchBatch
 _LEAVES = (SamePadding2d, ScratchBatchNorm1d, ScratchBatchNorm2d)
 # Layer-name prefixes, as Keras course code names its layers (conv1, pool1, dense1, ...).
 _PREFIX = {"conv": "conv", "dense": "dense", "bn": "bn", "maxpool": "pool", "avgpool": "pool", "gap": "gap",
-           "pad": "pad", "flatten": "flatten", "dropout": "dropout", "add": "add"}
+           "pad": "pad", "flatten": "flatten", "dropout": "dropout", "add": "add", "concat": "concat"}
 
 
 @dataclass
 class Step:
     """One Keras layer: its ``kind``, its options, the steps it reads and the torch module it mirrors."""
 
-    kind: str  # conv dense bn activation maxpool avgpool gap pad flatten dropout add
+    kind: str  # conv dense bn activation maxpool avgpool gap pad flatten dropout add concat
     options: dict
     inputs: tuple[str, ...]
     module: str | None = None  # path of the torch module whose weights the layer holds
@@ -148,6 +152,8 @@ class _Builder:
             left, right = (self.materialize(self.values[a]) for a in node.args)
             step = self.add("add", {}, (left, right))
             self.values[node] = _Value(step, _shape(node), left.non_negative and right.non_negative)
+        elif node.op == "call_function" and node.target is torch.cat:
+            self.values[node] = self.concat(node)
         elif node.op == "call_function" and node.target is torch.flatten:
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
@@ -223,8 +229,15 @@ class _Builder:
 
     def pool(self, node: fx.Node, pool: nn.Module, source: _Value) -> _Value:
         kernel, stride = _pair(pool.kernel_size), _pair(pool.stride)
-        if pool.ceil_mode or (isinstance(pool, nn.MaxPool2d) and (pool.dilation not in (1, (1, 1)) or pool.return_indices)):
-            raise self.fail(f"the ceil-mode, dilated or index-returning pool {node.target}")
+        if isinstance(pool, nn.MaxPool2d) and (pool.dilation not in (1, (1, 1)) or pool.return_indices):
+            raise self.fail(f"the dilated or index-returning pool {node.target}")
+        if pool.ceil_mode:  # the overhang is measured on the input as it reaches the pool, any pending pad applied
+            source = self.materialize(source)
+        overhang = self.ceil_overhang(node, kernel, stride, _pair(pool.padding), source) if pool.ceil_mode else (0, 0)
+        if any(overhang):
+            if isinstance(pool, nn.AvgPool2d):
+                raise self.fail(f"the ceil-mode average pool {node.target} whose last window is partial")
+            return self.ceil_max_pool(node, kernel, stride, _pair(pool.padding), overhang, source)
         if isinstance(pool, nn.AvgPool2d) and (_pair(pool.padding) != (0, 0) or pool.divisor_override):
             raise self.fail(f"the padded average pool {node.target}")
         if isinstance(pool, nn.AvgPool2d):
@@ -242,6 +255,28 @@ class _Builder:
         kind = "maxpool" if isinstance(pool, nn.MaxPool2d) else "avgpool"
         step = self.add(kind, {"pool_size": kernel, "strides": stride, "padding": padding}, (source,))
         return _Value(step, _shape(node), source.non_negative)
+
+    def ceil_overhang(self, node: fx.Node, kernel, stride, padding, source: _Value) -> tuple[int, int]:
+        """The rows and columns a ceil-mode pool's last window reaches past the (padded) input: 0 where the
+        output is the floor-mode size, as for Inception's 3x3/1 pools."""
+        overhang = []
+        for size, out, k, s, p in zip(source.shape[1:], _shape(node)[1:], kernel, stride, padding):
+            floor_out = (size + 2 * p - k) // s + 1
+            overhang.append(0 if out == floor_out else (out - 1) * s + k - (size + 2 * p))
+        return tuple(overhang)
+
+    def ceil_max_pool(self, node: fx.Node, kernel, stride, padding, overhang, source: _Value) -> _Value:
+        # PyTorch clips the last window to the input, which for a max is padding with -inf; zeros give the
+        # same maximum when no value is negative and every window holds at least one input pixel (PyTorch's rule).
+        source = self.materialize(source)
+        if not source.non_negative:
+            raise self.fail(f"the ceil-mode max pool {node.target} on an input that may be negative")
+        (rows, columns), (extra_rows, extra_columns) = padding, overhang
+        step = self.add("pad", {"padding": ((rows, rows + extra_rows), (columns, columns + extra_columns))}, (source,))
+        channels, height, width = source.shape
+        padded = _Value(step, (channels, height + 2 * rows + extra_rows, width + 2 * columns + extra_columns), True)
+        step = self.add("maxpool", {"pool_size": kernel, "strides": stride, "padding": "valid"}, (padded,))
+        return _Value(step, _shape(node), True)
 
     def padding(self, node: fx.Node, kernel, stride, padding, source: _Value, fill: float):
         """'same', 'valid', or the symmetric (rows, columns) amounts a ZeroPadding2D must add.
@@ -293,6 +328,19 @@ class _Builder:
         step = self.add("bn", {"momentum": norm.momentum, "epsilon": norm.eps, "affine": norm.affine,
                                "spatial": len(source.shape) == 3}, (source,), node.target)
         return _Value(step, source.shape)
+
+    def concat(self, node: fx.Node) -> _Value:
+        tensors = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        rank = len(_shape(node)) + 1
+        if (not isinstance(tensors, (list, tuple)) or not all(isinstance(t, fx.Node) for t in tensors)
+                or not isinstance(dim, int) or dim % rank != 1):
+            raise self.fail(f"a concatenation along axis {dim}")
+        sources = tuple(self.materialize(self.values[t]) for t in tensors)
+        if any(source.flatten_from is not None for source in sources):
+            raise self.fail("a concatenation between a flatten and a dense layer")
+        step = self.add("concat", {"spatial": rank == 4}, sources)
+        return _Value(step, _shape(node), all(source.non_negative for source in sources))
 
     def flatten(self, source: _Value, start: int, end: int, node: fx.Node) -> _Value:
         source = self.materialize(source)

@@ -145,7 +145,7 @@ def _twin(steps: Plan, name: str, data_format: str, softmax: bool):
     tensors = {"input": inputs}
     for step, layer in zip(steps.steps, layers):
         arguments = [tensors[source] for source in step.inputs]
-        tensors[step.name] = layer(arguments if step.kind == "add" else arguments[0])
+        tensors[step.name] = layer(arguments if step.kind in ("add", "concat") else arguments[0])
     outputs = tensors[steps.output]
     if softmax:
         outputs = layers[-1](outputs)
@@ -180,6 +180,9 @@ def _layer(keras, step: Step, data_format: str):
         return k.Dropout(o["rate"], name=name)
     if step.kind == "add":
         return k.Add(name=name)
+    if step.kind == "concat":
+        axis = -1 if data_format == "channels_last" or not o["spatial"] else 1
+        return k.Concatenate(axis=axis, name=name)
     raise AssertionError(f"plan step of unknown kind {step.kind!r}")
 
 

@@ -1,11 +1,14 @@
-"""The model zoo: LeNet, AlexNet, VGG, ResNet and wide ResNet families, built by name.
+"""The model zoo: LeNet, AlexNet, VGG, NiN, GoogLeNet, ResNet, wide ResNet and DenseNet families, built by name.
 
 Importing the architecture modules (below) is what registers their builders.
 """
 
 from cnnzoo.models.alexnet import AlexNet
+from cnnzoo.models.densenet import DenseBlock, DenseNet, TransitionBlock
+from cnnzoo.models.googlenet import GoogLeNet, InceptionBlock
 from cnnzoo.models.init import INITS, init_weights
 from cnnzoo.models.lenet import LeNet
+from cnnzoo.models.nin import NiN, NiNBlock
 from cnnzoo.models.registry import (
     ModelSpec,
     build_model,
@@ -32,13 +35,20 @@ __all__ = [
     "WideBasicBlock",
     "WideResNet",
     "AlexNet",
+    "DenseBlock",
+    "DenseNet",
+    "GoogLeNet",
+    "InceptionBlock",
     "LayerSummary",
     "LeNet",
+    "NiN",
+    "NiNBlock",
     "ModelRow",
     "ModelSpec",
     "ModelSummary",
     "ResNet18",
     "ResidualBlock",
+    "TransitionBlock",
     "build_model",
     "count_mult_adds",
     "count_parameters",

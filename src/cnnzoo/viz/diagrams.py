@@ -44,6 +44,8 @@ CATEGORIES = {
     "reshape": ("Flatten / reshape", "#0072B2"),
     "merge": ("Add / concat", "#D55E00"),
     "block": ("Residual block", "#8FBFE0"),
+    "dense_layer": ("Dense layer (its input, concatenated with its output)", "#B5D9EE"),
+    "branches": ("Parallel paths, concatenated (Inception)", "#F5D28C"),
     "other": ("Other", "#999999"),
 }
 SKIP_COLOR = "#D55E00"  # every skip connection's colour, its arrows and its legend entry alike
@@ -239,6 +241,11 @@ def _residual_spans(nodes: list[_Node], main: list[int]) -> list[tuple[int, int,
             if len(origins) != 1:
                 return None
             spans.append((origins.pop(), r, sorted(shortcut)))
+    # Several paths between the same two rows (an Inception block's) are one span with all their nodes.
+    merged: dict[tuple[int, int], set[int]] = {}
+    for start, end, shortcut in spans:
+        merged.setdefault((start, end), set()).update(shortcut)
+    spans = [(start, end, sorted(shortcut)) for (start, end), shortcut in merged.items()]
     spans.sort()
     if any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])):
         return None
@@ -260,12 +267,32 @@ def _block_label(members: list[_Node]) -> str:
     return f"{'.'.join(prefix) or 'block'}: {body}"
 
 
+def _paths(nodes: list[_Node], members: list[int], shortcut: list[int]) -> list[tuple[str, str]]:
+    """The parallel paths of a block that ends in a concatenation, in module order, each as (its layers, e.g.
+    "1×1 → 5×5" or "pool 3×3 → 1×1", the category of its first layer); ``members`` are the main path's."""
+    groups: dict[int, list[int]] = {}  # a path's first node -> its nodes, along the input edges
+    owner: dict[int, int] = {}
+    for i in sorted(members + shortcut):
+        parent = next((j for j in nodes[i].inputs if j in owner), None)
+        owner[i] = i if parent is None else owner[parent]
+        groups.setdefault(owner[i], []).append(i)
+    paths = []
+    for path in sorted(groups.values(), key=lambda path: nodes[path[0]].name):
+        shaping = [nodes[i] for i in path if nodes[i].category in ("conv", "pool")]
+        steps = [("pool " if n.category == "pool" else "") + (n.label.split(" ", 1)[1] if " " in n.label else n.kind)
+                 for n in shaping]
+        paths.append((" → ".join(steps) or "identity", shaping[0].category if shaping else "other"))
+    return paths
+
+
 def layered_figure(model_or_name, input_shape=None) -> Figure:
     """One 3-D box per shape-changing layer (convolutions, pooling, dense, flatten); the
     activations, batch norm and dropout that follow a layer are folded into its box and named
     in the legend. A residual model is drawn as a teacher sketches it: one box per residual
     block, with its skip connection as an arc over the box (labelled with the shortcut's
-    convolution where it has one)."""
+    convolution where it has one). A dense layer (DenseNet) is such a box too, its arc labelled
+    "concat"; an Inception block is drawn as its parallel paths, stacked, fanning out of the
+    previous box and into their concatenation."""
     model, input_shape, title = _resolve(model_or_name, input_shape)
     nodes = _trace(model, input_shape, title)
     main = _longest_path(nodes)
@@ -278,16 +305,25 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
     block_at = {start + 1: (end, shortcut) for start, end, shortcut in spans}
     # (node giving the box its shape, label, category, folded kinds, skip label or None)
     groups: list[tuple[_Node, str, str, list[str], str | None]] = []
+    parallel: dict[int, list[tuple[str, str]]] = {}  # group index -> its paths, for blocks drawn as parallel paths
     r = 0
     while r < len(main):
         node = nodes[main[r]]
         if r in block_at:
             end, shortcut = block_at[r]
             members = [nodes[main[k]] for k in range(r, end + 1)]
-            convs = [nodes[k].label.split(" ", 1) for k in shortcut if nodes[k].category == "conv"]
-            skip = ", ".join(f"conv {kernel}" for _, kernel in convs) if convs else "identity"
             kinds = list(dict.fromkeys(n.kind for n in members))
-            groups.append((nodes[main[end]], _block_label(members), "block", kinds, skip))
+            if nodes[main[end]].kind == "cat" and shortcut:
+                parallel[len(groups)] = _paths(nodes, [main[k] for k in range(r, end)], shortcut)
+                prefix = _block_label(members + [nodes[k] for k in shortcut]).split(":")[0]  # every path's module
+                label = f"{prefix}: {len(parallel[len(groups)])} paths, concat"
+                groups.append((nodes[main[end]], label, "branches", kinds, None))
+                r = end + 1
+                continue
+            convs = [nodes[k].label.split(" ", 1) for k in shortcut if nodes[k].category == "conv"]
+            concat = nodes[main[end]].kind == "cat"
+            skip = ", ".join(f"conv {kernel}" for _, kernel in convs) if convs else "concat" if concat else "identity"
+            groups.append((nodes[main[end]], _block_label(members), "dense_layer" if concat else "block", kinds, skip))
             r = end + 1
             continue
         if groups and node.shape == groups[-1][0].shape and node.category not in ("conv", "dense", "pool", "input"):
@@ -299,8 +335,10 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
 
     boxes = []
     x = 0.0
-    for node, *_ in groups:
+    for k, (node, *_) in enumerate(groups):
         t, h, d = _box_size(node.shape)
+        if k in parallel:  # room for each path's layers written across its bar
+            t = max(2 * t, 4.5)
         boxes.append((x, t, h, d))
         x += t + d + 0.7
     width_u = x - 0.7
@@ -330,6 +368,16 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
     for k, ((node, label, category, folded, _), (x0, t, h, d)) in enumerate(zip(groups, boxes)):
         color = CATEGORIES[category][1]
         y0, y1 = -h / 2, h / 2
+        if k in parallel:
+            _draw_paths(ax, parallel[k], (x0, t, h, d), zorder=3 + 2 * k)
+            legend.setdefault(category, [])
+            ax.text(x0 + (t + d) / 2, top_u + 0.15 / inch, label, rotation=90, ha="center", va="bottom", fontsize=7.5)
+            ax.text(x0 + t / 2, -bottom_u - 0.12 / inch, _dims(node.shape), rotation=90, ha="center", va="top",
+                    fontsize=7.5, color="#333333")
+            if k + 1 < len(boxes):
+                ax.annotate("", xy=(boxes[k + 1][0], 0), xytext=(x0 + t + d, 0),
+                            arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 0.8, "shrinkA": 0, "shrinkB": 0})
+            continue
         ax.add_patch(Rectangle((x0, y0), t, h, facecolor=color, edgecolor="#333333", linewidth=0.6, zorder=3 + 2 * k))
         ax.add_patch(Polygon([(x0, y1), (x0 + d, y1 + d), (x0 + t + d, y1 + d), (x0 + t, y1)],
                              facecolor=_shade(color, 1.35), edgecolor="#333333", linewidth=0.6, zorder=3 + 2 * k))
@@ -356,6 +404,23 @@ def layered_figure(model_or_name, input_shape=None) -> Figure:
     _legend(fig, {c: CATEGORIES[c][0] + (f" → {', '.join(f)}" if f else "") for c, f in legend.items()},
             skip=bool(arcs))
     return fig
+
+
+def _draw_paths(ax, paths: list[tuple[str, str]], box: tuple[float, float, float, float], zorder: int) -> None:
+    """An Inception block in the box's place: one flat bar per path, stacked, each naming its layers, with
+    lines fanning out of the block's input (the box's left edge) and into the concatenation (its right)."""
+    x0, t, h, d = box
+    gap = 0.12 * h / len(paths)
+    bar_h = (h - gap * (len(paths) - 1)) / len(paths)
+    fan = 0.2 * t
+    for i, (text, category) in enumerate(paths):
+        y = h / 2 - (i + 1) * bar_h - i * gap
+        ax.add_patch(Rectangle((x0 + fan, y), t - fan, bar_h, facecolor=_shade(CATEGORIES[category][1], 1.2),
+                               edgecolor="#333333", linewidth=0.5, zorder=zorder))
+        ax.text(x0 + fan + (t - fan) / 2, y + bar_h / 2, text, ha="center", va="center", fontsize=5.5, zorder=zorder + 1)
+        ax.plot([x0, x0 + fan], [0, y + bar_h / 2], color="#555555", lw=0.6, zorder=zorder)
+        ax.plot([x0 + t, x0 + t + d], [y + bar_h / 2, 0], color=CATEGORIES["merge"][1], lw=0.8, zorder=zorder)
+    ax.plot([x0 + t + d], [0], marker="o", markersize=3, color=CATEGORIES["merge"][1], zorder=zorder + 1)
 
 
 # ---- graph view ---------------------------------------------------------------------------
@@ -404,6 +469,9 @@ def _layout(nodes: list[_Node]):
             side_row[i] = a + (b - a) * (k + 1) / (len(members) + 1)
 
     blocked = [False] * len(main)  # blocked[r]: no column break between rows r and r + 1
+    # spanned[r]: a skip from one main node to another passes there; a break is possible but drawn around
+    # the columns, taken only when a long chain of skips (DenseNet's dense blocks) leaves no free row.
+    spanned = [False] * len(main)
     for i, node in enumerate(nodes):
         for j in node.inputs:
             a = row.get(j, lo.get(j))
@@ -411,13 +479,15 @@ def _layout(nodes: list[_Node]):
             if j in row and i in row and b == a + 1:
                 continue
             for r in range(int(a), math.ceil(b)):
-                blocked[r] = True
+                (spanned if j in row and i in row else blocked)[r] = True
     ncols = max(1, math.ceil(len(main) / _MAX_ROWS))
     target = math.ceil(len(main) / ncols)
     column_of_row, col, start = [], 0, 0
     for r in range(len(main)):
         column_of_row.append((col, start))
-        if r - start + 1 >= target and not blocked[r] and r + 1 < len(main):
+        rows = r - start + 1
+        free = not blocked[r] and (not spanned[r] or rows >= 2 * target)
+        if rows >= target and free and r + 1 < len(main):
             col, start = col + 1, r + 1
     return row, side_row, column_of_row
 
@@ -473,6 +543,8 @@ def graph_figure(model_or_name, input_shape=None) -> Figure:
                                 arrowprops=arrow)
                 elif row[i] == row[j] + 1:
                     _column_jump(ax, (xj + wj / 2, yj - _BOX_H / 2), (x + w / 2, y + _BOX_H / 2), arrow)
+                elif column_of_row[row[i]][0] != column_of_row[row[j]][0]:
+                    _skip_jump(ax, (xj + wj, yj), (x + w, y), -(rows_per_col - 1) - 0.6, arrow)
                 else:
                     bulge = min(_ARC_SPACE * 1.5, 0.9 + 0.1 * (row[i] - row[j]))
                     ax.add_patch(FancyArrowPatch((xj + wj, yj), (x + w, y), color=SKIP_COLOR, lw=1.1,
@@ -499,6 +571,16 @@ def _column_jump(ax, start: tuple[float, float], end: tuple[float, float], arrow
     low, high = y0 - 0.35, y1 + 0.35
     ax.plot([x0, x0, gap_x, gap_x, x1], [y0, low, low, high, high], color="#444444", lw=0.8, zorder=2)
     ax.annotate("", xy=end, xytext=(x1, high), arrowprops=arrow)
+
+
+def _skip_jump(ax, start: tuple[float, float], end: tuple[float, float], bottom: float, arrow: dict) -> None:
+    """A skip connection into the next column: along the arc lane beside the boxes, under the columns, and
+    up the next column's arc lane into the box it rejoins."""
+    (x0, y0), (x1, y1) = start, end
+    lane = 0.6 * _ARC_SPACE
+    ax.plot([x0, x0 + lane, x0 + lane, x1 + lane, x1 + lane], [y0, y0, bottom, bottom, y1], color=SKIP_COLOR,
+            lw=1.1, zorder=2)
+    ax.annotate("", xy=end, xytext=(x1 + lane, y1), arrowprops=dict(arrow, color=SKIP_COLOR))
 
 
 def model_figure(model_or_name, style: str = "layered", input_shape=None) -> Figure:
