@@ -347,12 +347,19 @@ def cmd_doctor(args) -> int:
     print(f"cpu threads: {torch.get_num_threads()}")
     root = resolve_data_root(args.data_dir)
     print(f"data root: {root}")
+    usable = 0
     for name in DATASETS:
         try:
             sizes = [len(load_split(name, split, root=root, download=False)) for split in ("train", "test")]
+            # Every file load_split reads, .gz or extracted, is checked against its official MD5.
             print(f"  {name}: present, checksums verified ({sizes[0]:,} train / {sizes[1]:,} test images)")
+            usable += 1
         except CnnzooError as error:
             print(f"  {name}: not usable: {error}")
+    if not usable:
+        print(f"no data set is usable under {root}; set CNNZOO_DATA (or --data-dir) to the folder that holds "
+              "them, or run any training command to download them.")
+        return 1
     return 0
 
 
