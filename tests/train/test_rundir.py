@@ -137,7 +137,7 @@ def test_json_and_history_read_back_as_written(tmp_path):
          "time_s": 1.0, "images_per_s": 100.0}])
     run.write_history(history)
     (row,) = run.read_metrics()
-    assert (row["epoch"], row["test_acc"], row["val_acc"]) == ("1", "0.55", "")  # None is an empty cell
+    assert (row["epoch"], row["test_acc"], row["val_acc"]) == (1, 0.55, None)  # checked and converted; empty is None
     assert run.batch_loss_path.read_text().count("\n") == 3  # header and one line per step
 
 

@@ -190,8 +190,9 @@ def _check_resume_flags(args) -> None:
 def _print_done(run_dir) -> None:
     # evaluation.json, not the last epoch: after early stopping the run keeps its best epoch's weights.
     # The count tells a --limit-test subset apart from the full test set that `cnnzoo evaluate` uses.
-    evaluation = run_dir.read_json(run_dir.EVALUATION)
-    measured = f"{100 * evaluation['accuracy']:.2f}% on {evaluation['images']:,} test images"
+    evaluation = run_dir.read_evaluation()
+    measured = f"{100 * evaluation['accuracy']:.2f}% on {evaluation['images']:,} test images" \
+        if "images" in evaluation else f"{100 * evaluation['accuracy']:.2f}%"
     print(f"done: test accuracy {measured}; report {run_dir.report_path}")
 
 

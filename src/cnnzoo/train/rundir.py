@@ -207,6 +207,33 @@ class RunDir:
         atomic_write_text(self.batch_loss_path, _csv_text(BATCH_COLUMNS, history.batch_rows()),
                           self.disk_full_note(self.batch_loss_path))
 
-    def read_metrics(self) -> list[dict[str, str]]:
-        with open(self.metrics_path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+    def _read_bytes(self, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as error:
+            raise CnnzooError(f"Cannot read {path} ({error.strerror}); check that the run directory is complete "
+                              "and readable.") from None
+
+    def read_table(self, path: str | Path) -> list[dict[str, int | float | None]]:
+        """metrics.csv or batch_loss.csv (by `path`'s name), every value checked and converted
+        (`cnnzoo.train.schema.check_table`): the one reader of a run's tables."""
+        from cnnzoo.train.schema import (BATCH_LOSS_COLUMNS, METRICS_COLUMNS, METRICS_OPTIONAL, check_table)
+
+        path = Path(path)
+        if path.name == self.BATCH_LOSS:
+            return check_table(self._read_bytes(path), str(path), BATCH_LOSS_COLUMNS)
+        return check_table(self._read_bytes(path), str(path), METRICS_COLUMNS, METRICS_OPTIONAL)
+
+    def read_metrics(self) -> list[dict[str, int | float | None]]:
+        """metrics.csv's rows, one per finished epoch, checked (see `read_table`)."""
+        return self.read_table(self.metrics_path)
+
+    def read_batch_loss(self) -> list[dict[str, int | float | None]]:
+        """batch_loss.csv's rows, one per step, checked (see `read_table`)."""
+        return self.read_table(self.batch_loss_path)
+
+    def read_evaluation(self) -> dict[str, Any]:
+        """evaluation.json checked field by field (`cnnzoo.train.schema.check_evaluation`)."""
+        from cnnzoo.train.schema import check_evaluation
+
+        return check_evaluation(self.read_json(self.EVALUATION), str(self.evaluation_path))
