@@ -182,8 +182,9 @@ def _check_history(history: Any, source: str, header_lists: bool) -> None:
         raise _bad(source, "history.epochs", "is not a list of per-epoch rows")
     for row in epochs:
         for key, value in row.items():
-            if value is not None and not _is_number(value):
-                raise _bad(source, "history.epochs", f"holds {key}={value!r:.40}, not a number")
+            # NaN would pass for a number, and a resumed run's divergence guard compares against it.
+            if value is not None and not (_is_number(value) and math.isfinite(value)):
+                raise _bad(source, "history.epochs", f"holds {key}={value!r:.40}, not a finite number")
     if not _is_number(history.get("compile_s", 0.0)):
         raise _bad(source, "history.compile_s", "is not a number")
     if not isinstance(history.get("compile_mode"), (str, type(None))):
@@ -191,8 +192,8 @@ def _check_history(history: Any, source: str, header_lists: bool) -> None:
     if header_lists:
         for name in HISTORY_LISTS:
             values = history.get(name, [])
-            if not (isinstance(values, list) and all(_is_number(v) for v in values)):
-                raise _bad(source, f"history.{name}", "is not a list of numbers")
+            if not (isinstance(values, list) and all(_is_number(v) and math.isfinite(v) for v in values)):
+                raise _bad(source, f"history.{name}", "is not a list of finite numbers")
         if len({len(history.get(name, [])) for name in HISTORY_LISTS}) > 1:
             raise _bad(source, "history", "has per-step lists of different lengths")
 

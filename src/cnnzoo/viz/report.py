@@ -290,8 +290,9 @@ def render_report(run_dir: str | os.PathLike) -> str:
                          "on this machine (see config.json's data_dir).</p>")
         sections.append(f"<section><h2>Evaluation</h2>{''.join(parts)}</section>")
     else:
-        sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: '
-                        "the run has not finished.</p></section>")
+        sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: the run is '
+                        f"still training or was stopped; <code>cnnzoo train --resume {_e(run_dir)}</code> continues "
+                        "or finishes it.</p></section>")
     sections.append(f"<section><h2>Model</h2>{_model_summary(config, train_config)}</section>")
     sections.append(f"<section><h2>Configuration</h2>{_config_tables(config)}</section>")
 
