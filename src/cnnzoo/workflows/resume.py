@@ -33,9 +33,11 @@ def resume_plan(path: str | Path | RunDir, epochs: int | None = None, device: st
     changes = {k: v for k, v in {"epochs": epochs, "device": device}.items() if v is not None}
     config = config.replace(data_dir=data_dir or stored_data_dir(config), **changes).validate()
     trained = checkpoint.meta["epoch"]
-    if trained >= config.epochs and not needs_finishing(run_dir):
-        asked = f" (--epochs {epochs} asks for {epochs})" if epochs is not None and epochs < trained else ""
-        raise CnnzooError(f"Run {run_dir.path} has already trained {trained} epochs and is finished{asked}; pass "
+    if config.epochs < trained:
+        raise CnnzooError(f"Run {run_dir.path} has already trained {trained} epochs, more than the --epochs "
+                          f"{config.epochs} asked for; pass --epochs N with N larger than {trained} to train it further.")
+    if trained == config.epochs and not needs_finishing(run_dir):
+        raise CnnzooError(f"Run {run_dir.path} has already trained {trained} epochs and is finished; pass "
                           f"--epochs N with N larger than {trained} to train it further.")
     return run_dir, checkpoint, config
 
@@ -79,10 +81,10 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callba
 def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], epochs: int | None,
                    device: str | None, data_dir: str | None, progress: str) -> tuple[RunDir, History]:
     run_dir, checkpoint, config = resume_plan(run_dir, epochs=epochs, device=device, data_dir=data_dir)
-    if checkpoint.meta["epoch"] >= config.epochs:  # trained to the end: only finish_run's files are missing
-        return _finish_stopped(run_dir, checkpoint, config)
     # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
     run_dir.write_json(RunDir.CONFIG, {**run_dir.read_config()[1], **config.to_dict()})
+    if checkpoint.meta["epoch"] == config.epochs:  # trained to the end: only finish_run's files are missing
+        return _finish_stopped(run_dir, checkpoint, config)
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
         return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
     dist = DistContext.from_env(config.device)
