@@ -164,3 +164,24 @@ def test_a_full_disk_while_writing_a_run_file_says_the_checkpoints_are_intact(tm
 def test_the_disk_full_note_is_for_this_run_directorys_own_files():
     run = RunDir("/nonexistent/run")
     assert run.disk_full_note(run.metrics_path) is None  # no checkpoints/ folder: nothing to promise
+
+
+def test_deleting_the_lock_file_by_hand_lets_no_second_writer_in(tmp_path):
+    # The lock is on the folder itself: .writer.lock only names the holder, and deleting it changes nothing.
+    first = RunDir.create(tmp_path, "run")
+    (first.path / ".writer.lock").unlink()
+    with pytest.raises(RunDirBusy, match="another cnnzoo process"):
+        RunDir(first.path).lock()
+    first.unlock()
+    RunDir(first.path).lock().unlock()
+
+
+def test_safetensors_own_temporary_left_by_a_killed_writer_is_cleared_by_the_next(tmp_path):
+    run = RunDir.create(tmp_path, "run")
+    run.unlock()
+    leftover = run.checkpoints_dir / ".tmpAb3xYz"  # what safetensors writes before renaming to our temporary
+    leftover.write_bytes(b"half a checkpoint")
+    unrelated = run.checkpoints_dir / ".tmp-notes"
+    unrelated.write_bytes(b"someone else's")
+    RunDir(run.path).lock().unlock()
+    assert not leftover.exists() and unrelated.exists()
