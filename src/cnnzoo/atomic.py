@@ -81,6 +81,9 @@ def atomic_target(path: str | os.PathLike, size_hint: int | None = None,
     except OSError as error:
         if error.errno in _DISK_FULL:
             raise disk_full_error(path, size_hint, also_intact) from None
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise CnnzooError(f"Cannot write {path}: {blocking} is a file, not a folder; choose another path.") from None
         raise CnnzooError(f"Cannot write {path} ({error.strerror}); choose a writable location.") from None
     os.close(fd)
     tmp = Path(tmp)

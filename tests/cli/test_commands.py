@@ -443,3 +443,45 @@ def test_a_logger_without_its_package_fails_before_training(capsys, tmp_path, mo
     code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", "--data-dir", tmp_path / "none", flag)
     assert_one_line_error(code, err, flag, f"cnnzoo[{package}]")
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------- user input that once raised a traceback
+_LONG = "n" * 300  # longer than any file system's 255 bytes a name
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--model", "lenet5", *QUICK, "--out", "{tmp}", "--name", _LONG], ["--name is 300 bytes"]),
+    (["train", "--model", "lenet5", *QUICK, "--out", "{tmp}/" + _LONG], ["Cannot use the path", "longer than"]),
+    (["evaluate", "{tmp}/" + _LONG], ["Cannot use the path", "longer than"]),
+    (["show", "fashion-mnist", "--output", "{tmp}/" + _LONG + "/x.png"], ["Cannot use the path", "longer than"]),
+    (["show", "fashion-mnist", "--output", "{tmp}/file/x.png"], ["file is a file, not a folder"]),
+    (["show", "fashion-mnist", "--seed", "-1"], ["--seed must be a whole number of at least 0"]),
+    (["show", "fashion-mnist", "--n", "100000"], ["--n 100000", "at most 1000"]),
+    (["show", "fashion-mnist", "--per-class", "6000"], ["--per-class 6000", "at most 100 of each class"]),
+    (["train", "--model", "lenet5", *QUICK, "--grad-clip", "inf", "--out", "{tmp}"], ["--grad-clip must be a finite"]),
+    (["train", "--model", "lenet_bn", *QUICK, "--batch-size", "1", "--out", "{tmp}"], ["--batch-size 1", "lenet_bn"]),
+    (["train", "--model", "lenet_bn", *QUICK, "--limit-train", "129", "--out", "{tmp}"],
+     ["last batch of one image", "--batch-size 64"]),
+])
+def test_hostile_input_is_one_sentence_naming_the_flag_or_path(capsys, tmp_path, data_root, args, words):
+    (tmp_path / "file").write_text("a file where a folder is expected")
+    code, _, err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args], *(
+        ["--data-dir", data_root] if args[0] in ("train", "show") else []))
+    assert_one_line_error(code, err, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing half made
+
+
+def test_cpu_out_of_memory_is_one_sentence(capsys, monkeypatch):
+    import cnnzoo.cli.commands as commands
+
+    def allocate(args):
+        torch.empty(2**62, dtype=torch.uint8)  # what an absurd --batch-size or --input-size meets
+
+    monkeypatch.setattr(commands, "cmd_models", allocate)
+    code, _, err = run_cli(capsys, "models")
+    assert_one_line_error(code, err, "ran out of memory", "--batch-size")
+
+
+def test_doctor_fails_when_no_data_set_is_usable(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "doctor", "--data-dir", tmp_path)
+    assert code == 1 and "no data set is usable" in out

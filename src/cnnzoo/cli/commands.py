@@ -372,14 +372,25 @@ def cmd_draw(args) -> int:
     return 0
 
 
+MAX_SHOWN = 1000  # images in one `cnnzoo show` figure (a hundred of each of ten classes with --per-class)
+
+
 def cmd_show(args) -> int:
     from cnnzoo.data import load_split
     from cnnzoo.viz.plots import display_sample, image_grid_figure, save_figure
 
     per_class = args.per_class is not None
     count = args.per_class if per_class else args.n
+    flag = "--per-class" if per_class else "--n"
     if count < 1:
-        raise CnnzooError(f"--{'per-class' if per_class else 'n'} must be a positive number of images, got {count}.")
+        raise CnnzooError(f"{flag} must be a positive number of images, got {count}.")
+    # Drawing takes about a second per hundred images, and past this a grid is no longer legible.
+    most = MAX_SHOWN // 10 if per_class else MAX_SHOWN
+    if count > most:
+        raise CnnzooError(f"{flag} {count} asks for more images than one figure shows legibly; ask for at most {most}"
+                          f"{' of each class' if per_class else ''}.")
+    if args.seed is not None and args.seed < 0:
+        raise CnnzooError(f"--seed must be a whole number of at least 0, got {args.seed}.")
     seed = args.seed if args.seed is not None else 0 if args.random else None
     split = load_split(args.dataset, args.split, root=args.data_dir)
     labels = split.labels.tolist()

@@ -28,6 +28,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.train.history import BATCH_COLUMNS, EPOCH_COLUMNS, History
 
 LOCK_NAME = ".writer.lock"
+MAX_NAME_BYTES = 255  # a folder name's limit on every common file system
 
 
 class RunDirBusy(CnnzooError):
@@ -53,6 +54,9 @@ def check_run_name(name: str) -> str:
             or any(not ch.isprintable() for ch in name)):
         raise CnnzooError(f"--name must be a plain folder name (not empty, no '/', no line breaks or control "
                           f"characters, not '.' or '..'), got {name!r}; --out chooses the folder that holds the runs.")
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise CnnzooError(f"--name is {len(os.fsencode(name))} bytes long, more than the {MAX_NAME_BYTES} a folder name "
+                          "may have; choose a shorter one.")
     return name
 
 
