@@ -178,7 +178,8 @@ def _check_resume_flags(args) -> None:
     not silently ignored."""
     from cnnzoo.train import TrainConfig
 
-    given = [name for name in (*TrainConfig.field_names(), "recipe", "option", "name")
+    # TrainConfig has a "recipe" field too: each flag once ("--recipe, --recipe" was printed).
+    given = [name for name in dict.fromkeys((*TrainConfig.field_names(), "recipe", "option", "name"))
              if name not in RESUME_FLAGS and getattr(args, name, None) not in (None, [])]
     given += ["overwrite"] if args.overwrite else []
     if given:

@@ -178,12 +178,18 @@ class Checkpoint:
 
 def _describe_non_safetensors(path: Path) -> str:
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
     if head[:1] == b"\x80" or head[:2] == b"PK":
         return (
             f"{path} is a pickle/torch.save file, not a cnnzoo checkpoint; cnnzoo refuses to unpickle "
             "files because loading a pickle can run arbitrary code."
         )
+    # A safetensors file starts with its header's length (8 bytes, little-endian) and the header's "{".
+    header = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+    if head[8:9] == b"{" and 0 < header < 100_000_000:
+        return (f"{path} is a safetensors file cut short or damaged (the header or the tensors it lists are not all "
+                "there): it was not written completely or was damaged in a copy; use another checkpoint, restore "
+                "it from a copy, or train again.")
     return f"{path} is not a cnnzoo checkpoint (not a readable safetensors file); point to a run's checkpoints/*.safetensors."
 
 
