@@ -157,20 +157,56 @@ def test_out_of_memory_names_the_batch_size(capsys, tmp_path, data_root, monkeyp
     assert_one_line_error(code, err, "batch size 512", "--batch-size 256")
 
 
+_HOLD_IN_EPOCH_2 = """
+import signal, sys, threading
+import cnnzoo
+import cnnzoo.workflows as workflows
+from cnnzoo.cli import main
+
+
+class HoldForInterrupt(cnnzoo.Callback):
+    \"\"\"At epoch 2's first step (epoch 1 is checkpointed): say so, then wait until the SIGINT has reached
+    cnnzoo's handler, so the stop lands in epoch 2 however fast the machine trains.\"\"\"
+    def on_step_end(self, state):
+        if (state.epoch, state.step) != (1, 0):
+            return
+        cnnzoo_handler, arrived = signal.getsignal(signal.SIGINT), threading.Event()
+        def handler(signum, frame):
+            cnnzoo_handler(signum, frame)
+            arrived.set()
+        signal.signal(signal.SIGINT, handler)
+        print("HOLDING in epoch 2", flush=True)
+        try:
+            if not arrived.wait(600):
+                raise RuntimeError("no interrupt arrived")
+        finally:
+            signal.signal(signal.SIGINT, cnnzoo_handler)
+
+
+train_run = workflows.train_run  # what cmd_train calls
+workflows.train_run = lambda *a, callbacks=(), **k: train_run(*a, callbacks=[*callbacks, HoldForInterrupt()], **k)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path, data_root):
     args = ["--model", "lenet5", "--epochs", "3", "--batch-size", "32", "--limit-train", "3072",
             "--limit-test", "256", "--device", "cpu", "--optimizer", "adamw", "--lr", "0.003", "--out", str(tmp_path)]
     env = {**os.environ, "CNNZOO_DATA": str(data_root)}
     assert main(["train", *args, "--name", "full", "--quiet"]) == 0
 
-    process = subprocess.Popen([sys.executable, "-m", "cnnzoo", "train", *args, "--name", "cut"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "cut" / "metrics.csv"
-    deadline = time.monotonic() + 120
-    while not metrics.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
+    # The child is `cnnzoo train` with one callback added, which says when it holds the run in epoch 2:
+    # the interrupt is sent on that line, never on a guess of how long an epoch takes.
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_IN_EPOCH_2, "train", *args, "--name", "cut", "--quiet"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    before = []
+    for line in process.stdout:
+        before.append(line)
+        if line.startswith("HOLDING in epoch 2"):
+            break
+    assert process.poll() is None, before  # held, not finished
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    out, err = process.communicate(timeout=600)
     assert process.returncode == 130, (out, err)
     assert "--resume" in err and "Traceback" not in err
     assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0

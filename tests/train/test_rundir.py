@@ -47,14 +47,14 @@ def test_a_writer_killed_with_sigkill_leaves_no_lock_and_its_temporaries_are_cle
     run = RunDir.create(tmp_path, "run")
     run.unlock()
     script = textwrap.dedent(f"""
-        import os, sys, time
+        import os, sys
         from cnnzoo.train.rundir import RunDir
         run = RunDir({str(run.path)!r}).lock()
         (run.path / "checkpoints" / f".last.pid{{os.getpid()}}-x.safetensors.tmp").write_bytes(b"half")
         print("locked", flush=True)
-        time.sleep(60)
+        sys.stdin.read()  # hold the lock until killed, however long the test takes
     """)
-    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunDirBusy, match=f"pid {holder.pid}"):
