@@ -61,13 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnzoo: interrupted", file=sys.stderr)
         return 130
-    except OSError as error:
-        # A path the user gave that the system refuses, met wherever a command opens it.
-        message = path_error_message(error)
-        if message is None:
-            raise
-        print(f"cnnzoo: error: {message}", file=sys.stderr)
-        return 2
     except (MemoryError, RuntimeError) as error:
         message = memory_error_message(error)
         if message is None:
@@ -79,3 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         # own flush at exit does not fail a second time with a traceback (the Python docs' recipe).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # after BrokenPipeError, one of its kinds
+        # A path the user gave that the system refuses, met wherever a command opens it.
+        message = path_error_message(error)
+        if message is None:
+            raise
+        print(f"cnnzoo: error: {message}", file=sys.stderr)
+        return 2
