@@ -110,3 +110,13 @@ def test_an_epochs_below_what_was_trained_names_both_counts(tmp_path, quick_conf
                            quiet=True)
     with pytest.raises(CnnzooError, match=r"has already trained 2 epochs, more than the --epochs 1 asked for"):
         resume_plan(run_dir.path, epochs=1)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_names_the_command_that_redoes_it(tmp_path, quick_config):
+    from cnnzoo.train.rundir import RunDir
+
+    run = RunDir.create(tmp_path, "r")
+    run.write_json(RunDir.CONFIG, quick_config.to_dict())  # a kill right after config.json
+    run.unlock()
+    with pytest.raises(CnnzooError, match=r"stopped before it wrote its first checkpoint.*--name r --overwrite"):
+        resume_run(run.path, quiet=True)

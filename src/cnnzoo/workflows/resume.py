@@ -27,6 +27,10 @@ def resume_plan(path: str | Path | RunDir, epochs: int | None = None, device: st
     checkpoint that contradicts config.json on a setting resume may not change (a field missing
     from it would silently become its default: a schedule a constant rate) is refused."""
     run_dir = path if isinstance(path, RunDir) else RunDir.open(path)
+    if not run_dir.last_checkpoint.exists():
+        raise CnnzooError(f"Run {run_dir.path} stopped before it wrote its first checkpoint, so nothing of it can be "
+                          f"continued; train it again (`cnnzoo train ... --out {run_dir.path.parent} --name "
+                          f"{run_dir.path.name} --overwrite`).")
     checkpoint = load_checkpoint(run_dir.last_checkpoint)
     check_matches_run(checkpoint, run_dir)
     config = checkpoint.train_config()
