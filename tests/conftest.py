@@ -134,3 +134,38 @@ def trained_lenet_run(tmp_path_factory, data_root) -> Path:
                          lr=3e-3, limit_train=8192, limit_test=500, data_dir=str(data_root), device="cpu")
     run_dir, _ = train_run(config, out=tmp_path_factory.mktemp("inside"), name="lenet", quiet=True)
     return Path(run_dir.path)
+
+
+_TORCH_LOGGERS = ("torch", "torch._dynamo", "torch._inductor")
+_TORCH_TRACE = "torch.__trace"  # always at DEBUG by torch's design; harmless while it does not propagate
+
+
+def _torch_logging_state() -> dict:
+    import logging
+
+    state = {name: logging.getLogger(name).level for name in _TORCH_LOGGERS}
+    state[_TORCH_TRACE] = logging.getLogger(_TORCH_TRACE).propagate
+    return state
+
+
+@pytest.fixture(autouse=True)
+def torch_logging_left_as_found():
+    """No test may change torch's log levels for the rest of the process (a test that needs torch's
+    DEBUG logs sets them inside itself and restores them): the CUDA suite once printed thousands of
+    DEBUG trace lines over its failures. A test that leaves them louder fails, by name, and they are
+    restored so that the tests after it are not affected."""
+    import logging
+
+    before = _torch_logging_state()
+    yield
+    after = _torch_logging_state()
+    # torch configures its own loggers lazily (NOTSET to WARNING): only a level below INFO counts.
+    louder = [name for name in _TORCH_LOGGERS if after[name] != before[name] and 0 < after[name] < logging.INFO]
+    if after[_TORCH_TRACE] and not before[_TORCH_TRACE]:
+        louder.append(_TORCH_TRACE)
+    for name in louder:
+        if name == _TORCH_TRACE:
+            logging.getLogger(name).propagate = False
+        else:
+            logging.getLogger(name).setLevel(before[name])
+    assert not louder, f"this test left torch's loggers {louder} louder than it found them; restore them when it ends"

@@ -91,9 +91,8 @@ def test_kill_9_at_random_points_of_training_and_of_checkpoint_writes_loses_noth
             assert resumed == 2  # nothing to resume yet: one clear error, no traceback
         elif epoch < EPOCHS:
             assert resumed == 0
-        else:
-            assert resumed == 2  # killed after training, while evaluating: the run had finished
-            RunDir(run).lock().unlock()  # the next writer clears what the killed one left
+        else:  # killed after training, while evaluating: resume finishes the run
+            assert resumed == 0 and (run / "evaluation.json").is_file()
         if epoch is not None:
             final = load_checkpoint(run).model_state
             assert all(torch.equal(final[k], expected[k]) for k in expected), f"trial {trial}: resume differs"
@@ -144,9 +143,9 @@ def test_a_second_writer_of_a_run_is_refused_while_the_first_trains(tmp_path, fo
     first = _child(forkserver, "cli", _train_argv(data_root, tmp_path, epochs=400))
     run = tmp_path / "run"
     try:
-        deadline = time.monotonic() + 60
+        # Wait for the event the first writer emits (its epoch-0 checkpoint), however slow the machine.
         while not (run / "checkpoints" / "last.safetensors").is_file():
-            assert time.monotonic() < deadline and first.is_alive()
+            assert first.is_alive()
             time.sleep(0.05)
         capsys.readouterr()
         assert main(["train", "--resume", str(run), "--epochs", "500", "--quiet"]) == 2

@@ -17,6 +17,10 @@ from cnnzoo.errors import CnnzooError
 # of a killed process (safe to delete) from a file another live process is still writing.
 _TEMPORARY = re.compile(r"^\..+\.pid(\d+)-[^.]*\.(?:.*tmp|tmp\.[^.]+)$")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# safetensors (0.6 and later) writes a file through its own temporary, named by Rust's tempfile
+# crate (".tmp" and six letters or digits) beside the target, then renames it: a kill -9 mid-write
+# leaves it behind, without a process id to tell whose it is.
+_FOREIGN_TEMPORARY = re.compile(r"^\.tmp[A-Za-z0-9]{6}$")
 
 
 class DiskFull(CnnzooError):
@@ -77,6 +81,9 @@ def atomic_target(path: str | os.PathLike, size_hint: int | None = None,
     except OSError as error:
         if error.errno in _DISK_FULL:
             raise disk_full_error(path, size_hint, also_intact) from None
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise CnnzooError(f"Cannot write {path}: {blocking} is a file, not a folder; choose another path.") from None
         raise CnnzooError(f"Cannot write {path} ({error.strerror}); choose a writable location.") from None
     os.close(fd)
     tmp = Path(tmp)
@@ -118,9 +125,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike, sole_writer: bool = False) -> list[Path]:
     """Delete the temporaries in ``folder`` left by writers that died mid-write (kill -9, power loss);
-    return what was removed. A live process's temporary is left alone."""
+    return what was removed. A live process's temporary is left alone. ``sole_writer``: the caller
+    holds the folder's writer lock, so the temporaries of libraries that name no process
+    (safetensors') can only be a dead writer's too."""
     removed = []
     try:
         entries = list(Path(folder).iterdir())
@@ -128,7 +137,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         match = _TEMPORARY.match(entry.name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))) and entry.is_file():
+        dead = match is not None and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1)))
+        if (dead or (sole_writer and _FOREIGN_TEMPORARY.match(entry.name))) and entry.is_file():
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed

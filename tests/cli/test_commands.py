@@ -157,20 +157,56 @@ def test_out_of_memory_names_the_batch_size(capsys, tmp_path, data_root, monkeyp
     assert_one_line_error(code, err, "batch size 512", "--batch-size 256")
 
 
+_HOLD_IN_EPOCH_2 = """
+import signal, sys, threading
+import cnnzoo
+import cnnzoo.workflows as workflows
+from cnnzoo.cli import main
+
+
+class HoldForInterrupt(cnnzoo.Callback):
+    \"\"\"At epoch 2's first step (epoch 1 is checkpointed): say so, then wait until the SIGINT has reached
+    cnnzoo's handler, so the stop lands in epoch 2 however fast the machine trains.\"\"\"
+    def on_step_end(self, state):
+        if (state.epoch, state.step) != (1, 0):
+            return
+        cnnzoo_handler, arrived = signal.getsignal(signal.SIGINT), threading.Event()
+        def handler(signum, frame):
+            cnnzoo_handler(signum, frame)
+            arrived.set()
+        signal.signal(signal.SIGINT, handler)
+        print("HOLDING in epoch 2", flush=True)
+        try:
+            if not arrived.wait(600):
+                raise RuntimeError("no interrupt arrived")
+        finally:
+            signal.signal(signal.SIGINT, cnnzoo_handler)
+
+
+train_run = workflows.train_run  # what cmd_train calls
+workflows.train_run = lambda *a, callbacks=(), **k: train_run(*a, callbacks=[*callbacks, HoldForInterrupt()], **k)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path, data_root):
     args = ["--model", "lenet5", "--epochs", "3", "--batch-size", "32", "--limit-train", "3072",
             "--limit-test", "256", "--device", "cpu", "--optimizer", "adamw", "--lr", "0.003", "--out", str(tmp_path)]
     env = {**os.environ, "CNNZOO_DATA": str(data_root)}
     assert main(["train", *args, "--name", "full", "--quiet"]) == 0
 
-    process = subprocess.Popen([sys.executable, "-m", "cnnzoo", "train", *args, "--name", "cut"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "cut" / "metrics.csv"
-    deadline = time.monotonic() + 120
-    while not metrics.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
+    # The child is `cnnzoo train` with one callback added, which says when it holds the run in epoch 2:
+    # the interrupt is sent on that line, never on a guess of how long an epoch takes.
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_IN_EPOCH_2, "train", *args, "--name", "cut", "--quiet"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    before = []
+    for line in process.stdout:
+        before.append(line)
+        if line.startswith("HOLDING in epoch 2"):
+            break
+    assert process.poll() is None, before  # held, not finished
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    out, err = process.communicate(timeout=600)
     assert process.returncode == 130, (out, err)
     assert "--resume" in err and "Traceback" not in err
     assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
@@ -445,17 +481,8 @@ def test_a_logger_without_its_package_fails_before_training(capsys, tmp_path, mo
     assert not (tmp_path / "x").exists()
 
 
-<<<<<<< HEAD
-def fake_t4(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
-    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80"])
-
-
-def test_doctor_says_what_auto_runs_on_each_device_and_why(capsys, tmp_path, monkeypatch):
-    fake_t4(monkeypatch)
+def test_doctor_says_what_auto_runs_on_each_device_and_why(capsys, tmp_path, monkeypatch, fake_cuda_card):
+    fake_cuda_card((7, 5), "Tesla T4", ("sm_75", "sm_80"))
     code, out, _ = run_cli(capsys, "doctor", "--data-dir", tmp_path)
     assert code == 0
     assert ("device cuda:0: Tesla T4: precision fp16 (auto on Tesla T4 (compute capability 7.5): fp16 autocast with "
@@ -468,8 +495,8 @@ def test_doctor_says_what_auto_runs_on_each_device_and_why(capsys, tmp_path, mon
     assert "device: no CUDA GPU found; auto trains on mps" in out
 
 
-def test_dry_run_says_why_on_a_t4(capsys, tmp_path, monkeypatch):
-    fake_t4(monkeypatch)
+def test_dry_run_says_why_on_a_t4(capsys, tmp_path, monkeypatch, fake_cuda_card):
+    fake_cuda_card((7, 5), "Tesla T4", ("sm_75", "sm_80"))
     monkeypatch.chdir(tmp_path)
     code, out, _ = run_cli(capsys, "train", "--recipe", "lenet5-fashion-mnist", "--device", "cuda", "--dry-run")
     assert code == 0
@@ -482,7 +509,8 @@ def test_mps_where_there_is_none_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "train", "--device", "mps", "--dry-run")
     assert_one_line_error(code, err, "--device mps was asked for but this torch build has no MPS support")
-=======
+
+
 def test_inspect_writes_one_png_of_test_images_and_files(capsys, tmp_path, trained_lenet_run, data_root):
     from cnnzoo.data import load_split
 
@@ -496,4 +524,45 @@ def test_inspect_writes_one_png_of_test_images_and_files(capsys, tmp_path, train
     assert Image.open(output).size[1] > Image.open(output).size[0]  # overview, filters and maps stacked
     code, _, err = run_cli(capsys, "inspect", trained_lenet_run, "-o", tmp_path / "none.png")
     assert code == 2 and "name the images to inspect" in err
->>>>>>> inside
+
+
+# ---------------------------------------------------------------- user input that once raised a traceback
+_LONG = "n" * 300  # longer than any file system's 255 bytes a name
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--model", "lenet5", *QUICK, "--out", "{tmp}", "--name", _LONG], ["--name is 300 bytes"]),
+    (["train", "--model", "lenet5", *QUICK, "--out", "{tmp}/" + _LONG], ["Cannot use the path", "longer than"]),
+    (["evaluate", "{tmp}/" + _LONG], ["Cannot use the path", "longer than"]),
+    (["show", "fashion-mnist", "--output", "{tmp}/" + _LONG + "/x.png"], ["Cannot use the path", "longer than"]),
+    (["show", "fashion-mnist", "--output", "{tmp}/file/x.png"], ["file is a file, not a folder"]),
+    (["show", "fashion-mnist", "--seed", "-1"], ["--seed must be a whole number of at least 0"]),
+    (["show", "fashion-mnist", "--n", "100000"], ["--n 100000", "at most 1000"]),
+    (["show", "fashion-mnist", "--per-class", "6000"], ["--per-class 6000", "at most 100 of each class"]),
+    (["train", "--model", "lenet5", *QUICK, "--grad-clip", "inf", "--out", "{tmp}"], ["--grad-clip must be a finite"]),
+    (["train", "--model", "lenet_bn", *QUICK, "--batch-size", "1", "--out", "{tmp}"], ["--batch-size 1", "lenet_bn"]),
+    (["train", "--model", "lenet_bn", *QUICK, "--limit-train", "129", "--out", "{tmp}"],
+     ["last batch of one image", "--batch-size 64"]),
+])
+def test_hostile_input_is_one_sentence_naming_the_flag_or_path(capsys, tmp_path, data_root, args, words):
+    (tmp_path / "file").write_text("a file where a folder is expected")
+    code, _, err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args], *(
+        ["--data-dir", data_root] if args[0] in ("train", "show") else []))
+    assert_one_line_error(code, err, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing half made
+
+
+def test_cpu_out_of_memory_is_one_sentence(capsys, monkeypatch):
+    import cnnzoo.cli.commands as commands
+
+    def allocate(args):
+        torch.empty(2**62, dtype=torch.uint8)  # what an absurd --batch-size or --input-size meets
+
+    monkeypatch.setattr(commands, "cmd_models", allocate)
+    code, _, err = run_cli(capsys, "models")
+    assert_one_line_error(code, err, "ran out of memory", "--batch-size")
+
+
+def test_doctor_fails_when_no_data_set_is_usable(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "doctor", "--data-dir", tmp_path)
+    assert code == 1 and "no data set is usable" in out

@@ -106,7 +106,8 @@ def test_data_accepts_exactly_the_devices_the_runtime_accepts(name, monkeypatch)
             _toy_split().to(name)
         assert str(got.value) == str(error)
     else:
-        assert _toy_split().to(name).device == want
+        # A tensor's device is concrete: "cuda" is the current GPU, which a tensor names as cuda:0.
+        assert _toy_split().to(name).device == torch.empty(0, device=want).device
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -141,3 +142,9 @@ def test_a_split_on_the_mac_gpu_is_where_mps_asks_for_it(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert _same_device(resolve_device("mps"), torch.device("mps", 0))
     assert not _same_device(resolve_device("mps"), torch.device("cpu"))
+
+
+def test_a_val_split_that_holds_out_no_image_is_refused(data_root):
+    # 0.1% of 100 images rounds to none (Keras' "last" rounds the training part down, so it keeps one).
+    with pytest.raises(CnnzooError, match=r"holds out no image"):
+        load_data("fashion-mnist", root=data_root, val_split=0.001, limit_train=100, limit_test=10)

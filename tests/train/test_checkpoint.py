@@ -112,7 +112,7 @@ def test_truncated_empty_and_foreign_files_are_refused(tmp_path):
     good = save_checkpoint(tmp_path / "good.safetensors", model, _meta(1), optimizer).read_bytes()
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good[: len(good) // 2])
-    with pytest.raises(CnnzooError, match="not a cnnzoo checkpoint"):
+    with pytest.raises(CnnzooError, match="cut short or damaged"):
         load_checkpoint(truncated)
     empty = tmp_path / "empty.safetensors"
     empty.write_bytes(b"")
@@ -249,3 +249,22 @@ def test_a_folder_where_the_checkpoint_should_be_is_named_plainly(tmp_path):
     for path in (tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.safetensors"):
         with pytest.raises(CnnzooError, match=r"last.safetensors is a folder, not a file"):
             load_checkpoint(path)
+
+
+def test_a_truncated_checkpoint_is_called_cut_short_not_foreign(tmp_path):
+    import pytest
+    from torch import nn
+
+    from cnnzoo.errors import CnnzooError
+    from cnnzoo.train import TrainConfig
+    from cnnzoo.train.checkpoint import load_checkpoint, save_checkpoint
+
+    config = TrainConfig(model="lenet5", dataset="fashion-mnist")
+    path = save_checkpoint(tmp_path / "c.safetensors", nn.Linear(4, 3),
+                           {"config": config.to_dict(), "classes": list("abc"), "epoch": 0})
+    data = path.read_bytes()
+    for cut in (len(data) // 2, 20):
+        path.write_bytes(data[:cut])
+        with pytest.raises(CnnzooError, match="cut short or damaged") as caught:
+            load_checkpoint(path)
+        assert "not a cnnzoo checkpoint" not in str(caught.value)

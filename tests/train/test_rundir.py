@@ -47,14 +47,14 @@ def test_a_writer_killed_with_sigkill_leaves_no_lock_and_its_temporaries_are_cle
     run = RunDir.create(tmp_path, "run")
     run.unlock()
     script = textwrap.dedent(f"""
-        import os, sys, time
+        import os, sys
         from cnnzoo.train.rundir import RunDir
         run = RunDir({str(run.path)!r}).lock()
         (run.path / "checkpoints" / f".last.pid{{os.getpid()}}-x.safetensors.tmp").write_bytes(b"half")
         print("locked", flush=True)
-        time.sleep(60)
+        sys.stdin.read()  # hold the lock until killed, however long the test takes
     """)
-    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunDirBusy, match=f"pid {holder.pid}"):
@@ -137,7 +137,7 @@ def test_json_and_history_read_back_as_written(tmp_path):
          "time_s": 1.0, "images_per_s": 100.0}])
     run.write_history(history)
     (row,) = run.read_metrics()
-    assert (row["epoch"], row["test_acc"], row["val_acc"]) == ("1", "0.55", "")  # None is an empty cell
+    assert (row["epoch"], row["test_acc"], row["val_acc"]) == (1, 0.55, None)  # checked and converted; empty is None
     assert run.batch_loss_path.read_text().count("\n") == 3  # header and one line per step
 
 
@@ -164,3 +164,24 @@ def test_a_full_disk_while_writing_a_run_file_says_the_checkpoints_are_intact(tm
 def test_the_disk_full_note_is_for_this_run_directorys_own_files():
     run = RunDir("/nonexistent/run")
     assert run.disk_full_note(run.metrics_path) is None  # no checkpoints/ folder: nothing to promise
+
+
+def test_deleting_the_lock_file_by_hand_lets_no_second_writer_in(tmp_path):
+    # The lock is on the folder itself: .writer.lock only names the holder, and deleting it changes nothing.
+    first = RunDir.create(tmp_path, "run")
+    (first.path / ".writer.lock").unlink()
+    with pytest.raises(RunDirBusy, match="another cnnzoo process"):
+        RunDir(first.path).lock()
+    first.unlock()
+    RunDir(first.path).lock().unlock()
+
+
+def test_safetensors_own_temporary_left_by_a_killed_writer_is_cleared_by_the_next(tmp_path):
+    run = RunDir.create(tmp_path, "run")
+    run.unlock()
+    leftover = run.checkpoints_dir / ".tmpAb3xYz"  # what safetensors writes before renaming to our temporary
+    leftover.write_bytes(b"half a checkpoint")
+    unrelated = run.checkpoints_dir / ".tmp-notes"
+    unrelated.write_bytes(b"someone else's")
+    RunDir(run.path).lock().unlock()
+    assert not leftover.exists() and unrelated.exists()

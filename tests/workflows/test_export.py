@@ -123,7 +123,8 @@ def test_non_finite_logits_fail_the_check_instead_of_matching_to_zero(tmp_path, 
     classes = [str(i) for i in range(10)]
     path = save_checkpoint(tmp_path / "huge.safetensors", model, {"config": config.to_dict(), "classes": classes,
                                                                   "epoch": 0})
-    with pytest.raises(CnnzooError, match="non-finite logits"):
+    # load_trained refuses such weights first, as evaluate and predict do (they printed nan).
+    with pytest.raises(CnnzooError, match="overflows to NaN or infinity"):
         export_model(path, tmp_path / "model.pt", format="torchscript")
     assert not (tmp_path / "model.pt").exists()
 
@@ -163,3 +164,16 @@ def test_keras_export_refuses_another_suffix_and_a_failed_check_leaves_nothing(t
     with pytest.raises(CnnzooError, match="differ from PyTorch's"):
         export_model(checkpoints["lenet5"], tmp_path / "m.keras", format="keras")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_during_a_torchscript_export_is_one_sentence_not_an_abort(tmp_path, checkpoints, monkeypatch,
+                                                                            no_space):
+    # torch.jit.save writing the file itself aborted the process (exit 134) on a full disk.
+    from pathlib import Path
+
+    from cnnzoo.atomic import DiskFull
+
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    with pytest.raises(DiskFull, match="model.pt was not written"):
+        export_model(checkpoints["lenet5"], tmp_path / "model.pt", format="torchscript")
+    assert list(tmp_path.iterdir()) == []

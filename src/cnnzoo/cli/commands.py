@@ -179,7 +179,8 @@ def _check_resume_flags(args) -> None:
     not silently ignored."""
     from cnnzoo.train import TrainConfig
 
-    given = [name for name in (*TrainConfig.field_names(), "recipe", "option", "name")
+    # TrainConfig has a "recipe" field too: each flag once ("--recipe, --recipe" was printed).
+    given = [name for name in dict.fromkeys((*TrainConfig.field_names(), "recipe", "option", "name"))
              if name not in RESUME_FLAGS and getattr(args, name, None) not in (None, [])]
     given += ["overwrite"] if args.overwrite else []
     if given:
@@ -191,8 +192,9 @@ def _check_resume_flags(args) -> None:
 def _print_done(run_dir) -> None:
     # evaluation.json, not the last epoch: after early stopping the run keeps its best epoch's weights.
     # The count tells a --limit-test subset apart from the full test set that `cnnzoo evaluate` uses.
-    evaluation = run_dir.read_json(run_dir.EVALUATION)
-    measured = f"{100 * evaluation['accuracy']:.2f}% on {evaluation['images']:,} test images"
+    evaluation = run_dir.read_evaluation()
+    measured = f"{100 * evaluation['accuracy']:.2f}% on {evaluation['images']:,} test images" \
+        if "images" in evaluation else f"{100 * evaluation['accuracy']:.2f}%"
     print(f"done: test accuracy {measured}; report {run_dir.report_path}")
 
 
@@ -355,12 +357,19 @@ def cmd_doctor(args) -> int:
     print(f"cpu threads: {torch.get_num_threads()}")
     root = resolve_data_root(args.data_dir)
     print(f"data root: {root}")
+    usable = 0
     for name in DATASETS:
         try:
             sizes = [len(load_split(name, split, root=root, download=False)) for split in ("train", "test")]
+            # Every file load_split reads, .gz or extracted, is checked against its official MD5.
             print(f"  {name}: present, checksums verified ({sizes[0]:,} train / {sizes[1]:,} test images)")
+            usable += 1
         except CnnzooError as error:
             print(f"  {name}: not usable: {error}")
+    if not usable:
+        print(f"no data set is usable under {root}; set CNNZOO_DATA (or --data-dir) to the folder that holds "
+              "them, or run any training command to download them.")
+        return 1
     return 0
 
 
@@ -372,14 +381,25 @@ def cmd_draw(args) -> int:
     return 0
 
 
+MAX_SHOWN = 1000  # images in one `cnnzoo show` figure (a hundred of each of ten classes with --per-class)
+
+
 def cmd_show(args) -> int:
     from cnnzoo.data import load_split
     from cnnzoo.viz.plots import display_sample, image_grid_figure, save_figure
 
     per_class = args.per_class is not None
     count = args.per_class if per_class else args.n
+    flag = "--per-class" if per_class else "--n"
     if count < 1:
-        raise CnnzooError(f"--{'per-class' if per_class else 'n'} must be a positive number of images, got {count}.")
+        raise CnnzooError(f"{flag} must be a positive number of images, got {count}.")
+    # Drawing takes about a second per hundred images, and past this a grid is no longer legible.
+    most = MAX_SHOWN // 10 if per_class else MAX_SHOWN
+    if count > most:
+        raise CnnzooError(f"{flag} {count} asks for more images than one figure shows legibly; ask for at most {most}"
+                          f"{' of each class' if per_class else ''}.")
+    if args.seed is not None and args.seed < 0:
+        raise CnnzooError(f"--seed must be a whole number of at least 0, got {args.seed}.")
     seed = args.seed if args.seed is not None else 0 if args.random else None
     split = load_split(args.dataset, args.split, root=args.data_dir)
     labels = split.labels.tolist()

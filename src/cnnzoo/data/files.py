@@ -28,6 +28,22 @@ __all__ = ["clear_cache", "read_split"]
 
 _FIX = "set CNNZOO_DATA (or --data-dir) to a folder that holds good copies"
 
+# torchvision lists the MD5 of each official .gz only; an extracted copy (``gunzip``'s output) is
+# checked against the MD5 of the official file's decompressed bytes, keyed here by the .gz's MD5.
+# Computed once from the official files (whose .gz MD5s match torchvision's list).
+EXTRACTED_MD5 = {
+    # Fashion-MNIST
+    "8d4fb7e6c68d591d4c3dfef9ec88bf0d": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "25c81989df183df01b3e8a0aad5dffbe": "9018921c3c673c538a1fc5bad174d6f9",
+    "bef4ecab320f06d8554ea6380940ec79": "8181f5470baa50b63fa0f6fddb340f0a",
+    "bb300cfdad3c16e7a12a480ee83cd310": "15d484375f8d13e6eb1aabb0c3f46965",
+    # MNIST
+    "f68b3c2dcbeaaa9fbdd348bbdeb94873": "6bbc9ace898e44ae57da46a324031adb",
+    "d53e105ee54ea40749a09fcbcd1e9432": "a25bea736e30d166cdddb491f175f624",
+    "9fb629c4189551a2d022fa330f9573f3": "2646ac647ad5339dbf082846283269ea",
+    "ec29112dd5afa0611ce80d1b7f02629c": "27ae3e4e09519cfbb04c329615203637",
+}
+
 
 def _raw_dir_candidates(root: Path, info: DatasetInfo) -> list[Path]:
     """Where the files of a data set may be: ``root/<folder>/raw`` (torchvision's layout);
@@ -54,16 +70,16 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _load_idx_file(path: Path, md5: str | None, expect_magic: int) -> torch.Tensor:
-    """Read ``path`` (``.gz`` checked against ``md5``, or an already-extracted file)."""
+    """Read ``path`` (a ``.gz``, or an already-extracted file), checked against ``md5`` (the official
+    MD5 of that form of the file) whenever one is known."""
     data = _read_bytes(path)
     name = str(path)
-    if path.suffix != ".gz":
-        return parse_idx(data, name=name, expect_magic=expect_magic)
+    gzipped = path.suffix == ".gz"
     if md5 is not None:
         got = _md5(data)
         if got != md5:
             try:  # say what is wrong with it, if we can tell
-                parse_idx(decode_idx_gz(data, name=name), name=name, expect_magic=expect_magic)
+                parse_idx(decode_idx_gz(data, name=name) if gzipped else data, name=name, expect_magic=expect_magic)
                 diagnosis = "its contents differ from the official file"
             except IdxFormatError as exc:
                 diagnosis = exc.reason
@@ -71,7 +87,7 @@ def _load_idx_file(path: Path, md5: str | None, expect_magic: int) -> torch.Tens
                 f"{name} fails its checksum (MD5 {got}, expected the official {md5}: {diagnosis}); "
                 f"delete it so it is downloaded again, or {_FIX}."
             )
-    return parse_idx(decode_idx_gz(data, name=name), name=name, expect_magic=expect_magic)
+    return parse_idx(decode_idx_gz(data, name=name) if gzipped else data, name=name, expect_magic=expect_magic)
 
 
 def _decode_split(info: DatasetInfo, split: str, images_path: Path, labels_path: Path, md5s) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,20 +132,27 @@ def clear_cache() -> None:
 
 def _find_files(root: Path, info: DatasetInfo, split: str):
     """``(raw_dir, [(path, md5 or None), ...])`` if both files of ``split`` exist somewhere
-    among the candidate folders (gz preferred, an extracted copy accepted), else ``(None, missing)``."""
+    among the candidate folders (gz preferred, an extracted copy accepted, each with its official
+    MD5), else ``(None, (folder, its missing files))`` for the folder that holds most of them."""
     wanted = info.files(split)
-    for raw in _raw_dir_candidates(root, info):
-        found = []
+    candidates = _raw_dir_candidates(root, info)
+    nearest = (candidates[0], [f for f, _ in wanted])
+    for raw in candidates:
+        found, missing = [], []
         for filename, md5 in wanted:
             gz = raw / filename
             plain = raw / filename[: -len(".gz")]
             if gz.is_file():
                 found.append((gz, md5))
             elif plain.is_file():
-                found.append((plain, None))
-        if len(found) == len(wanted):
+                found.append((plain, EXTRACTED_MD5.get(md5)))
+            else:
+                missing.append(filename)
+        if not missing:
             return raw, found
-    return None, [f for f, _ in wanted]
+        if len(missing) < len(nearest[1]):
+            nearest = (raw, missing)
+    return None, nearest
 
 
 def _writable_dir(path: Path) -> bool:
@@ -177,15 +200,14 @@ def read_split(info: DatasetInfo, split: str, root: PathLike | None = None,
     ``root`` defaults to :func:`~cnnzoo.data.resolve_data_root`. Missing files are downloaded from
     torchvision's mirrors when ``download`` is true and the folder is writable. The ``.gz`` files
     are MD5-checked and parsed in memory (an already-extracted IDX file next to them is accepted
-    when the ``.gz`` is absent). Decoded tensors are cached in-process, keyed by path, size and
+    when the ``.gz`` is absent, checked against the official extracted file's MD5). Decoded tensors are cached in-process, keyed by path, size and
     modification time, so repeated reads are cheap; treat them as read-only.
     """
     root_path = resolve_data_root(root)
     _check_root(root_path, explicit=(root is not None and str(root) != "") or bool(os.environ.get("CNNZOO_DATA")))
     raw_dir, found = _find_files(root_path, info, split)
     if raw_dir is None:
-        missing = found
-        target = _raw_dir_candidates(root_path, info)[0]
+        target, missing = found
         hint = (
             f"set CNNZOO_DATA (or --data-dir) to the folder that contains {info.folder}/raw/, "
             f"or put the official files in {target}"

@@ -239,6 +239,10 @@ def load_data(
     val = None
     n = len(train)
     count = _keras_val_count(val_split, n) if val_holdout == "last" else _val_count(val_split, n)
+    if val_split and count == 0:
+        # A validation split that holds out nothing would leave --early-stop and best.safetensors without data.
+        raise CnnzooError(f"val_split={val_split!r} of {n} training images holds out no image; use a larger fraction "
+                          f"(at least {1 / n:.2g}) or a number of images, or leave --val-split out.")
     if count > 0:
         if val_holdout == "last":
             train_idx, val_idx = torch.arange(n - count), torch.arange(n - count, n)

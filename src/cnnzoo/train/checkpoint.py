@@ -178,12 +178,18 @@ class Checkpoint:
 
 def _describe_non_safetensors(path: Path) -> str:
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
     if head[:1] == b"\x80" or head[:2] == b"PK":
         return (
             f"{path} is a pickle/torch.save file, not a cnnzoo checkpoint; cnnzoo refuses to unpickle "
             "files because loading a pickle can run arbitrary code."
         )
+    # A safetensors file starts with its header's length (8 bytes, little-endian) and the header's "{".
+    header = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+    if head[8:9] == b"{" and 0 < header < 100_000_000:
+        return (f"{path} is a safetensors file cut short or damaged (the header or the tensors it lists are not all "
+                "there): it was not written completely or was damaged in a copy; use another checkpoint, restore "
+                "it from a copy, or train again.")
     return f"{path} is not a cnnzoo checkpoint (not a readable safetensors file); point to a run's checkpoints/*.safetensors."
 
 
@@ -267,6 +273,10 @@ def _history_lists(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, li
             raise DocumentError(f"{path} is damaged or was not written by cnnzoo: its tensor 'history.{name}' is "
                                 f"missing or not a 1-D {str(dtype).removeprefix('torch.')} list; restore the file "
                                 "from a copy or train the run again.")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            # The divergence guard of a resumed run measures new losses against these: NaN disables it.
+            raise DocumentError(f"{path} is damaged: its per-step history '{name}' holds NaN or infinity, which no "
+                                "run records; restore the file from a copy or train the run again.")
         lists[name] = tensor.tolist()
     if len({len(v) for v in lists.values()}) > 1:
         raise DocumentError(f"{path} is damaged or was not written by cnnzoo: its per-step history tensors have "
@@ -308,3 +318,56 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: s
                 "checkpoint as training wrote it."
             )
     model.load_state_dict(state)
+
+
+class UnusableWeights(CnnzooError):
+    """A checkpoint whose weights would give a result that means nothing (untrained, or overflowing)."""
+
+
+def check_trained(checkpoint: Checkpoint) -> None:
+    """Refuse the checkpoint a run writes before its first epoch (so that a stop in epoch 1 can be
+    resumed): its weights are the untrained initial ones, and a result from them (10% accuracy) would
+    pass for the run's. A checkpoint of a model as built or imported (no optimizer state) is no
+    run's starting point and is allowed: it is what it says it is."""
+    if checkpoint.meta["epoch"] == 0 and "optimizer" in checkpoint.meta:
+        run = checkpoint.path.parent.parent if checkpoint.path.parent.name == RunDir.CHECKPOINTS else checkpoint.path
+        raise UnusableWeights(
+            f"{checkpoint.path} holds the untrained weights its run started from: no epoch finished (the run was "
+            f"stopped, or diverged, in epoch 1); continue it with `cnnzoo train --resume {run}`, or if it diverged "
+            "train again with a lower --lr.")
+
+
+def check_outputs_finite(model: nn.Module, inputs: torch.Tensor, source: str) -> None:
+    """Refuse weights that are finite but so large that the model's output overflows float32 (a run that
+    was diverging when it was saved): evaluate and predict would print NaN and exit 0. `inputs` is a
+    batch prepared as the run fed its model; eval mode, no gradient."""
+    with torch.no_grad():
+        logits = model(inputs)
+    if not bool(torch.isfinite(logits).all()):
+        raise UnusableWeights(
+            f"{source} holds weights so large that the model's output overflows to NaN or infinity (the run was "
+            "diverging when it was saved), so no result from it would mean anything; train again with a lower "
+            "--lr.")
+
+
+# A run directory's config.json and its checkpoints are written by the same run; a field on which
+# they disagree means one of them is not that run's (a copy, a hand edit). Resume may change these:
+RESUME_MAY_CHANGE = ("epochs", "device", "data_dir")
+
+
+def check_matches_run(checkpoint: Checkpoint, run_dir: RunDir, fields: tuple[str, ...] | None = None) -> None:
+    """Refuse a checkpoint whose settings (`fields`, default every TrainConfig field resume may not
+    change) or class names differ from its run directory's config.json, naming the first such field."""
+    stored, values = run_dir.read_config()
+    mine = checkpoint.train_config().to_dict()
+    theirs = stored.to_dict()
+    names = fields if fields is not None else tuple(k for k in mine if k not in RESUME_MAY_CHANGE)
+    differing = [(k, theirs.get(k), mine.get(k)) for k in names if theirs.get(k) != mine.get(k)]
+    if "classes" in values and values["classes"] != checkpoint.meta["classes"]:
+        differing.append(("classes", values["classes"], checkpoint.meta["classes"]))
+    if differing:
+        name, in_config, in_checkpoint = differing[0]
+        raise CnnzooError(
+            f"{run_dir.config_path} says {name} is {in_config!r:.60} but {checkpoint.path} says {in_checkpoint!r:.60}: "
+            "the two files do not come from the same run (a copy or a hand edit); restore the run directory from a "
+            "copy, or train again.")

@@ -150,6 +150,9 @@ class TrainConfig:
             raise CnnzooError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing!r}.")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise CnnzooError(f"--grad-clip must be positive when given, got {self.grad_clip!r}.")
+        if self.grad_clip is not None and not math.isfinite(self.grad_clip):
+            # Infinity clips nothing, and config.json and the checkpoint's metadata cannot hold it.
+            raise CnnzooError(f"--grad-clip must be a finite number, got {self.grad_clip!r}; leave it out to clip nothing.")
         if self.crop_padding < 0:
             raise CnnzooError(f"--crop-padding must be zero or positive, got {self.crop_padding!r}.")
         if not (isinstance(self.random_erasing, (int, float)) and not isinstance(self.random_erasing, bool)

@@ -1,10 +1,12 @@
 """A run directory: the files a run leaves behind, each written atomically, by one writer at a time.
 
-The writer (a training or resuming process) holds an exclusive ``flock`` on ``.writer.lock`` in
-the folder for as long as it writes. The operating system drops the lock when the process ends in
-any way, kill -9 included, so a crash can never leave a run locked; a second writer is refused at
-once with one sentence. Whoever takes the lock also deletes the temporaries that killed writers
-left half-written (a checkpoint's can be 89 MB).
+The writer (a training or resuming process) holds an exclusive ``flock`` on the run directory
+itself (an open descriptor of the folder) for as long as it writes. The operating system drops the
+lock when the process ends in any way, kill -9 included, so a crash can never leave a run locked;
+and no file can be deleted from under it (a lock on ``.writer.lock`` once let a second writer in
+after someone deleted that file by hand). ``.writer.lock`` only says which process writes, for the
+message that refuses a second writer at once. Whoever takes the lock also deletes the temporaries
+that killed writers left half-written (a checkpoint's can be 89 MB).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import Any, Iterable
 
 from cnnzoo.atomic import atomic_write_text, remove_stale_temporaries
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.history import BATCH_COLUMNS, EPOCH_COLUMNS, History
 
 LOCK_NAME = ".writer.lock"
+MAX_NAME_BYTES = 255  # a folder name's limit on every common file system
 
 
 class RunDirBusy(CnnzooError):
@@ -51,6 +54,9 @@ def check_run_name(name: str) -> str:
             or any(not ch.isprintable() for ch in name)):
         raise CnnzooError(f"--name must be a plain folder name (not empty, no '/', no line breaks or control "
                           f"characters, not '.' or '..'), got {name!r}; --out chooses the folder that holds the runs.")
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise CnnzooError(f"--name is {len(os.fsencode(name))} bytes long, more than the {MAX_NAME_BYTES} a folder name "
+                          "may have; choose a shorter one.")
     return name
 
 
@@ -71,7 +77,7 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._lock: IO[str] | None = None
+        self._lock: int | None = None  # the open descriptor of the folder, flocked
 
     @classmethod
     def create(cls, out: str | Path, name: str, overwrite: bool = False) -> RunDir:
@@ -110,31 +116,35 @@ class RunDir:
         if self._lock is not None:
             return self
         try:
-            handle = open(self.path / LOCK_NAME, "a+", encoding="utf-8")
+            folder = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as error:
-            raise CnnzooError(f"Cannot write the run directory {self.path} ({error.strerror}); check its "
-                              "permissions.") from None
+            raise CnnzooError(f"Cannot open the run directory {self.path} ({error.strerror}); check that it exists "
+                              "and its permissions.") from None
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
+            os.close(folder)
+            try:
+                holder = (self.path / LOCK_NAME).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                holder = ""
             raise RunDirBusy(f"Run directory {self.path} is being written by another cnnzoo process"
                              f"{f' (pid {holder})' if holder.isdigit() else ''}; wait for it to finish or stop it, "
                              "then try again.") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock = handle
-        for folder in (self.path, self.checkpoints_dir):
-            remove_stale_temporaries(folder)
+        self._lock = folder
+        try:
+            (self.path / LOCK_NAME).write_text(str(os.getpid()), encoding="utf-8")
+        except OSError as error:
+            self.unlock()
+            raise CnnzooError(f"Cannot write the run directory {self.path} ({error.strerror}); check its "
+                              "permissions.") from None
+        for folder_path in (self.path, self.checkpoints_dir):
+            remove_stale_temporaries(folder_path, sole_writer=True)
         return self
 
     def unlock(self) -> None:
         if self._lock is not None:
-            self._lock.close()  # closing the file releases the flock
+            os.close(self._lock)  # closing the descriptor releases the flock
             self._lock = None
 
     @contextlib.contextmanager
@@ -207,6 +217,33 @@ class RunDir:
         atomic_write_text(self.batch_loss_path, _csv_text(BATCH_COLUMNS, history.batch_rows()),
                           self.disk_full_note(self.batch_loss_path))
 
-    def read_metrics(self) -> list[dict[str, str]]:
-        with open(self.metrics_path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+    def _read_bytes(self, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as error:
+            raise CnnzooError(f"Cannot read {path} ({error.strerror}); check that the run directory is complete "
+                              "and readable.") from None
+
+    def read_table(self, path: str | Path) -> list[dict[str, int | float | None]]:
+        """metrics.csv or batch_loss.csv (by `path`'s name), every value checked and converted
+        (`cnnzoo.train.schema.check_table`): the one reader of a run's tables."""
+        from cnnzoo.train.schema import (BATCH_LOSS_COLUMNS, METRICS_COLUMNS, METRICS_OPTIONAL, check_table)
+
+        path = Path(path)
+        if path.name == self.BATCH_LOSS:
+            return check_table(self._read_bytes(path), str(path), BATCH_LOSS_COLUMNS)
+        return check_table(self._read_bytes(path), str(path), METRICS_COLUMNS, METRICS_OPTIONAL)
+
+    def read_metrics(self) -> list[dict[str, int | float | None]]:
+        """metrics.csv's rows, one per finished epoch, checked (see `read_table`)."""
+        return self.read_table(self.metrics_path)
+
+    def read_batch_loss(self) -> list[dict[str, int | float | None]]:
+        """batch_loss.csv's rows, one per step, checked (see `read_table`)."""
+        return self.read_table(self.batch_loss_path)
+
+    def read_evaluation(self) -> dict[str, Any]:
+        """evaluation.json checked field by field (`cnnzoo.train.schema.check_evaluation`)."""
+        from cnnzoo.train.schema import check_evaluation
+
+        return check_evaluation(self.read_json(self.EVALUATION), str(self.evaluation_path))

@@ -182,8 +182,9 @@ def _check_history(history: Any, source: str, header_lists: bool) -> None:
         raise _bad(source, "history.epochs", "is not a list of per-epoch rows")
     for row in epochs:
         for key, value in row.items():
-            if value is not None and not _is_number(value):
-                raise _bad(source, "history.epochs", f"holds {key}={value!r:.40}, not a number")
+            # NaN would pass for a number, and a resumed run's divergence guard compares against it.
+            if value is not None and not (_is_number(value) and math.isfinite(value)):
+                raise _bad(source, "history.epochs", f"holds {key}={value!r:.40}, not a finite number")
     if not _is_number(history.get("compile_s", 0.0)):
         raise _bad(source, "history.compile_s", "is not a number")
     if not isinstance(history.get("compile_mode"), (str, type(None))):
@@ -191,8 +192,8 @@ def _check_history(history: Any, source: str, header_lists: bool) -> None:
     if header_lists:
         for name in HISTORY_LISTS:
             values = history.get(name, [])
-            if not (isinstance(values, list) and all(_is_number(v) for v in values)):
-                raise _bad(source, f"history.{name}", "is not a list of numbers")
+            if not (isinstance(values, list) and all(_is_number(v) and math.isfinite(v) for v in values)):
+                raise _bad(source, f"history.{name}", "is not a list of finite numbers")
         if len({len(history.get(name, [])) for name in HISTORY_LISTS}) > 1:
             raise _bad(source, "history", "has per-step lists of different lengths")
 
@@ -213,3 +214,138 @@ def _check_optimizer(optimizer: Any, source: str) -> None:
     if not (isinstance(scalars, dict) and all(isinstance(v, dict) for v in scalars.values())
             and all(k.isdigit() for k in scalars)):
         raise _bad(source, "optimizer.scalars", "is not an object of per-parameter values")
+
+
+# ---------------------------------------------------------------- the run's tables and evaluation.json
+# What each column of metrics.csv and batch_loss.csv holds: (kind, lowest value, highest value,
+# may be empty). Columns marked optional may be absent (files written before they existed).
+_ACCURACY = ("float", 0.0, 1.0)
+METRICS_COLUMNS: dict[str, tuple[str, float | None, float | None, bool]] = {
+    "epoch": ("int", 1, None, False), "train_loss": ("float", None, None, False),
+    "train_acc": (*_ACCURACY, True), "val_acc": (*_ACCURACY, True), "test_acc": (*_ACCURACY, True),
+    "lr": ("float", 0.0, None, True), "time_s": ("float", 0.0, None, False),
+    "images_per_s": ("float", 0.0, None, True),
+    "train_images": ("int", 0, None, True), "val_images": ("int", 0, None, True), "test_images": ("int", 0, None, True),
+}
+METRICS_OPTIONAL = ("val_acc", "train_images", "val_images", "test_images")
+BATCH_LOSS_COLUMNS: dict[str, tuple[str, float | None, float | None, bool]] = {
+    "step": ("int", 0, None, False), "epoch": ("int", 1, None, False), "loss": ("float", None, None, False),
+    "lr": ("float", 0.0, None, True),
+}
+# No number cnnzoo writes is longer; a longer field is damage, and parsing it could cost time.
+MAX_FIELD_CHARS = 40
+
+
+def _table_bad(source: str, problem: str) -> DocumentError:
+    return DocumentError(f"{source} is damaged or was not written by cnnzoo: {problem}; restore the file from a "
+                         "copy or train the run again.")
+
+
+def _number_field(text: str, kind: str, low: float | None, high: float | None) -> int | float:
+    if len(text) > MAX_FIELD_CHARS:
+        raise ValueError(f"is {len(text)} characters long, not a number")
+    try:
+        value: int | float = int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise ValueError(f"is {text!r:.40}, not {'a whole number' if kind == 'int' else 'a number'}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"is {text!r}, not a finite number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ValueError(f"is {text!r:.40}, not a value {span}")
+    return value
+
+
+def check_table(data: bytes, source: str, columns: dict[str, tuple[str, float | None, float | None, bool]],
+                optional: tuple[str, ...] = ()) -> list[dict[str, int | float | None]]:
+    """The rows of a CSV table cnnzoo wrote (metrics.csv, batch_loss.csv), each value checked and
+    converted: an int, a float, or None for an empty cell the column allows. Anything else (not
+    UTF-8, a missing column, a short row, text, NaN, an out-of-range accuracy, zero time, a step
+    out of order) is one DocumentError naming the file, the row and the column."""
+    import csv
+    import io
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _table_bad(source, f"byte {error.start} is not UTF-8 text") from None
+    try:
+        table = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise _table_bad(source, f"it is not a CSV table ({error})") from None
+    if not table:
+        raise _table_bad(source, "it has no header line")
+    header = table[0]
+    for name in columns:
+        if name not in header and name not in optional:
+            raise _table_bad(source, f"its column {name!r} is missing")
+    rows: list[dict[str, int | float | None]] = []
+    for line, cells in enumerate(table[1:], start=2):
+        if len(cells) != len(header):
+            raise _table_bad(source, f"line {line} has {len(cells)} fields, not the {len(header)} of its header")
+        raw = dict(zip(header, cells))
+        row: dict[str, int | float | None] = {}
+        for name, (kind, low, high, may_be_empty) in columns.items():
+            text = raw.get(name, "")
+            if text == "":
+                if not may_be_empty and name in header:
+                    raise _table_bad(source, f"line {line} has no value in column {name!r}")
+                row[name] = None
+                continue
+            try:
+                row[name] = _number_field(text, kind, low, high)
+            except ValueError as error:
+                raise _table_bad(source, f"line {line}'s column {name!r} {error}") from None
+        order = "epoch" if "step" not in columns else "step"
+        if rows and row[order] <= rows[-1][order]:
+            raise _table_bad(source, f"line {line}'s {order} {row[order]} does not follow {rows[-1][order]}")
+        rows.append(row)
+    if "time_s" in columns and any(row["time_s"] == 0 for row in rows):
+        raise _table_bad(source, "an epoch's time_s is 0, and no epoch trains in no time")
+    return rows
+
+
+def check_evaluation(values: Any, source: str) -> dict[str, Any]:
+    """evaluation.json (the test of a finished run), checked field by field; returned as read."""
+    if not isinstance(values, dict):
+        raise _table_bad(source, f"it holds {_kind(values)}, not an object")
+
+    def number(name: str, low: float, high: float | None, required: bool = True) -> None:
+        if name not in values or values[name] is None:
+            if required:
+                raise _bad(source, name, "is missing")
+            return
+        value = values[name]
+        if not (_is_number(value) and math.isfinite(value) and value >= low and (high is None or value <= high)):
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise _bad(source, name, f"is {value!r:.40}, not a number {span}")
+
+    number("accuracy", 0.0, 1.0)
+    number("loss", 0.0, None, required=False)
+    for name in ("images", "train_images", "val_images"):
+        if name in values and not (_is_int(values[name]) and values[name] >= 0):
+            raise _bad(source, name, f"is {values[name]!r:.40}, not a whole number of images")
+    if not isinstance(values.get("split", "test"), str):
+        raise _bad(source, "split", "is not a string")
+    classes = values.get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise _bad(source, "classes", f"is {classes!r:.40}, not a non-empty list of class names")
+    n = len(classes)
+    confusion = values.get("confusion")
+    if not (isinstance(confusion, list) and len(confusion) == n and all(
+            isinstance(row, list) and len(row) == n and all(_is_int(v) and v >= 0 for v in row) for row in confusion)):
+        raise _bad(source, "confusion", f"is not a {n}x{n} table of image counts, one row per class")
+    per_class = values.get("per_class_accuracy")
+    if not (isinstance(per_class, list) and len(per_class) == n
+            and all(_is_number(v) and math.isfinite(v) and 0 <= v <= 1 for v in per_class)):
+        raise _bad(source, "per_class_accuracy", f"is not a list of {n} accuracies from 0 to 1")
+    wrong = values.get("misclassified", [])
+    if not isinstance(wrong, list):
+        raise _bad(source, "misclassified", f"is {_kind(wrong)}, not a list")
+    for item in wrong:
+        if not (isinstance(item, dict) and _is_int(item.get("index")) and item["index"] >= 0
+                and all(_is_int(item.get(k)) and 0 <= item[k] < n for k in ("true", "pred"))
+                and _is_number(item.get("confidence")) and 0 <= item["confidence"] <= 1):
+            raise _bad(source, "misclassified", "holds an entry that is not {index, true, pred, confidence} of a "
+                       "test image")
+    return values

@@ -8,8 +8,6 @@ written by matplotlib's Agg/SVG/PDF canvases, chosen from the file extension.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import warnings
@@ -300,17 +298,20 @@ def lr_find_figure(lrs: Sequence, losses: Sequence, smoothed: Sequence, suggesti
     return fig
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of a metrics.csv or batch_loss.csv as dicts of the raw strings."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+def read_metrics(path: str | os.PathLike) -> list[dict[str, int | float | None]]:
+    """Rows of a run's metrics.csv or batch_loss.csv, every value checked and converted (None for an
+    empty cell) by the run directory's one table reader; a damaged file is one CnnzooError."""
+    from cnnzoo.train.rundir import RunDir
+
+    path = Path(path)
+    return RunDir(path.parent).read_table(path)
 
 
-def _column(rows: list[dict[str, str]], name: str) -> list[str]:
-    return [row.get(name, "") or "" for row in rows]
+def _column(rows: list[dict[str, int | float | None]], name: str) -> list[int | float | None]:
+    return [row.get(name) for row in rows]
 
 
-def _steps_per_epoch(epochs: list[str]) -> int | None:
+def _steps_per_epoch(epochs: list) -> int | None:
     """The usual number of batches in an epoch (the last epoch of a run may be cut short)."""
     counts = Counter(epochs)
     return counts.most_common(1)[0][1] if counts else None
@@ -324,8 +325,8 @@ def misclassified_images(run_dir: Path, evaluation: dict):
     from cnnzoo.data import load_split
     from cnnzoo.train.rundir import RunDir
 
-    config = json.loads(RunDir(run_dir).config_path.read_text(encoding="utf-8"))
-    split = load_split(config["dataset"], evaluation.get("split", "test"), root=config.get("data_dir"), download=False)
+    config = RunDir(run_dir).read_config()[0]
+    split = load_split(config.dataset, evaluation.get("split", "test"), root=config.data_dir, download=False)
     indices = [int(m["index"]) for m in evaluation["misclassified"]]
     return split.images[indices]
 
@@ -359,14 +360,14 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
         save(accuracy_figure(epochs, _column(metrics, "train_acc"), _column(metrics, "test_acc"), _column(metrics, "val_acc"),
                              train_label="train (eval mode)" if eval_mode else "train"), "accuracy")
     lrs = _column(batches, "lr")
-    if batches and all(lrs):
+    if batches and all(lr is not None for lr in lrs):
         steps_per_epoch = _steps_per_epoch(_column(batches, "epoch"))
         save(lr_figure(_column(batches, "step"), lrs, steps_per_epoch), "lr")
-    elif metrics and all(_column(metrics, "lr")):
+    elif metrics and all(lr is not None for lr in _column(metrics, "lr")):
         save(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr")), "lr")
 
     if eval_path.is_file():
-        evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
+        evaluation = run.read_evaluation()
         classes = evaluation["classes"]
         save(confusion_figure(evaluation["confusion"], classes), "confusion")
         wrong = evaluation.get("misclassified") or []

@@ -18,7 +18,7 @@ from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig, model_from_config
 from cnnzoo.train.rundir import RunDir
-from cnnzoo.viz.plots import plot_run, read_metrics
+from cnnzoo.viz.plots import plot_run
 from cnnzoo.viz.report_inside import inside_section
 
 _CSS = """
@@ -165,18 +165,17 @@ _CELL_FORMATS = {
 }
 
 
-def _cell(column: str, value: str | None) -> str:
-    try:
-        return _CELL_FORMATS[column].format(float(value))
-    except (KeyError, TypeError, ValueError):
-        return value or ""
+def _cell(column: str, value: int | float | None) -> str:
+    if value is None:
+        return ""
+    return _CELL_FORMATS[column].format(value) if column in _CELL_FORMATS else str(value)
 
 
-def _metrics_table(rows: list[dict[str, str]], counts: dict[str, int]) -> str:
+def _metrics_table(rows: list[dict[str, int | float | None]], counts: dict[str, int]) -> str:
     if not rows:
         return '<p class="note">No epoch has finished yet (metrics.csv is empty).</p>'
     # A column no epoch filled (val_acc without --val-split) says nothing.
-    columns = [c for c in rows[0] if any(r.get(c) not in (None, "") for r in rows)]
+    columns = [c for c in rows[0] if any(r.get(c) is not None for r in rows)]
     head = "".join(f'<th class="num">{_e(c)}</th>' for c in columns)
     body = "".join("<tr>" + "".join(f'<td class="num">{_e(_cell(c, r.get(c)))}</td>' for c in columns) + "</tr>"
                    for r in rows)
@@ -238,20 +237,20 @@ def render_report(run_dir: str | os.PathLike) -> str:
     if not run.config_path.is_file():
         raise CnnzooError(f"{str(run_dir)!r} has no {run.CONFIG}; pass a run directory written by `cnnzoo train`.")
     train_config, config = run.read_config()
-    evaluation = run.read_json(run.EVALUATION) if run.evaluation_path.is_file() else None
-    if evaluation is not None and not isinstance(evaluation, dict):
-        raise CnnzooError(f"{run.evaluation_path} is damaged (not a JSON object); delete it and run "
-                          f"`cnnzoo evaluate {run_dir}` again.")
-    metrics = read_metrics(run.metrics_path) if run.metrics_path.is_file() else []
+    # Every file goes through the run directory's checked readers: a damaged one is one sentence.
+    evaluation = run.read_evaluation() if run.evaluation_path.is_file() else None
+    metrics = run.read_metrics() if run.metrics_path.is_file() else []
+    if run.batch_loss_path.is_file():
+        run.read_batch_loss()
     has_curves = run.metrics_path.is_file() or run.batch_loss_path.is_file()
     if has_curves and _stale(run, evaluation):
         plot_run(run_dir)
 
     last = metrics[-1] if metrics else {}
-    test_raw = last.get("test_acc") or None
-    if test_raw is None and evaluation is not None and evaluation.get("accuracy") is not None:
-        test_raw = str(evaluation["accuracy"])
-    total_time = sum(float(r["time_s"]) for r in metrics if r.get("time_s"))
+    test_raw = last.get("test_acc")
+    if test_raw is None and evaluation is not None:
+        test_raw = evaluation["accuracy"]
+    total_time = sum(r["time_s"] for r in metrics)
     params = config.get("num_params")
     counts = _image_counts(evaluation)
 
@@ -259,14 +258,15 @@ def render_report(run_dir: str | os.PathLike) -> str:
         return f" ({counts[split]:,} images)" if split in counts else ""
 
     cards = [
-        _card("test accuracy" + on("test"), _percent(test_raw), "test-accuracy", test_raw),
+        _card("test accuracy" + on("test"), _percent(test_raw), "test-accuracy",
+              None if test_raw is None else str(test_raw)),
         # Which "training accuracy": the batches as trained (running) or the course's eval-mode re-run.
         _card(("train accuracy, eval mode" if config.get("train_acc") == "eval" else "train accuracy, running")
               + on("train"), _percent(last.get("train_acc"))),
         _card("epochs", str(last.get("epoch", "0"))),
         _card("training time", f"{total_time:.1f} s" if metrics else "—"),
     ]
-    if last.get("val_acc"):
+    if last.get("val_acc") is not None:
         cards.insert(1, _card("validation accuracy" + on("val"), _percent(last["val_acc"])))
     if isinstance(params, int):
         cards.append(_card("parameters", f"{params:,}"))
@@ -291,8 +291,9 @@ def render_report(run_dir: str | os.PathLike) -> str:
                          "on this machine (see config.json's data_dir).</p>")
         sections.append(f"<section><h2>Evaluation</h2>{''.join(parts)}</section>")
     else:
-        sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: '
-                        "the run has not finished.</p></section>")
+        sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: the run is '
+                        f"still training or was stopped; <code>cnnzoo train --resume {_e(run_dir)}</code> continues "
+                        "or finishes it.</p></section>")
     sections.append(inside_section(run, evaluation))
     sections.append(f"<section><h2>Model</h2>{_model_summary(config, train_config)}</section>")
     sections.append(f"<section><h2>Configuration</h2>{_config_tables(config)}</section>")

@@ -54,10 +54,6 @@ class Row:
     acc_std: float | None
 
 
-def _float(text: str | None) -> float | None:
-    return float(text) if text not in (None, "") else None
-
-
 def _mult_adds(config, num_classes: int, input_shape: tuple[int, int, int]) -> int:
     import torch
 
@@ -83,23 +79,19 @@ def read_run(path: str | Path) -> RunRecord:
     rows = run.read_metrics()
     if not rows:
         raise CnnzooError(f"{run.path} has not finished an epoch yet; let it, or leave it out of --runs.")
-    times = [float(r["time_s"]) for r in rows]
+    times = [r["time_s"] for r in rows]  # checked: each a positive number of seconds
     # The model as the run built it: its class count and input are what config.json recorded.
     num_classes = len(values.get("classes") or DATASETS[config.dataset].classes)
     input_shape = tuple(values.get("input_shape") or (1, *InputSpec.from_config(config).input_size))
-    images = sum(float(r["images_per_s"]) * t for r, t in zip(rows, times))
-    test_acc = _float(rows[-1]["test_acc"])
+    images = sum((r["images_per_s"] or 0.0) * t for r, t in zip(rows, times))
+    test_acc = rows[-1]["test_acc"]
     if run.evaluation_path.is_file():
-        evaluation = run.read_json(run.EVALUATION)
-        test_acc = evaluation.get("accuracy") if isinstance(evaluation, dict) else None
-        if isinstance(test_acc, bool) or not isinstance(test_acc, (int, float)):
-            raise CnnzooError(f"{run.evaluation_path} is damaged (no 'accuracy' number); delete it and run "
-                              f"`cnnzoo evaluate {run.path}` again, or leave the run out of --runs.")
+        test_acc = run.read_evaluation()["accuracy"]
     return RunRecord(
         path=run.path, recipe=config.recipe or config.model, model=config.model, dataset=config.dataset,
         seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, num_classes, input_shape),
         epochs=len(rows), train_s=sum(times), images_per_s=images / sum(times), test_acc=test_acc,
-        test_curve=[_float(r["test_acc"]) for r in rows],
+        test_curve=[r["test_acc"] for r in rows],
         setup={k: v for k, v in config.to_dict().items() if k not in _NOT_SETUP},
     )
 

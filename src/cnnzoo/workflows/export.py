@@ -22,6 +22,7 @@ Keras code feeds a model: channels-last float images already preprocessed as the
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -171,7 +172,11 @@ def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, path: Path, c
         # the trace rightly records the answer as a constant.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(wrapper, example)
-        torch.jit.save(traced, str(path), _extra_files={"classes.json": json.dumps(classes)})
+        # Into memory first: torch.jit.save's C++ file writer aborts the whole process (exit 134) on a
+        # full disk, where a Python write raises an OSError that atomic_target turns into DiskFull.
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={"classes.json": json.dumps(classes)})
+    path.write_bytes(buffer.getvalue())
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ from torch import nn
 
 from cnnzoo.data import InputSpec
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint, load_model_state
+from cnnzoo.train.checkpoint import Checkpoint, check_trained, load_checkpoint, load_model_state
 from cnnzoo.train.config import FINETUNE_DEFAULTS, TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.history import History
@@ -72,7 +72,9 @@ def _source_checkpoint(source: str) -> Checkpoint:
     path = Path(source)
     if path.is_dir():
         path = RunDir(path).checkpoint("best")
-    return load_checkpoint(path)
+    checkpoint = load_checkpoint(path)
+    check_trained(checkpoint)  # a run's untrained start is no pretrained model
+    return checkpoint
 
 
 def _weights_problem(error: Exception) -> str:

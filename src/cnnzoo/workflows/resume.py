@@ -8,10 +8,11 @@ from typing import Iterable
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback
-from cnnzoo.train.checkpoint import Checkpoint, load_checkpoint
+from cnnzoo.train.checkpoint import Checkpoint, check_matches_run, load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext, launched_rank
+from cnnzoo.train.early_stopping import RECORD as EARLY_STOPPING_RECORD
 from cnnzoo.train.history import History
 from cnnzoo.train.loop import fit
 from cnnzoo.train.rundir import RunDir
@@ -22,16 +23,52 @@ from cnnzoo.workflows.run import data_for, finish_run, model_for, stored_data_di
 def resume_plan(path: str | Path | RunDir, epochs: int | None = None, device: str | None = None,
                 data_dir: str | None = None) -> tuple[RunDir, Checkpoint, TrainConfig]:
     """What `resume_run` would continue: the run, its last checkpoint and the config it continues
-    with; reads the checkpoint and nothing else, writes nothing."""
+    with; reads the run's config.json and last checkpoint and nothing else, writes nothing. A
+    checkpoint that contradicts config.json on a setting resume may not change (a field missing
+    from it would silently become its default: a schedule a constant rate) is refused."""
     run_dir = path if isinstance(path, RunDir) else RunDir.open(path)
+    if not run_dir.last_checkpoint.exists():
+        raise CnnzooError(f"Run {run_dir.path} stopped before it wrote its first checkpoint, so nothing of it can be "
+                          f"continued; train it again (`cnnzoo train ... --out {run_dir.path.parent} --name "
+                          f"{run_dir.path.name} --overwrite`).")
     checkpoint = load_checkpoint(run_dir.last_checkpoint)
+    check_matches_run(checkpoint, run_dir)
     config = checkpoint.train_config()
     changes = {k: v for k, v in {"epochs": epochs, "device": device}.items() if v is not None}
     config = config.replace(data_dir=data_dir or stored_data_dir(config), **changes).validate()
-    if checkpoint.meta["epoch"] >= config.epochs:
-        raise CnnzooError(f"Run {run_dir.path} already finished its {config.epochs} epochs; pass --epochs N with a "
-                          "larger N to train it further.")
+    trained = checkpoint.meta["epoch"]
+    if config.epochs < trained:
+        raise CnnzooError(f"Run {run_dir.path} has already trained {trained} epochs, more than the --epochs "
+                          f"{config.epochs} asked for; pass --epochs N with N larger than {trained} to train it further.")
+    if trained == config.epochs and not needs_finishing(run_dir):
+        raise CnnzooError(f"Run {run_dir.path} has already trained {trained} epochs and is finished; pass "
+                          f"--epochs N with N larger than {trained} to train it further.")
     return run_dir, checkpoint, config
+
+
+def needs_finishing(run_dir: RunDir) -> bool:
+    """Whether a run whose training is over still lacks what `finish_run` writes (evaluation.json,
+    report.html): a stop after the last checkpoint, or a full disk while writing them."""
+    return not (run_dir.evaluation_path.is_file() and run_dir.report_path.is_file())
+
+
+def _finish_stopped(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig) -> tuple[RunDir, History]:
+    """Write what a run stopped after its last epoch lacks, from the weights training ended with: the
+    last checkpoint, or the best one where early stopping kept the best epoch's weights."""
+    runtime = Runtime.from_config(config)
+    runtime.configure_threads()
+    data = data_for(config, runtime.device)
+    weights = checkpoint
+    record = run_dir.path / EARLY_STOPPING_RECORD
+    if config.early_stop and record.is_file() and run_dir.best_checkpoint.is_file():
+        best_epoch = run_dir.read_json(EARLY_STOPPING_RECORD).get("best_epoch")
+        if isinstance(best_epoch, int) and best_epoch != checkpoint.meta["epoch"]:
+            weights = load_checkpoint(run_dir.best_checkpoint)
+    model = model_for(config, len(data.train.classes))
+    load_model_state(model, weights.model_state, source=f"checkpoint {weights.path}")
+    model.to(runtime.device)
+    finish_run(run_dir, model, data, config, runtime)
+    return run_dir, History.from_dict(checkpoint.meta["history"])
 
 
 def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callback] = (),
@@ -50,6 +87,8 @@ def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], 
     run_dir, checkpoint, config = resume_plan(run_dir, epochs=epochs, device=device, data_dir=data_dir)
     # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
     run_dir.write_json(RunDir.CONFIG, {**run_dir.read_config()[1], **config.to_dict()})
+    if checkpoint.meta["epoch"] == config.epochs:  # trained to the end: only finish_run's files are missing
+        return _finish_stopped(run_dir, checkpoint, config)
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
         return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
     dist = DistContext.from_env(config.device)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cnnzoo.data import DataBundle, InputSpec, load_data
+from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig, model_from_config
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext
@@ -37,9 +38,27 @@ def model_for(config: TrainConfig, num_classes: int) -> nn.Module:
 
 
 def data_for(config: TrainConfig, device: torch.device) -> DataBundle:
-    return load_data(config.dataset, root=config.data_dir, device=device, val_split=config.val_split,
+    data = load_data(config.dataset, root=config.data_dir, device=device, val_split=config.val_split,
                      seed=config.seed, limit_train=config.limit_train, limit_test=config.limit_test,
                      val_holdout=config.val_holdout)
+    check_batches(config, len(data.train))
+    return data
+
+
+def check_batches(config: TrainConfig, train_images: int) -> None:
+    """Refuse, before training, a batch of one image for a model with batch normalization: it cannot
+    compute batch statistics from one image (torch raises mid-epoch, or the statistics become NaN)."""
+    from cnnzoo.models import get_model_spec
+
+    if not get_model_spec(config.model).uses_norm:
+        return
+    if config.batch_size == 1:
+        raise CnnzooError(f"--batch-size 1 gives {config.model}'s batch normalization one image per batch, "
+                          "from which it cannot compute batch statistics; use --batch-size 2 or more.")
+    if train_images % config.batch_size == 1:
+        raise CnnzooError(f"The {train_images:,} training images leave a last batch of one image at --batch-size "
+                          f"{config.batch_size}, which {config.model}'s batch normalization cannot train on; choose "
+                          f"another --batch-size (say {config.batch_size + 1}) or --limit-train.")
 
 
 def stored_data_dir(config: TrainConfig) -> str | None:

@@ -9,7 +9,10 @@ from typing import Any
 from torch import nn
 
 from cnnzoo.data import InputSpec
-from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
+import torch
+
+from cnnzoo.train.checkpoint import (check_matches_run, check_outputs_finite, check_trained, load_checkpoint,
+                                     load_model_state)
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.rundir import RunDir
@@ -28,17 +31,27 @@ class TrainedModel:
 
 
 def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> TrainedModel:
-    """Load a run directory's `which` checkpoint (falling back to last) or a checkpoint file."""
+    """Load a run directory's `which` checkpoint (falling back to last) or a checkpoint file.
+
+    This is where evaluate, predict and export decide whether a run's weights are usable: never the
+    untrained start of a run, never weights whose output overflows, never a checkpoint its run
+    directory's config.json contradicts."""
     path = Path(path)
-    if path.is_dir():
-        run_dir = RunDir.open(path)
+    run_dir = RunDir.open(path) if path.is_dir() else None
+    if run_dir is not None:
         path = run_dir.checkpoint(which)
     checkpoint = load_checkpoint(path)
+    check_trained(checkpoint)
+    if run_dir is not None:
+        check_matches_run(checkpoint, run_dir, fields=("model", "dataset", "model_options", "norm", "input_size"))
     config = checkpoint.train_config()
     classes = checkpoint.meta["classes"]
     model = model_for(config, len(classes))
     load_model_state(model, checkpoint.model_state, source=f"checkpoint {path}")
     runtime_device = Runtime.from_config(config.replace(device=device)).device
     model.to(runtime_device).eval()
-    return TrainedModel(model=model, config=config, classes=classes, input_spec=InputSpec.from_config(config),
-                        meta=checkpoint.meta)
+    input_spec = InputSpec.from_config(config)
+    # A black and a white image, fed as the run fed its model.
+    blank = torch.stack([torch.zeros(1, 28, 28, dtype=torch.uint8), torch.full((1, 28, 28), 255, dtype=torch.uint8)])
+    check_outputs_finite(model, input_spec(blank.to(runtime_device)), f"checkpoint {path}")
+    return TrainedModel(model=model, config=config, classes=classes, input_spec=input_spec, meta=checkpoint.meta)
