@@ -102,7 +102,7 @@ class TrainStep:
                  distributed: bool = False, wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
                  run_dir=None, fallbacks: list[dict[str, Any]] | None = None) -> None:
         self.model, self.optimizer, self.batches, self.loss_fn, self.grad_clip = model, optimizer, batches, loss_fn, grad_clip
-        self.scaler = scaler or torch.amp.GradScaler(runtime.device.type, enabled=False)
+        self.scaler, self.fp16 = scaler, scaler is not None and scaler.is_enabled()
         self.distributed, self.wrap, self.run_dir = distributed, wrap, run_dir
         self.fallbacks = [] if fallbacks is None else fallbacks  # fit's History list: a resume keeps the record
         self.num_params, self.runtime = sum(p.numel() for p in model.parameters()), runtime
@@ -145,21 +145,27 @@ class TrainStep:
 
     def _body(self, idx: torch.Tensor, *draws: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The training step."""
+        self.optimizer.zero_grad(set_to_none=True)
         x, y = self.batches.make_batch(idx, *draws)
         x = x.contiguous(memory_format=self.runtime.memory_format)  # a no-op unless channels_last fell back
         with self.runtime.autocast():
             logits = self.train_model(x)
         loss = self.loss_fn(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()  # fp16: the scaled loss, so small gradients do not flush to zero
+        # fp16 (PyTorch's AMP recipe): backward from the scaled loss so small gradients do not flush to
+        # zero, clip the true gradients, and let the scaler skip a step whose gradients overflowed.
+        (self.scaler.scale(loss) if self.fp16 else loss).backward()
         if self.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients
+            if self.fp16:
+                self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         if self.lr is not None:
             for group in self.optimizer.param_groups:
                 group["lr"].copy_(self.lr * group.get("lr_scale", 1.0))
-        self.scaler.step(self.optimizer)  # skipped, and the scale lowered, when a gradient is inf or NaN
-        self.scaler.update()
+        if self.fp16:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
     def begin_epoch(self, epoch: int, lrs: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,7 +323,7 @@ class TrainStep:
         # A failed step may have run part of the work: batch norm's statistics, optimizer state, random draws.
         cuda = self.runtime.device.type == "cuda"
         return {"model": _cloned(self.model.state_dict()), "optimizer": _cloned(self.optimizer.state_dict()),
-                "scaler": self.scaler.state_dict(), "losses": self.losses.clone(), "correct": self.correct.clone(),
+                "scaler": self.scaler.state_dict() if self.fp16 else None, "losses": self.losses.clone(), "correct": self.correct.clone(),
                 "cpu_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.runtime.device) if cuda else None}
 
