@@ -212,7 +212,7 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     result = {
         "model": config.model, "dataset": config.dataset, **described,
         # Big models compile without CUDA graphs even when they are allowed: report what ran.
-        "cuda_graphs": history.compile_mode == "reduce-overhead", "compile_mode": history.compile_mode,
+        "cuda_graphs": history.compile_mode == "cuda-graph", "compile_mode": history.compile_mode,
         "fallbacks": history.fallbacks,
         "batch_size": config.batch_size, "input_size": list(size), "train_images": images,
         "epochs": config.epochs, "epoch_s": times, "steady_epochs": steady_epochs,
