@@ -5,7 +5,6 @@ graph, a fused-optimizer kernel that raises, a model that refuses a layout or au
 itself, which cannot capture a CUDA graph."""
 
 import dataclasses
-import importlib.util
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from cnnzoo.data import BatchIterator
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import TrainConfig, evaluate
 from cnnzoo.train.runtime import Runtime
-from cnnzoo.train.fastpath import TrainStep, compile_mode, first_line, missing_compile_toolchain, runtime_after
+from cnnzoo.train.fastpath import TrainStep, compile_mode
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.workflows.run import data_for, model_for
 
@@ -219,33 +218,6 @@ def test_nothing_falls_back_under_several_processes(data_root):
     assert fast.fallbacks == []
 
 
-def test_missing_compiler_is_found_before_the_first_step(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no compiler anywhere
-    monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.delenv("CC", raising=False)
-    assert "no C++ compiler" in missing_compile_toolchain(torch.device("cpu"))
-    gpu = missing_compile_toolchain(torch.device("cuda"))
-    assert ("no C compiler" if importlib.util.find_spec("triton") else "Triton is not installed") in gpu
-    assert missing_compile_toolchain(torch.device("cpu"), backend=failing_backend(lambda n, b: False)) is None
-
-    config = TrainConfig(model="lenet5", device="cpu", compile="on")
-    net = model_for(config, 10)
-    batches = BatchIterator(data_for(config.replace(limit_train=8), torch.device("cpu")).train, 4)
-    with pytest.raises(CnnzooError, match="--compile on was asked for but no C\\+\\+ compiler"):
-        _step(net, config, Runtime.from_config(config), batches)
-    auto = dataclasses.replace(Runtime.from_config(config.replace(compile="auto")), compile=True)
-    fast = _step(net, config, auto, batches)
-    assert fast.compile_mode is None and fast.fallbacks[0]["where"] == "before the first step"
-    assert capsys.readouterr().err.startswith("cnnzoo: torch.compile is off for this run: no C++ compiler")
-
-
-def test_the_runtime_after_a_run_drops_what_fell_back():
-    runtime = Runtime(device=torch.device("cpu"), amp_dtype=torch.bfloat16, channels_last=True, compile=True,
-                      cuda_graphs=True, fused_optimizer=True, cudnn_benchmark=False)
-    after = runtime_after(runtime, [{"piece": "compile"}, {"piece": "precision"}])
-    assert (after.compile, after.cuda_graphs, after.amp_dtype, after.channels_last) == (False, False, None, True)
-
-
 def test_cuda_graphs_only_for_small_models_in_one_process():
     graphs = Runtime(device=torch.device("cpu"), amp_dtype=None, channels_last=False, compile=True, cuda_graphs=True,
                      fused_optimizer=False, cudnn_benchmark=False)
@@ -255,13 +227,6 @@ def test_cuda_graphs_only_for_small_models_in_one_process():
     fp16 = dataclasses.replace(graphs, amp_dtype=torch.float16)
     assert compile_mode(fp16, 61_706, distributed=False) == "default"  # the scaler reads its inf check on the host
     assert compile_mode(dataclasses.replace(graphs, compile=False), 61_706, distributed=False) is None
-
-
-def test_first_line_skips_dynamos_header():
-    wrapped = RuntimeError("backend='inductor' raised:\nCalledProcessError: Command 'gcc' returned 1\n\nmore")
-    assert first_line(wrapped) == "RuntimeError: CalledProcessError: Command 'gcc' returned 1"
-    assert first_line(KeyError()) == "KeyError"
-    assert len(first_line(RuntimeError("x" * 500))) < 230
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -308,3 +273,43 @@ def test_fit_records_what_ran_in_config_json_and_the_checkpoint(data_root, tmp_p
     assert recorded["compile"] is False and recorded["fallbacks"] == history.fallbacks
     assert load_checkpoint(run_dir.last_checkpoint).meta["history"]["fallbacks"] == history.fallbacks
     assert capsys.readouterr().err.count("torch.compile failed at epoch 1, step 4") == 1
+
+
+def _cuda_pair(data_root, *, compile_on: bool, lrs=None):
+    """lenet5 one epoch on CUDA: the captured whole step when `compile_on`, the eager fp32 step otherwise;
+    returns (losses, weights, step)."""
+    config = TrainConfig(model="lenet5", epochs=1, batch_size=64, optimizer="adamw", lr=3e-3, limit_train=64 * 12 + 8,
+                         limit_test=100, device="cuda", data_dir=str(data_root), precision="fp32")
+    data = data_for(config, torch.device("cuda"))
+    net = model_for(config, 10).cuda()
+    runtime = dataclasses.replace(Runtime.from_config(config), compile=compile_on, cuda_graphs=compile_on,
+                                  channels_last=False, fused_optimizer=False, cudnn_benchmark=False)
+    torch.backends.cudnn.deterministic = True
+    step = _step(net, config, runtime, BatchIterator(data.train, 64, seed=0, normalize=(data.info.mean, data.info.std)))
+    lrs = lrs or [3e-3] * len(step.sizes)
+    losses, _ = step.begin_epoch(0, lrs)
+    for b, lr in enumerate(lrs):
+        step(b, lr)
+    return losses.cpu(), [p.detach().cpu() for p in net.parameters()], step
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_captured_step_trains_as_the_eager_step(data_root):
+    captured_losses, captured_weights, step = _cuda_pair(data_root, compile_on=True)
+    eager_losses, eager_weights, _ = _cuda_pair(data_root, compile_on=False)
+    assert step.fallbacks == [] and step.compile_mode == "cuda-graph" and list(step.graphs) == [64]
+    torch.testing.assert_close(captured_losses, eager_losses, rtol=1e-4, atol=1e-5)
+    for a, b in zip(captured_weights, eager_weights):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_captured_step_follows_a_per_step_schedule_without_recapturing(data_root):
+    # A learning rate that changes every step is read from the device by the one captured graph.
+    schedule = [3e-3 * (0.7 ** b) for b in range(13)]
+    captured_losses, captured_weights, step = _cuda_pair(data_root, compile_on=True, lrs=schedule)
+    eager_losses, eager_weights, _ = _cuda_pair(data_root, compile_on=False, lrs=schedule)
+    assert step.fallbacks == [] and len(step.graphs) == 1
+    torch.testing.assert_close(captured_losses, eager_losses, rtol=1e-4, atol=1e-5)
+    for a, b in zip(captured_weights, eager_weights):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
