@@ -219,6 +219,10 @@ class BatchIterator:
     # -- iteration ---------------------------------------------------------------------------
     # A batch is `make_batch` of its slice of the epoch's plan: pure tensor work on the device (no host
     # read, no global RNG), so the training step can compile or capture it together with the model.
+    def epoch_plan(self, epoch: int) -> tuple[torch.Tensor | None, ...]:
+        """Epoch ``epoch``'s sample indices and random draws (offsets, flips) for this rank, on the device."""
+        return self._plan(epoch)
+
     def batch_draws(self, plan, b: int) -> tuple[torch.Tensor | None, ...]:
         """Batch ``b``'s slice of every tensor of ``plan`` (`_plan`'s indices and random draws)."""
         sl = slice(b * self.batch_size, (b + 1) * self.batch_size)

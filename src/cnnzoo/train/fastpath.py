@@ -128,14 +128,14 @@ class TrainStep(FallbackChain):
 
     def begin_epoch(self, epoch: int, lrs: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw epoch `epoch`'s plan; returns its (per-step losses, correct count) on the device, filled by the steps."""
-        device, plan, self.epoch = self.runtime.device, self.batches._plan(epoch), epoch
+        device, plan, self.epoch = self.runtime.device, self.batches.epoch_plan(epoch), epoch
         self.batches.set_epoch(epoch)
         if self.graphs:  # a captured graph reads and writes these very tensors: refill them in place
             for old, new in zip(self.plan, plan):
                 if old is not None:
                     old.copy_(new)
             self.lr_table.copy_(torch.tensor(lrs))
-            self.losses.zero_(), self.correct.zero_()
+            self.losses.zero_(), self.correct.zero_(), self.cursor.zero_()
             return self.losses, self.correct
         self.plan, self.lr_table = plan, torch.tensor(lrs, device=device)
         self.losses = torch.zeros(len(self.sizes), device=device)

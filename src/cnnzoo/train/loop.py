@@ -28,6 +28,7 @@ from cnnzoo.train.early_stopping import EarlyStopping
 from cnnzoo.train.evaluation import evaluate
 from cnnzoo.train.history import History
 from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state
+from cnnzoo.train.rundir import RunDir
 
 SINGLE_PROCESS = DistContext()
 
