@@ -326,3 +326,33 @@ def test_a_resumed_fp16_run_continues_the_loss_scale_exactly(data_root, monkeypa
     resumed = fit(resumed_model, data, config, runtime=_fp16(config), resume=checkpoint, quiet=True)
     assert resumed.batch_loss == full.batch_loss
     assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+def test_a_compiled_run_resumes_exactly(tmp_path, quick_config):
+    # The compiled step keeps its learning rates as tensors; the checkpoint holds floats, and a resumed
+    # run builds its step after loading them. A passthrough backend: the step's compiled code path
+    # without inductor's minutes of compiling.
+    import dataclasses
+
+    from cnnzoo.train import RunDir
+    from cnnzoo.train.runtime import Runtime
+    from cnnzoo.workflows.run import data_for, model_for
+
+    config = quick_config.replace(epochs=2, limit_train=256, limit_test=64, schedule="cosine")
+    runtime = dataclasses.replace(Runtime.from_config(config), compile=True,
+                                  compile_backend=lambda graph_module, example_inputs: graph_module.forward)
+    data = data_for(config, torch.device("cpu"))
+    full_model = model_for(config, 10)
+    full = fit(full_model, data, config, runtime=runtime, quiet=True)
+
+    class StopAfterFirst(Callback):
+        def on_epoch_end(self, state):
+            state.stop_training = True
+
+    cut = RunDir.create(tmp_path, "cut")
+    fit(model_for(config, 10), data, config, runtime=runtime, run_dir=cut, quiet=True, callbacks=[StopAfterFirst()])
+    resumed_model = model_for(config, 10)
+    resumed = fit(resumed_model, data, config, runtime=runtime, resume=load_checkpoint(cut.path), quiet=True)
+    assert full.compile_mode == resumed.compile_mode == "default"
+    assert resumed.batch_loss == full.batch_loss
+    assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))

@@ -100,16 +100,16 @@ def fit(
     optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer, params=params)
     # fp16 autocast needs its loss scaled (PyTorch's AMP recipe); bf16 and fp32 do not.
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    step = TrainStep(model, optimizer, runtime, train_batches(config, data, runtime, dist), loss_fn=_loss(config),
-                     grad_clip=config.grad_clip, scaler=scaler, distributed=dist.world_size > 1, wrap=dist.wrap,
-                     run_dir=run_dir if dist.is_main else None)
-    state = FitState(config=config, model=model, optimizer=optimizer, runtime=step.runtime, run_dir=run_dir,
-                     history=History(), steps_per_epoch=len(step.sizes), start_epoch=0, is_main=dist.is_main,
+    batches = train_batches(config, data, runtime, dist)
+    state = FitState(config=config, model=model, optimizer=optimizer, runtime=runtime, run_dir=run_dir,
+                     history=History(), steps_per_epoch=len(batches), start_epoch=0, is_main=dist.is_main,
                      meta={"config": config.to_dict(), "classes": list(data.train.classes)})
-    if resume is not None:
+    if resume is not None:  # before the step is built: it gives the compiled step tensor learning rates
         _restore(state, resume, scaler)
-    step.fallbacks = state.history.fallbacks = state.history.fallbacks + step.fallbacks  # one record, kept on resume
-    state.history.compile_mode = step.compile_mode
+    step = TrainStep(model, optimizer, runtime, batches, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                     grad_clip=config.grad_clip, scaler=scaler, distributed=dist.world_size > 1, wrap=dist.wrap,
+                     run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
+    state.history.compile_mode, state.runtime = step.compile_mode, step.runtime
     schedule = LRSchedule.from_config(config, state.steps_per_epoch)
     eval_args = {"batch_size": config.eval_batch_size, "tta": config.tta, **transform}
 
@@ -145,10 +145,6 @@ def train_batches(config: TrainConfig, data: DataBundle, runtime: Runtime, dist:
                          augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip), drop_last=drop_last,
                          channels_last=runtime.channels_last, rank=dist.rank, world_size=dist.world_size,
                          **InputSpec.from_config(config, data.info).kwargs())
-
-
-def _loss(config: TrainConfig) -> nn.Module:
-    return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
 
 def _restore(state: FitState, resume: Checkpoint, scaler: torch.amp.GradScaler) -> None:
