@@ -39,7 +39,8 @@ def test_the_plan_covers_every_model_in_priority_order_and_fits_its_stages():
     assert len(set(map(suite.slug, names))) == len(names)  # run directories are named by slug
     assert {f"epoch {model}" for model in list_models()} <= set(names)
     assert [item.stage for item in items] == sorted(item.stage for item in items)
-    assert names.index("cuda tests") < names.index("epoch lenet5") and names[-1] == "best-fashion-mnist"
+    accuracy = [item.name for item in items if item.stage == 3]
+    assert names.index("cuda tests") < names.index("epoch lenet5") and accuracy[-1] == "best-fashion-mnist"
     # Stage 2 runs one item at a time: what it expects must fit its window, or its targets go unmeasured.
     speed = sum(item.expect for item in items if item.stage == 2)
     assert speed <= (suite.STAGE_ENDS[2] - suite.STAGE_ENDS[1]) * suite.BUDGET
@@ -97,3 +98,26 @@ def test_profile_fit_profiles_the_last_epoch_on_the_cpu(data_root):
     report = profile_fit.profile_fit(config, rows=5)
     assert report.startswith("lenet5: last epoch") and "for 4 steps" in report
     assert "aten::" in report  # the operator table
+
+
+def test_the_fast_recipe_runs_three_seeds_only_when_named_and_is_judged_on_their_mean(tmp_path, monkeypatch):
+    fast = [item for item in suite.plan("cuda", quick=False) if item.name in suite.GROUPS["fast-fashion-mnist"]]
+    assert [item.args[item.args.index("--seed") + 1] for item in fast] == ["0", "1", "2"]
+    assert all(item.args[:2] == ["--recipe", "fast-fashion-mnist"] and item.stage == 4 for item in fast)
+    ran = []
+
+    def record(self, item):  # runs nothing: which items a command would run, in order
+        ran.append(item.name)
+        item.result = {"status": "skipped", "why": "not run by this test"}
+
+    monkeypatch.setattr(suite.Suite, "run_item", record)
+    suite.main(["--only", "fast-fashion-mnist,best-fashion-mnist", "--out", str(tmp_path), "--device", "cpu"])
+    assert ran == ["best-fashion-mnist", *suite.GROUPS["fast-fashion-mnist"]]
+    ran.clear()
+    suite.main(["--out", str(tmp_path), "--device", "cpu"])
+    assert ran and not set(suite.GROUPS["fast-fashion-mnist"]) & set(ran)  # not in the default 8-minute suite
+    rows = {target: (measured, verdict) for target, measured, verdict in
+            suite.fast_recipe_checks([0.951, 0.949, 0.953], [55.0, 58.0, 61.0])}
+    assert rows["fast-fashion-mnist: mean of 3 seeds >= 95.0%"] == ("95.10 ± 0.20%", "PASS")
+    assert rows["fast-fashion-mnist: wall <= 60 s each"] == ("max 61 s", "FAIL")
+    assert all(verdict == "-" for _, _, verdict in suite.fast_recipe_checks([0.96, None, 0.95], [50.0, None, 50.0]))

@@ -443,3 +443,41 @@ def test_a_logger_without_its_package_fails_before_training(capsys, tmp_path, mo
     code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", "--data-dir", tmp_path / "none", flag)
     assert_one_line_error(code, err, flag, f"cnnzoo[{package}]")
     assert not (tmp_path / "x").exists()
+
+
+def fake_t4(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80"])
+
+
+def test_doctor_says_what_auto_runs_on_each_device_and_why(capsys, tmp_path, monkeypatch):
+    fake_t4(monkeypatch)
+    code, out, _ = run_cli(capsys, "doctor", "--data-dir", tmp_path)
+    assert code == 0
+    assert ("device cuda:0: Tesla T4: precision fp16 (auto on Tesla T4 (compute capability 7.5): fp16 autocast with "
+            "a gradient scaler, since its tensor cores run fp16 but not bf16); compile on") in out
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    code, out, _ = run_cli(capsys, "doctor", "--data-dir", tmp_path)
+    assert "device mps: Apple GPU (MPS): precision fp32 (auto on MPS: fp32" in out
+    assert "device: no CUDA GPU found; auto trains on mps" in out
+
+
+def test_dry_run_says_why_on_a_t4(capsys, tmp_path, monkeypatch):
+    fake_t4(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "train", "--recipe", "lenet5-fashion-mnist", "--device", "cuda", "--dry-run")
+    assert code == 0
+    assert "device cuda (Tesla T4), precision fp16" in out and "compile on" in out
+    assert "why: precision: auto on Tesla T4 (compute capability 7.5): fp16 autocast with a gradient scaler" in out
+
+
+def test_mps_where_there_is_none_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "train", "--device", "mps", "--dry-run")
+    assert_one_line_error(code, err, "--device mps was asked for but this torch build has no MPS support")

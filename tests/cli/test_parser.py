@@ -65,7 +65,8 @@ def test_train_flag_choices_are_the_configs_value_lists(flag, values):
 
 
 @pytest.mark.parametrize("flag, field", [("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr"),
-                                         ("--schedule", "schedule"), ("--seed", "seed")])
+                                         ("--schedule", "schedule"), ("--seed", "seed"),
+                                         ("--random-erasing", "random_erasing")])
 def test_the_fallback_a_help_line_names_is_the_configs_default(flag, field):
     assert f"else {getattr(train_config.TrainConfig(), field)})" in _train_action(flag).help
 
@@ -92,3 +93,8 @@ def test_finetune_flag_choices_are_the_configs_value_lists(flag, values):
 def test_finetune_flags_not_set_by_fine_tuning_quote_train_configs_default(flag, field):
     value = getattr(train_config.TrainConfig(), field)
     assert f"(default: {value if isinstance(value, str) else format(value, 'g')})" in _action("finetune", flag).help
+
+
+def test_random_erasing_flag_reaches_the_config():
+    assert build_parser().parse_args(["train", "--random-erasing", "0.5"]).random_erasing == 0.5
+    assert build_parser().parse_args(["train"]).random_erasing is None  # unset: the recipe's, else off

@@ -130,3 +130,14 @@ def test_keras_validation_split_rounds_as_keras(data_root):
     assert (len(data.train), len(data.val)) == (409, 103)
     with pytest.raises(CnnzooError, match="val_holdout must be one of random, last"):
         load_data("fashion-mnist", root=data_root, val_split=0.2, val_holdout="first")
+
+
+def test_a_split_on_the_mac_gpu_is_where_mps_asks_for_it(monkeypatch):
+    # MPS tensors report mps:0 and the resolver says mps: a split already there must not be copied again.
+    from cnnzoo.data.splits import _same_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert _same_device(resolve_device("mps"), torch.device("mps", 0))
+    assert not _same_device(resolve_device("mps"), torch.device("cpu"))

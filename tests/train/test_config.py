@@ -12,6 +12,7 @@ from cnnzoo.train import TrainConfig
     ({"lr": 0.0}, "--lr"), ({"lr": -1.0}, "--lr"), ({"lr": float("nan")}, "--lr"),
     ({"optimizer": "lbfgs"}, "optimizer"), ({"schedule": "step"}, "schedule"), ({"val_split": 1.0}, "--val-split"),
     ({"label_smoothing": 1.5}, "--label-smoothing"), ({"input_size": 0}, "--resize"),
+    ({"random_erasing": 1.5}, "--random-erasing"), ({"random_erasing": -0.1}, "--random-erasing"),
 ])
 def test_validate_rejects_values_no_run_could_use(change, word):
     with pytest.raises(CnnzooError, match=word):

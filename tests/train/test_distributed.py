@@ -98,6 +98,17 @@ def test_global_batch_must_split_evenly_over_processes():
         DistContext(world_size=3).per_rank_batch(256)
 
 
+def test_torchrun_on_mps_is_refused_in_one_sentence_naming_the_command(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(CnnzooError, match=r"torchrun cannot train on MPS .*run `cnnzoo train --device mps` as one "
+                                          r"process, or use --device cpu under torchrun\.$"):
+        DistContext.from_env("auto")
+
+
 def test_sync_bn_refuses_the_scratch_batch_norm():
     with pytest.raises(CnnzooError, match="--norm torch"):
         TrainConfig(model="lenet_bn", norm="scratch", sync_bn=True).validate()

@@ -11,7 +11,7 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.data import BatchIterator, load_data, preprocess
 from cnnzoo.train import TrainConfig, fit
-from cnnzoo.workflows.bench import FIELDS, EpochCpuTime, cores_used_text, steady
+from cnnzoo.workflows.bench import FIELDS, EpochCpuTime, cores_used_text, peak_tflops, steady
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.workflows.run import model_for
 
@@ -105,3 +105,8 @@ def test_cores_used_warns_only_when_the_run_got_fewer_cores_than_threads():
     assert shared.startswith("0.97 of 2 threads (load average 2.4 at the start)") and "held a core" in shared
     assert "held a core" not in cores_used_text({"cores_used": 1.9, "threads": 2, "load_average": None})
     assert cores_used_text({"cores_used": None, "threads": 8, "load_average": 0.1}) == "n/a"  # CUDA
+
+
+def test_peak_of_the_cards_auto_runs_fp16_on():
+    assert peak_tflops("Tesla T4", "fp16") == 65.0 and peak_tflops("Tesla V100-SXM2-16GB", "fp16") == 125.0
+    assert peak_tflops("NVIDIA H200", "fp16") is None  # auto runs bf16 there; no figure is guessed

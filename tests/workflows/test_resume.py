@@ -19,8 +19,9 @@ class _StopAfter(Exception):
 def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path, quick_config, model, fused):
     # alexnet_bn has dropout and BN running statistics: RNG state and buffers must both survive resume.
     # Fused kernels read optimizer state with the parameter's strides, which are channels_last here.
+    # Random erasing: the resumed epochs must erase the same pixels as the uninterrupted run's.
     config = quick_config.replace(model=model, epochs=3, schedule="cosine", warmup_epochs=1, hflip=True,
-                                  crop_padding=2, limit_train=256 if model != "lenet5" else 1024,
+                                  crop_padding=2, random_erasing=0.5, limit_train=256 if model != "lenet5" else 1024,
                                   limit_test=64 if model != "lenet5" else 256, input_size=None if model == "lenet5" else 72,
                                   fused_optimizer=fused, channels_last="on")
     _, full = train_run(config, out=tmp_path, name="full", quiet=True)

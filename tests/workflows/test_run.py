@@ -18,6 +18,9 @@ def test_run_directory_is_complete_and_parses(tmp_path, quick_config):
     config = json.loads((run_dir.path / "config.json").read_text())
     assert config["model"] == "lenet5" and config["versions"]["torch"] == torch.__version__
     assert config["runtime"]["device"] == "cpu"
+    # What was chosen, and why (train/runtime.py), for whoever reads the run later.
+    assert config["runtime"]["precision"] == "fp32" and config["runtime"]["grad_scaler"] is False
+    assert config["runtime"]["reasons"]["precision"].startswith("auto on the CPU: fp32")
     rows = list(csv.DictReader(open(run_dir.path / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(0 <= float(r["val_acc"]) <= 1 and 0 <= float(r["test_acc"]) <= 1 for r in rows)

@@ -159,6 +159,7 @@ def _dry_run(args) -> int:
           f"{runtime['threads']} CPU threads; fast path: "
           + ", ".join(f"{k} {'on' if runtime[k] else 'off'}" for k in
                       ("channels_last", "compile", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")))
+    print(f"why: precision: {runtime['reasons']['precision']}; compile: {runtime['reasons']['compile']}")
     print(f"would write {target}; --dry-run: nothing loaded, trained or written")
     return 0
 
@@ -339,11 +340,18 @@ def cmd_doctor(args) -> int:
 
     print(f"cnnzoo {__version__}  torch {torch.__version__}  torchvision {torchvision.__version__}  "
           f"python {platform.python_version()}")
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            print(f"device cuda:{i}: {torch.cuda.get_device_name(i)}")
-    else:
-        print("device: cpu only (no CUDA GPU found)")
+    from cnnzoo.device import mps_available
+    from cnnzoo.train import Runtime, TrainConfig
+
+    gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    for name in gpus + (["mps"] if mps_available() else []):
+        # What `--precision auto` and the fast path would choose there, and why (train/runtime.py decides).
+        chosen = Runtime.from_config(TrainConfig(device=name)).describe()
+        print(f"device {name}: {chosen['device_name']}: precision {chosen['precision']} "
+              f"({chosen['reasons']['precision']}); compile {'on' if chosen['compile'] else 'off'} "
+              f"({chosen['reasons']['compile']})")
+    if not gpus:
+        print("device: no CUDA GPU found" + ("; auto trains on mps" if mps_available() else "; cpu only"))
     print(f"cpu threads: {torch.get_num_threads()}")
     root = resolve_data_root(args.data_dir)
     print(f"data root: {root}")

@@ -102,7 +102,7 @@ def _add_lr_find_parser(sub) -> None:
     p.add_argument("--limit-train", type=int, metavar="N", help="sweep on a seeded subset of N training images (default: all)")
     p.add_argument("--seed", type=int, help="default: from the recipe")
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else a per-user cache)")
-    p.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--device", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate of the sweep (default: 1e-7)")
     p.add_argument("--end-lr", type=float, default=10.0, help="last learning rate of the sweep (default: 10)")
     p.add_argument("--steps", type=int, default=200, help="training steps in the sweep (default: 200)")
@@ -169,6 +169,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help=f"random-crop augmentation padding in pixels (default: {RECIPE}, else {DEFAULTS.crop_padding})")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                    help=f"random horizontal flips (default: {RECIPE}, else {_on_off(DEFAULTS.hflip)})")
+    g.add_argument("--random-erasing", type=float, metavar="P",
+                   help="erase a random box (2-40%% of the image, random pixel values) of each training image with "
+                        f"probability P, e.g. 0.5; 0 is off (default: {RECIPE}, else {DEFAULTS.random_erasing})")
     g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help=f"mean/std normalization of the inputs (default: {RECIPE}, else {_on_off(DEFAULTS.normalize)})")
     g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
@@ -190,7 +193,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 # The fast path's pieces (TrainConfig's SWITCHES), each auto/on/off so it can be measured alone.
 FAST_PATH_HELP = {
-    "compile": "torch.compile (default auto: on for CUDA)",
+    "compile": "torch.compile (default auto: on for CUDA compute capability >= 7.0, which Triton needs; "
+               "eager on older cards, MPS and the CPU)",
     "channels_last": "NHWC memory format (default auto: CUDA, and CPU models without batch norm)",
     "cuda_graphs": "CUDA graphs through torch.compile for models under 5M parameters (default auto: on)",
     "fused_optimizer": "one fused kernel per optimizer step (default auto: on for CUDA)",
@@ -198,10 +202,17 @@ FAST_PATH_HELP = {
 }
 
 
+# What --precision auto picks, by device (train/runtime.py decides; `cnnzoo doctor` says it for this machine).
+PRECISION_HELP = ("default auto, by device: CUDA compute capability >= 8.0 (A100, L4, H100/H200, Blackwell): bf16 "
+                  "autocast | 7.0-7.5 (V100, Colab's T4): fp16 autocast with a gradient scaler | below 7.0 (P100, "
+                  "GTX 10xx): fp32 | Apple MPS: fp32 | CPU: fp32. fp32, bf16 and fp16 force one; bf16 below 8.0 "
+                  "runs emulated (slow) and says so")
+
+
 def _add_execution_switches(group) -> None:
-    group.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, the GPU when there is one)")
-    group.add_argument("--precision", choices=PRECISIONS,
-                       help="default auto: bf16 autocast on CUDA, fp32 on the CPU")
+    group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto, the NVIDIA GPU when there is "
+                                        "one, else a Mac's MPS GPU, else the CPU)")
+    group.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     for switch in SWITCHES:
         group.add_argument(f"--{switch.replace('_', '-')}", choices=AUTO_BOOL, help=FAST_PATH_HELP[switch])
 
@@ -262,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "train"), default="test", help="which split to measure (default: test)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average with horizontally flipped images (default: as the run was evaluated)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--data-dir", help="data root (default: the run's, else $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("-o", "--out", help="confusion-matrix PNG (default: beside the run)")
     p.set_defaults(func=commands.cmd_evaluate)
@@ -273,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3, help="classes shown per image (default: 3)")
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="invert to white-on-black like the data (default auto: when the background is light)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.set_defaults(func=commands.cmd_predict)
 
     p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
@@ -332,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs of every run (default: each recipe's)")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
     p.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images (default: all)")
-    p.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--device", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("--out", default="runs", help="parent of the compare-<time> folder (default: ./runs)")
     p.set_defaults(func=commands.cmd_compare)
@@ -370,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                    help=f"random horizontal flips (default: {_on_off(FINETUNE.hflip)})")
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
-    p.add_argument("--device", help=f"auto, cpu or cuda (default: {FINETUNE.device})")
+    p.add_argument("--device", help=f"auto, cpu, cuda or mps (default: {FINETUNE.device})")
     p.add_argument("--precision", choices=PRECISIONS,
                    help=f"autocast precision (default: {FINETUNE.precision}, bf16 on CUDA and fp32 on the CPU)")
     p.add_argument("--compile", choices=AUTO_BOOL, help=f"torch.compile (default: {FINETUNE.compile}, on for CUDA)")

@@ -3,7 +3,7 @@ DataLoader, worker processes or per-batch host-to-device copies.
 
 A :class:`~cnnzoo.data.DataSplit` already lives whole on the device as uint8; a
 :class:`BatchIterator` only gathers indices from it. Every random choice of epoch ``e`` (the
-permutation, the crop offsets, the flips) comes from a ``torch.Generator`` on the split's
+permutation, the crop offsets, the flips, the erased boxes) comes from a ``torch.Generator`` on the split's
 device seeded from ``(seed, e)`` -- never from the global RNG -- so an epoch is a pure function
 of ``(seed, e)`` and a resumed run sees exactly the batches it would have seen.
 """
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from cnnzoo.data.transforms import check_resize_mode, convert, resolve_input_size, shaped_normalize
 from cnnzoo.errors import CnnzooError
 
-__all__ = ["Augment", "BatchIterator", "epoch_seed"]
+__all__ = ["Augment", "BatchIterator", "draw_erasing", "epoch_seed", "random_erase"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -32,18 +32,24 @@ class Augment:
     ``crop_padding``: pad each image by this many zero pixels on every side and crop a random
     window of the original size back out (a shift of up to ``crop_padding`` pixels, with
     zeros filling in). ``hflip``: flip each image left-right with probability 1/2.
+    ``random_erasing``: the probability that an image has one random box erased after its crop
+    and flip (see :func:`random_erase`); 0 turns it off, Zhong et al. use 0.5.
     """
 
     crop_padding: int = 0
     hflip: bool = False
+    random_erasing: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
             raise CnnzooError(f"crop_padding must be a whole number of pixels >= 0, got {self.crop_padding!r}.")
+        if isinstance(self.random_erasing, bool) or not isinstance(self.random_erasing, (int, float)) \
+                or not 0 <= self.random_erasing <= 1:
+            raise CnnzooError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing!r}.")
 
     @property
     def enabled(self) -> bool:
-        return self.crop_padding > 0 or bool(self.hflip)
+        return self.crop_padding > 0 or bool(self.hflip) or self.random_erasing > 0
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -78,12 +84,80 @@ def _random_crop(x: torch.Tensor, pad: int, offsets: torch.Tensor) -> torch.Tens
     return torch.gather(padded, 2, flat).view(b, c, h, w)
 
 
-def apply_augment(x: torch.Tensor, augment: Augment, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
-    """Apply ``augment`` to the batch ``x`` (B, C, H, W) with pre-drawn randomness."""
+# Random erasing's box distribution (Zhong et al. 2017, section 3.1 and their code): area a
+# uniform fraction of the image, aspect ratio height/width in [0.3, 1/0.3].
+ERASE_AREA = (0.02, 0.4)
+ERASE_MIN_ASPECT = 0.3
+# Their code redraws a box that does not fit (up to 100 times) and leaves the image whole if none
+# does; a batched draw tries this many candidates at once. At 28x28 about 30% of candidates fail,
+# so all ERASE_CANDIDATES fail for about one image in 10**5 (which then stays whole, as theirs).
+ERASE_CANDIDATES = 10
+
+
+def draw_erasing(count: int, channels: int, height: int, width: int, generator: torch.Generator,
+                 device: torch.device, dtype: torch.dtype = torch.uint8) -> tuple[torch.Tensor, torch.Tensor]:
+    """The randomness :func:`random_erase` needs for ``count`` images: ``draws`` (count, 1 +
+    4 * ERASE_CANDIDATES) uniform [0, 1) numbers and ``fill`` (count, C, H, W) random pixel values
+    (uniform over 0..255 for uint8, [0, 1) for floats), all from ``generator``."""
+    draws = torch.rand(count, 1 + 4 * ERASE_CANDIDATES, generator=generator, device=device)
+    if dtype == torch.uint8:
+        fill = torch.randint(0, 256, (count, channels, height, width), generator=generator, device=device, dtype=dtype)
+    else:
+        fill = torch.rand(count, channels, height, width, generator=generator, device=device, dtype=dtype)
+    return draws, fill
+
+
+def random_erase(x: torch.Tensor, probability: float, draws: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2017) of the batch ``x`` (B, C, H, W): with ``probability``
+    each image has one box replaced by the matching pixels of ``fill`` (B, C, H, W).
+
+    One batched operation, a pure function of its arguments: the randomness comes in as
+    ``draws`` (B, 1 + 4 * ERASE_CANDIDATES) uniforms from :func:`draw_erasing`, and nothing here
+    reads a value back to the host, so it can run inside a captured CUDA graph. Per image, column
+    0 decides whether to erase; each candidate box takes an area uniform in ERASE_AREA of the
+    image and an aspect ratio log-uniform in [ERASE_MIN_ASPECT, 1 / ERASE_MIN_ASPECT] (symmetric
+    between tall and wide boxes, as torchvision's RandomErasing; the paper's code draws it
+    uniformly), with sides rounded to whole pixels and a top-left corner uniform over the
+    positions where it fits. The first candidate strictly smaller than the image in both sides is
+    the box (the paper's code's test); an image none fits stays whole.
+
+    The fill is random pixel values (the paper's best variant, RE-R), drawn in the space ``x`` is
+    in: in cnnzoo's iterator that is raw uint8 pixels before normalization, so an erased pixel is
+    a uniform 0..255 grey level, normalized afterwards like every other pixel.
+    """
+    b, _, height, width = x.shape
+    erase = draws[:, 0] < probability  # (B,)
+    area_u, aspect_u, top_u, left_u = draws[:, 1:].view(b, ERASE_CANDIDATES, 4).unbind(-1)  # each (B, K)
+    low, high = ERASE_AREA
+    area = (low + (high - low) * area_u) * (height * width)
+    log_ratio = math.log(ERASE_MIN_ASPECT) * (1 - 2 * aspect_u)  # uniform in [log 0.3, -log 0.3]
+    aspect = torch.exp(log_ratio)
+    box_h = torch.sqrt(area * aspect).round().clamp(min=1)
+    box_w = torch.sqrt(area / aspect).round().clamp(min=1)
+    fits = (box_h < height) & (box_w < width)
+    first = torch.argmax(fits.to(torch.uint8), dim=1, keepdim=True)  # the first fitting candidate (0 if none)
+    erase = erase & fits.any(dim=1)
+    box_h, box_w = box_h.gather(1, first), box_w.gather(1, first)  # (B, 1)
+    top = torch.floor(top_u.gather(1, first) * (height - box_h + 1))  # in 0..H - h, as u < 1
+    left = torch.floor(left_u.gather(1, first) * (width - box_w + 1))
+    rows = torch.arange(height, device=x.device)[None, :]  # (1, H)
+    cols = torch.arange(width, device=x.device)[None, :]
+    in_rows = (rows >= top) & (rows < top + box_h)  # (B, H)
+    in_cols = (cols >= left) & (cols < left + box_w)  # (B, W)
+    mask = (in_rows[:, :, None] & in_cols[:, None, :]) & erase[:, None, None]  # (B, H, W)
+    return torch.where(mask[:, None], fill, x)
+
+
+def apply_augment(x: torch.Tensor, augment: Augment, offsets: torch.Tensor | None, flips: torch.Tensor | None,
+                  erasing: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Apply ``augment`` to the batch ``x`` (B, C, H, W) with pre-drawn randomness
+    (``erasing``: the ``(draws, fill)`` of :func:`draw_erasing`)."""
     if augment.crop_padding > 0 and offsets is not None:
         x = _random_crop(x, augment.crop_padding, offsets)
     if augment.hflip and flips is not None:
         x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+    if augment.random_erasing > 0 and erasing is not None:
+        x = random_erase(x, augment.random_erasing, *erasing)
     return x
 
 
@@ -206,8 +280,16 @@ class BatchIterator:
                 offsets = torch.randint(0, high, (total, 2), generator=gen, device=dev)
             if self.augment.hflip:
                 flips = torch.rand(total, generator=gen, device=dev) < 0.5
+        erasing = None
+        if self.augment is not None and self.augment.random_erasing > 0:
+            # Its own stream, so turning erasing on leaves the epoch's crops and flips as they were.
+            gen = _generator(dev, epoch_seed(self.seed, epoch, 2))
+            erasing = draw_erasing(total, *self.split.images.shape[1:], generator=gen, device=dev,
+                                   dtype=self.split.images.dtype)
         mine = self._positions(total)
-        return perm[mine], (offsets[mine] if offsets is not None else None), (flips[mine] if flips is not None else None)
+        return (perm[mine], (offsets[mine] if offsets is not None else None),
+                (flips[mine] if flips is not None else None),
+                tuple(t[mine] for t in erasing) if erasing is not None else None)
 
     def _positions(self, total: int) -> torch.Tensor:
         """This rank's positions in the shared permutation: its part of every global batch."""
@@ -220,8 +302,11 @@ class BatchIterator:
     # A batch is `make_batch` of its slice of the epoch's plan: pure tensor work on the device (no host
     # read, no global RNG), so the training step can compile or capture it together with the model.
     def epoch_plan(self, epoch: int) -> tuple[torch.Tensor | None, ...]:
-        """Epoch ``epoch``'s sample indices and random draws (offsets, flips) for this rank, on the device."""
-        return self._plan(epoch)
+        """Epoch ``epoch``'s sample indices and random draws for this rank, on the device, as one flat
+        tuple of tensors (None where an augmentation is off): indices, offsets, flips, erasing's draws
+        and fill."""
+        indices, offsets, flips, erasing = self._plan(epoch)
+        return indices, offsets, flips, *(erasing or (None, None))
 
     def batch_draws(self, plan, b: int) -> tuple[torch.Tensor | None, ...]:
         """Batch ``b``'s slice of every tensor of ``plan`` (`_plan`'s indices and random draws)."""
@@ -231,16 +316,19 @@ class BatchIterator:
     def batch_sizes(self) -> list[int]:
         return [min(self.batch_size, self.num_samples - b * self.batch_size) for b in range(len(self))]
 
-    def make_batch(self, idx: torch.Tensor, *draws: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, y)`` for the sample indices ``idx`` and their random draws (offsets, flips)."""
+    def make_batch(self, idx: torch.Tensor, offsets: torch.Tensor | None = None, flips: torch.Tensor | None = None,
+                   erase_draws: torch.Tensor | None = None,
+                   erase_fill: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` for the sample indices ``idx`` and their random draws (`epoch_plan`'s slices)."""
         x = self.split.images[idx]
         if self.augment is not None:
-            x = apply_augment(x, self.augment, *draws)
+            erasing = None if erase_draws is None else (erase_draws, erase_fill)
+            x = apply_augment(x, self.augment, offsets, flips, erasing)
         x = convert(x, self.input_size, self._norm, self.dtype, self.channels_last, self.resize_mode)
         return x, self.split.labels[idx]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        plan = self._plan(self.epoch)
+        plan = self.epoch_plan(self.epoch)
         for b in range(len(self)):
             yield self.make_batch(*self.batch_draws(plan, b))
 

@@ -1,4 +1,4 @@
-"""The model zoo: LeNet, AlexNet, VGG and ResNet families, built by name.
+"""The model zoo: LeNet, AlexNet, VGG, ResNet and wide ResNet families, built by name.
 
 Importing the architecture modules (below) is what registers their builders.
 """
@@ -24,10 +24,13 @@ from cnnzoo.models.summary import (
     summarize,
 )
 from cnnzoo.models.vgg import VGG, vgg_block
+from cnnzoo.models.wrn import WideBasicBlock, WideResNet
 
 __all__ = [
     "INITS",
     "VGG",
+    "WideBasicBlock",
+    "WideResNet",
     "AlexNet",
     "LayerSummary",
     "LeNet",

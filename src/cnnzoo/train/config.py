@@ -17,7 +17,9 @@ from cnnzoo.nn import NORMS
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUTO_BOOL = ("auto", "on", "off")
-PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
+# auto: what the device runs best (train/runtime.py): bf16 autocast on CUDA compute capability >= 8.0,
+# fp16 autocast with a gradient scaler on 7.0-7.5, fp32 below, on Apple MPS and on the CPU.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_LR = 3.4e38  # float32's largest finite value, rounded down
 # The fast path's pieces, each auto/on/off so it can be measured alone.
 SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
@@ -61,6 +63,7 @@ class TrainConfig:
     grad_clip: float | None = None
     crop_padding: int = 0
     hflip: bool = False
+    random_erasing: float = 0.0  # probability of erasing a random box of a training image (0: off)
     normalize: bool = True
     normalize_mean: float | None = None  # None: the data set's; set by fine-tuning to what the source expects
     normalize_std: float | None = None
@@ -76,8 +79,8 @@ class TrainConfig:
     tta: bool = False
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
-    compile: str = "auto"  # auto: on for CUDA
+    precision: str = "auto"  # see PRECISIONS
+    compile: str = "auto"  # auto: on for CUDA compute capability >= 7.0 (Triton's)
     channels_last: str = "auto"
     cuda_graphs: str = "auto"
     fused_optimizer: str = "auto"  # auto: on for CUDA
@@ -149,6 +152,10 @@ class TrainConfig:
             raise CnnzooError(f"--grad-clip must be positive when given, got {self.grad_clip!r}.")
         if self.crop_padding < 0:
             raise CnnzooError(f"--crop-padding must be zero or positive, got {self.crop_padding!r}.")
+        if not (isinstance(self.random_erasing, (int, float)) and not isinstance(self.random_erasing, bool)
+                and 0 <= self.random_erasing <= 1):
+            raise CnnzooError(f"--random-erasing must be a probability in [0, 1] (0.5 as Zhong et al.), "
+                              f"got {self.random_erasing!r}.")
         if not 0 <= self.val_split < 1:
             raise CnnzooError(f"--val-split must be in [0, 1), got {self.val_split!r}.")
         for name, allowed in (("val_holdout", VAL_HOLDOUTS), ("resize_mode", RESIZE_MODES), ("train_acc", TRAIN_ACC)):

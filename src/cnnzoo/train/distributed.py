@@ -47,6 +47,9 @@ class DistContext:
         if world_size == 1:
             return cls(device=resolved)
         local_rank = int(os.environ["LOCAL_RANK"])
+        if resolved.type == "mps":  # neither NCCL nor gloo carries MPS tensors, and a Mac has one GPU
+            raise CnnzooError("torchrun cannot train on MPS (a Mac has one GPU and no collective backend for it); "
+                              "run `cnnzoo train --device mps` as one process, or use --device cpu under torchrun.")
         if resolved.type == "cuda":
             if local_rank >= torch.cuda.device_count():
                 raise CnnzooError(

@@ -46,7 +46,7 @@ def compile_mode(runtime: Runtime, num_params: int, distributed: bool) -> str | 
     if not runtime.compile:
         return None
     graphs = (runtime.cuda_graphs and num_params < CUDA_GRAPHS_MAX_PARAMS and not distributed
-              and runtime.amp_dtype != torch.float16)
+              and not runtime.grad_scaler)
     return "cuda-graph" if graphs else "default"
 
 

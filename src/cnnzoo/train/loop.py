@@ -99,7 +99,7 @@ def fit(
     model.to(runtime.device, memory_format=runtime.memory_format)
     optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer, params=params)
     # fp16 autocast needs its loss scaled (PyTorch's AMP recipe); bf16 and fp32 do not.
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaler)
     batches = train_batches(config, data, runtime, dist)
     state = FitState(config=config, model=model, optimizer=optimizer, runtime=runtime, run_dir=run_dir,
                      history=History(), steps_per_epoch=len(batches), start_epoch=0, is_main=dist.is_main,
@@ -142,7 +142,8 @@ def train_batches(config: TrainConfig, data: DataBundle, runtime: Runtime, dist:
                   drop_last: bool = False) -> BatchIterator:
     """The training batches `config` asks for: shuffled and augmented per (seed, epoch)."""
     return BatchIterator(data.train, dist.per_rank_batch(config.batch_size), shuffle=True, seed=config.seed,
-                         augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip), drop_last=drop_last,
+                         augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip,
+                                         random_erasing=config.random_erasing), drop_last=drop_last,
                          channels_last=runtime.channels_last, rank=dist.rank, world_size=dist.world_size,
                          **InputSpec.from_config(config, data.info).kwargs())
 

@@ -146,7 +146,7 @@ def _sweep(model, data, config, runtime, start_lr, end_lr, num_steps, diverge_fa
     step = TrainStep(probe, build_optimizer(probe, config, fused=runtime.fused_optimizer), runtime,
                      train_batches(config, data, runtime, drop_last=len(data.train) >= config.batch_size),
                      loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), grad_clip=config.grad_clip,
-                     scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16))
+                     scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaler))
     ratio = end_lr / start_lr
     schedule = [start_lr * ratio ** (i / (num_steps - 1)) for i in range(num_steps)]
     window = _window(num_steps)

@@ -107,7 +107,7 @@ _CONFIG_GROUPS = {
     "optimization": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "rho", "eps", "weight_decay",
                      "schedule", "warmup_epochs", "label_smoothing", "grad_clip"),
     "data": ("dataset", "data_dir", "val_split", "val_holdout", "limit_train", "limit_test", "resize_mode",
-             "crop_padding", "hflip", "normalize", "normalize_mean", "normalize_std", "tta"),
+             "crop_padding", "hflip", "random_erasing", "normalize", "normalize_mean", "normalize_std", "tta"),
     "execution": ("seed", "train_acc", "device", "precision", "compile", "channels_last", "cuda_graphs",
                   "fused_optimizer", "cudnn_benchmark", "eval_batch_size", "sync_bn", "world_size", "runtime"),
     "provenance": ("recipe", "created", "versions"),

@@ -37,6 +37,10 @@ PEAK_TFLOPS: dict[tuple[str, str], float] = {
     ("H100", "bf16"): 989.0, ("H100", "fp32"): 494.7,
     ("H200", "bf16"): 989.0, ("H200", "fp32"): 494.7,
     ("A100", "bf16"): 312.0, ("A100", "fp32"): 156.0,
+    # Volta and Turing run fp16 on tensor cores (what --precision auto picks there) and have no TF32:
+    # their fp32 peak is the plain CUDA-core one.
+    ("V100", "fp16"): 125.0, ("V100", "fp32"): 15.7,
+    ("T4", "fp16"): 65.0, ("T4", "fp32"): 8.1,
 }
 
 FIELDS = (

@@ -251,6 +251,7 @@ def finetune_run(
         raise CnnzooError("--weights applies only to torchvision: sources; a run directory brings its own weights.")
     runtime = Runtime.from_config(config)
     runtime.configure_threads()
+    runtime.announce()
     data = data_for(config, runtime.device)
     model = pretrained_model(config, len(data.train.classes), weights=weights, keep_head=keep_head)
     run_dir = RunDir.create(out, default_run_name(f"{config.model}-finetuned", config.dataset) if name is None
@@ -272,6 +273,7 @@ def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig
     """Continue an interrupted fine-tuning run in whichever phase it stopped (used by resume_run)."""
     runtime = Runtime.from_config(config)
     runtime.configure_threads()
+    runtime.announce()
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks, resume=checkpoint)

@@ -55,6 +55,8 @@ def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], 
     dist = DistContext.from_env(config.device)
     runtime = Runtime.from_config(config, dist.device)
     runtime.configure_threads()
+    if dist.is_main:  # one line per run, not one per process
+        runtime.announce()
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     history = fit(model, data, config, run_dir=run_dir if dist.is_main else None, resume=checkpoint,

@@ -116,6 +116,8 @@ def train_run(
     dist = DistContext.from_env(config.device)
     runtime = Runtime.from_config(config, dist.device)
     runtime.configure_threads()
+    if dist.is_main:  # one line per run, not one per process
+        runtime.announce()
     data = data_for(config, runtime.device)
     model = model_for(config, len(data.train.classes))
     if not dist.is_main:  # only rank 0 writes (and only its clock names the run)
