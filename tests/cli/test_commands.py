@@ -147,12 +147,12 @@ def test_evaluate_and_predict_refuse_bad_checkpoints(capsys, tmp_path):
 
 
 def test_out_of_memory_names_the_batch_size(capsys, tmp_path, data_root, monkeypatch):
-    from cnnzoo.train.fastpath import FastPath
+    from cnnzoo.train.fastpath import TrainStep
 
-    def oom_step(self, x, y, **where):
+    def oom_step(self, b, lr):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(FastPath, "train_step", oom_step)
+    monkeypatch.setattr(TrainStep, "__call__", oom_step)
     code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", "x", *QUICK, "--batch-size", "512")
     assert_one_line_error(code, err, "batch size 512", "--batch-size 256")
 

@@ -173,6 +173,22 @@ def test_cuda_batches_stay_on_device(data_root):
     assert sorted(torch.cat([y for _, y in BatchIterator(split, 1000, seed=0)]).cpu().tolist()) == sorted(split.labels.cpu().tolist())
 
 
+def test_a_batch_is_make_batch_of_its_slice_of_the_epoch_plan(data_root):
+    # The training step compiles or captures `make_batch` with the plan's slices as inputs: it must
+    # give exactly what iterating gives, batch for batch, the last partial one included.
+    from cnnzoo.data import load_data
+
+    data = load_data("fashion-mnist", root=data_root, device="cpu", limit_train=200, limit_test=10)
+    batches = BatchIterator(data.train, 64, seed=5, augment=Augment(crop_padding=2, hflip=True, random_erasing=0.5),
+                            normalize=(0.3, 0.35), input_size=32)
+    batches.set_epoch(3)
+    plan = batches.epoch_plan(3)
+    for b, (x, y) in enumerate(batches):
+        made_x, made_y = batches.make_batch(*batches.batch_draws(plan, b))
+        assert torch.equal(made_x, x) and torch.equal(made_y, y) and len(y) == batches.batch_sizes()[b]
+    assert batches.batch_sizes() == [64, 64, 64, 8]
+
+
 # -- random erasing -------------------------------------------------------------------------------
 
 def _paper_erasing(rng, height, width, probability):

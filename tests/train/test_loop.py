@@ -161,3 +161,198 @@ def test_metrics_csv_says_how_many_images_each_accuracy_counts(tmp_path, quick_c
     assert history.epochs[0]["test_images"] == 200
     _, plain = train_run(config.replace(val_split=0.0), out=tmp_path, name="no-val", quiet=True)
     assert plain.epochs[0]["val_images"] is None and plain.epochs[0]["train_images"] == 512
+
+
+def _reference_fit(config, data, model):
+    """The training loop as cnnzoo ran it before the step became one function (main at cca7844), op for
+    op: the eager CPU path must keep giving exactly these numbers for the same seed."""
+    from torch import nn
+
+    from cnnzoo.data import BatchIterator, InputSpec
+    from cnnzoo.data.batches import Augment
+    from cnnzoo.train.optim import LRSchedule, build_optimizer, set_lr
+
+    batches = BatchIterator(data.train, config.batch_size, shuffle=True, seed=config.seed,
+                            augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip),
+                            **InputSpec.from_config(config, data.info).kwargs())
+    optimizer = build_optimizer(model, config)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    schedule = LRSchedule.from_config(config, len(batches))
+    batch_losses = []
+    for epoch in range(config.epochs):
+        model.train()
+        batches.set_epoch(epoch)
+        losses = torch.zeros(len(batches))
+        for step, (x, y) in enumerate(batches):
+            set_lr(optimizer, schedule(epoch * len(batches) + step))
+            logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            losses[step] = loss.detach()
+        batch_losses += losses.tolist()
+    return batch_losses
+
+
+@pytest.mark.parametrize("settings", [
+    {"model": "lenet5", "optimizer": "adamw", "lr": 3e-3},
+    {"model": "lenet_bn", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "crop_padding": 2, "hflip": True,
+     "grad_clip": 1.0, "label_smoothing": 0.1, "schedule": "cosine", "warmup_epochs": 0.5},
+])
+def test_the_eager_cpu_step_gives_bit_for_bit_the_numbers_it_always_gave(data_root, settings):
+    from cnnzoo.workflows.run import data_for, model_for
+
+    config = TrainConfig(dataset="fashion-mnist", epochs=2, batch_size=64, limit_train=200, limit_test=100,
+                         data_dir=str(data_root), device="cpu", seed=3, channels_last="off", **settings)
+    data = data_for(config, torch.device("cpu"))
+    trained, reference = model_for(config, 10), model_for(config, 10)
+    history = fit(trained, data, config, quiet=True)
+    assert history.batch_loss == _reference_fit(config, data, reference)
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), reference.state_dict().values()))
+
+
+class _EveryStep(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_step_end(self, state):
+        self.seen.append((state.step, state.loss.item()))
+
+
+class _EveryThird(_EveryStep):
+    step_every = 3
+
+
+def test_a_callback_hears_the_steps_it_listens_to_and_the_epochs_last(quick_config):
+    config = quick_config.replace(epochs=1, limit_train=448)  # 7 steps of 64
+    every, third = _EveryStep(), _EveryThird()
+    from cnnzoo.workflows.run import data_for, model_for
+
+    history = fit(model_for(config, 10), data_for(config, torch.device("cpu")), config, quiet=True,
+                  callbacks=[every, third])
+    assert [step for step, _ in every.seen] == list(range(7))
+    assert [step for step, _ in third.seen] == [2, 5, 6]
+    assert [loss for _, loss in every.seen] == history.batch_loss  # state.loss: this step's, read when asked
+
+
+def _fp16(config):
+    import dataclasses
+
+    from cnnzoo.train.runtime import Runtime
+
+    return dataclasses.replace(Runtime.from_config(config), amp_dtype=torch.float16, channels_last=False)
+
+
+def test_fp16_with_a_grad_scaler_trains_as_pytorchs_amp_recipe(data_root):
+    # The recipe, written out: autocast forward, scale the loss, unscale before clipping, scaler.step, update.
+    from torch import nn
+
+    from cnnzoo.data import BatchIterator, InputSpec
+    from cnnzoo.train.optim import build_optimizer, set_lr
+    from cnnzoo.workflows.run import data_for, model_for
+
+    config = TrainConfig(model="lenet5", epochs=1, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9,
+                         grad_clip=1.0, limit_train=256, limit_test=64, data_dir=str(data_root), device="cpu")
+    data = data_for(config, torch.device("cpu"))
+    trained, reference = model_for(config, 10), model_for(config, 10)
+    history = fit(trained, data, config, runtime=_fp16(config), quiet=True)
+
+    optimizer, scaler = build_optimizer(reference, config), torch.amp.GradScaler("cpu")
+    batches = BatchIterator(data.train, 64, seed=config.seed, **InputSpec.from_config(config, data.info).kwargs())
+    losses = []
+    for x, y in batches:
+        set_lr(optimizer, config.lr)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.float16):
+            logits = reference(x)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(reference.parameters(), config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+    assert history.batch_loss == losses
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), reference.state_dict().values()))
+
+
+def _overflowing_scaler(monkeypatch, init_scale):
+    """fit's GradScaler starting at `init_scale`: far too high, so the first steps' fp16 gradients overflow
+    and the scaler skips them, halving its scale each time."""
+    import functools
+
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=init_scale))
+
+
+def test_steps_the_scaler_skips_are_not_divergence(data_root, monkeypatch):
+    _overflowing_scaler(monkeypatch, 2.0 ** 60)
+    from cnnzoo.workflows.run import data_for, model_for
+
+    config = TrainConfig(model="lenet5", epochs=1, batch_size=64, optimizer="sgd", lr=0.05, limit_train=256,
+                         limit_test=64, data_dir=str(data_root), device="cpu")
+    model = model_for(config, 10)
+    before = [t.clone() for t in model.state_dict().values()]
+    history = fit(model, data_for(config, torch.device("cpu")), config, runtime=_fp16(config), quiet=True)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values()))  # every step skipped
+    assert len(history.batch_loss) == 4 and all(torch.isfinite(torch.tensor(history.batch_loss)))
+
+
+def test_a_resumed_fp16_run_continues_the_loss_scale_exactly(data_root, monkeypatch, tmp_path):
+    # Starting at 2**24 the scaler skips the first steps and halves its scale each time, so a resume
+    # that lost the scale would skip different steps than the uninterrupted run.
+    _overflowing_scaler(monkeypatch, 2.0 ** 24)
+    from cnnzoo.train import RunDir
+    from cnnzoo.workflows.run import data_for, model_for
+
+    config = TrainConfig(model="lenet5", epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9,
+                         limit_train=256, limit_test=64, data_dir=str(data_root), device="cpu")
+    data = data_for(config, torch.device("cpu"))
+    full_model = model_for(config, 10)
+    full = fit(full_model, data, config, runtime=_fp16(config), quiet=True)
+
+    class StopAfterFirst(Callback):
+        def on_epoch_end(self, state):
+            state.stop_training = True
+
+    cut_dir = RunDir.create(tmp_path, "cut")
+    fit(model_for(config, 10), data, config, runtime=_fp16(config), run_dir=cut_dir, quiet=True,
+        callbacks=[StopAfterFirst()])
+    checkpoint = load_checkpoint(cut_dir.path)
+    assert checkpoint.meta["grad_scaler"]["scale"] < 2.0 ** 24  # it did skip and back off
+    resumed_model = model_for(config, 10)
+    resumed = fit(resumed_model, data, config, runtime=_fp16(config), resume=checkpoint, quiet=True)
+    assert resumed.batch_loss == full.batch_loss
+    assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+def test_a_compiled_run_resumes_exactly(tmp_path, quick_config):
+    # The compiled step keeps its learning rates as tensors; the checkpoint holds floats, and a resumed
+    # run builds its step after loading them. A passthrough backend: the step's compiled code path
+    # without inductor's minutes of compiling.
+    import dataclasses
+
+    from cnnzoo.train import RunDir
+    from cnnzoo.train.runtime import Runtime
+    from cnnzoo.workflows.run import data_for, model_for
+
+    config = quick_config.replace(epochs=2, limit_train=256, limit_test=64, schedule="cosine")
+    runtime = dataclasses.replace(Runtime.from_config(config), compile=True,
+                                  compile_backend=lambda graph_module, example_inputs: graph_module.forward)
+    data = data_for(config, torch.device("cpu"))
+    full_model = model_for(config, 10)
+    full = fit(full_model, data, config, runtime=runtime, quiet=True)
+
+    class StopAfterFirst(Callback):
+        def on_epoch_end(self, state):
+            state.stop_training = True
+
+    cut = RunDir.create(tmp_path, "cut")
+    fit(model_for(config, 10), data, config, runtime=runtime, run_dir=cut, quiet=True, callbacks=[StopAfterFirst()])
+    resumed_model = model_for(config, 10)
+    resumed = fit(resumed_model, data, config, runtime=runtime, resume=load_checkpoint(cut.path), quiet=True)
+    assert full.compile_mode == resumed.compile_mode == "default"
+    assert resumed.batch_loss == full.batch_loss
+    assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))

@@ -299,23 +299,38 @@ class BatchIterator:
         return torch.cat([full, positions[whole:].view(self.world_size, -1)[self.rank]])
 
     # -- iteration ---------------------------------------------------------------------------
+    # A batch is `make_batch` of its slice of the epoch's plan: pure tensor work on the device (no host
+    # read, no global RNG), so the training step can compile or capture it together with the model.
+    def epoch_plan(self, epoch: int) -> tuple[torch.Tensor | None, ...]:
+        """Epoch ``epoch``'s sample indices and random draws for this rank, on the device, as one flat
+        tuple of tensors (None where an augmentation is off): indices, offsets, flips, erasing's draws
+        and fill."""
+        indices, offsets, flips, erasing = self._plan(epoch)
+        return indices, offsets, flips, *(erasing or (None, None))
+
+    def batch_draws(self, plan, b: int) -> tuple[torch.Tensor | None, ...]:
+        """Batch ``b``'s slice of every tensor of ``plan`` (`_plan`'s indices and random draws)."""
+        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        return tuple(None if t is None else t[sl] for t in plan)
+
+    def batch_sizes(self) -> list[int]:
+        return [min(self.batch_size, self.num_samples - b * self.batch_size) for b in range(len(self))]
+
+    def make_batch(self, idx: torch.Tensor, offsets: torch.Tensor | None = None, flips: torch.Tensor | None = None,
+                   erase_draws: torch.Tensor | None = None,
+                   erase_fill: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` for the sample indices ``idx`` and their random draws (`epoch_plan`'s slices)."""
+        x = self.split.images[idx]
+        if self.augment is not None:
+            erasing = None if erase_draws is None else (erase_draws, erase_fill)
+            x = apply_augment(x, self.augment, offsets, flips, erasing)
+        x = convert(x, self.input_size, self._norm, self.dtype, self.channels_last, self.resize_mode)
+        return x, self.split.labels[idx]
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        indices, offsets, flips, erasing = self._plan(self.epoch)
-        images, labels = self.split.images, self.split.labels
+        plan = self.epoch_plan(self.epoch)
         for b in range(len(self)):
-            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            idx = indices[sl]
-            x = images[idx]
-            if self.augment is not None:
-                x = apply_augment(
-                    x,
-                    self.augment,
-                    offsets[sl] if offsets is not None else None,
-                    flips[sl] if flips is not None else None,
-                    tuple(t[sl] for t in erasing) if erasing is not None else None,
-                )
-            x = convert(x, self.input_size, self._norm, self.dtype, self.channels_last, self.resize_mode)
-            yield x, labels[idx]
+            yield self.make_batch(*self.batch_draws(plan, b))
 
     def __repr__(self) -> str:
         return (

@@ -4,13 +4,17 @@ A callback is an object with any of five hooks; `fit` calls each with the one `F
 
     on_fit_start   before the first epoch (also after a resume)
     on_epoch_start before the epoch's first step
-    on_step_end    after every optimizer step
+    on_step_end    after every optimizer step (every `step_every` steps and at the epoch's last)
     on_epoch_end   after the epoch's evaluation; `state.row` holds its metrics
     on_fit_end     last, also when training ends by an interrupt or an error
 
 Callbacks read the state; they may set only `state.stop_training` (with `state.stop_reason`) to end
 training after the current epoch, as Keras' `model.stop_training` does. The built-ins run before the
 user's callbacks, so at `on_epoch_end` the epoch's checkpoint is already written.
+
+A callback's `step_every` (1 unless it says otherwise) is how often it wants `on_step_end`: the
+built-ins read the epoch's device tensors (`state.losses`, `state.correct`) every few steps, so when
+no callback of the user listens per step, the steps between run with no host work but the step.
 """
 
 from __future__ import annotations
@@ -54,7 +58,6 @@ class FitState:
     epoch: int = 0  # 0-based index of the current epoch
     step: int = 0  # 0-based step within the epoch
     lr: float = 0.0
-    loss: torch.Tensor | None = None  # this step's loss, on the device: reading it per step would stall a GPU
     losses: torch.Tensor | None = None  # this epoch's per-step losses so far, on the device
     correct: torch.Tensor | None = None  # this epoch's correctly classified training images, on the device
     lrs: list[float] = field(default_factory=list)  # this epoch's learning rate per step
@@ -71,9 +74,16 @@ class FitState:
     def global_step(self) -> int:
         return self.epoch * self.steps_per_epoch + self.step
 
+    @property
+    def loss(self) -> torch.Tensor | None:
+        """This step's loss, on the device: reading it per step would stall a GPU."""
+        return None if self.losses is None else self.losses[self.step]
+
 
 class Callback:
     """Base class: override the hooks you need; the others do nothing."""
+
+    step_every = 1  # on_step_end after every this many steps of an epoch, and after its last
 
     def on_fit_start(self, state: FitState) -> None:
         pass
@@ -108,6 +118,13 @@ class CallbackList:
             raise AttributeError(hook)
         methods = self._by_hook[hook]
         return lambda state: [method(state) for method in methods] and None
+
+    def on_step_end(self, state: FitState) -> None:
+        done = state.step + 1
+        last = done == state.steps_per_epoch
+        for method in self._by_hook["on_step_end"]:
+            if last or done % method.__self__.step_every == 0:
+                method(state)
 
 
 class Checkpointer(Callback):
@@ -190,12 +207,13 @@ class AsyncLossReadout:
 class ProgressBar(Callback):
     """A tqdm bar per epoch on stderr: batches, running loss, images/s, ETA."""
 
-    refresh_every = 20  # steps between loss readouts: each one is a (non-blocking) device-to-host copy
+    step_every = 20  # steps between updates: each reads the loss (a non-blocking device-to-host copy)
 
     def __init__(self, file=None):
         self.file = file
         self.bar = None
         self.readout: AsyncLossReadout | None = None
+        self.shown = 0  # steps of this epoch the bar counts
 
     def on_fit_start(self, state: FitState) -> None:
         self.readout = AsyncLossReadout(state.runtime.device)
@@ -205,10 +223,12 @@ class ProgressBar(Callback):
 
         self.bar = tqdm(total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{state.config.epochs}",
                         leave=False, unit="batch", file=self.file or sys.stderr)
+        self.shown = 0
 
     def on_step_end(self, state: FitState) -> None:
-        self.bar.update()
-        if state.step % self.refresh_every == 0 and (shown := self.readout(state.loss)) is not None:
+        self.bar.update(state.step + 1 - self.shown)
+        self.shown = state.step + 1
+        if (shown := self.readout(state.loss)) is not None:
             elapsed = max(time.perf_counter() - state.epoch_start, 1e-9)
             self.bar.set_postfix(loss=f"{shown:.3f}", img_s=f"{state.seen / elapsed:.0f}")
 

@@ -7,9 +7,13 @@ ln(classes) and only falls while training works; at 100x its start (230 for ten 
 weights have blown up (measured: SGD at lr 1e6 reaches 6.7e13 in three epochs, finite all along).
 
 The check reads the epoch's per-step losses, which stay on the device, once every `check_every`
-steps: on a GPU every 50 steps (one small reduction and one host read; nothing is added to the
-steps themselves, so CUDA graphs and the no-sync loop stay as they are), on the CPU every step,
-where a read stalls nothing. The losses are computed before each update, so the last update of an
+steps (its `step_every`: fit calls it no more often): on a GPU every 50 steps (one small reduction
+and one host read; nothing is added to the steps themselves, so the captured step replays
+undisturbed), on the CPU every step, where a read stalls nothing.
+
+With fp16 a gradient scaler skips every step whose gradients overflowed and lowers its scale; that
+is the scaler at work, not divergence: the guard reads only losses and weights, never gradients,
+and a skipped step leaves both finite. The losses are computed before each update, so the last update of an
 epoch could still write NaN into the weights unseen: at every epoch's last step the weights
 themselves are checked too, before the epoch is evaluated or saved. On divergence the guard raises
 `TrainingDiverged`; the checkpoint of the last completed epoch, which was finite, stays as it is
@@ -54,6 +58,10 @@ class DivergenceGuard(Callback):
         self.reference = state.history.batch_loss[0] if state.history.batch_loss else None
         if self.check_every is None:
             self.check_every = 1 if state.runtime.device.type == "cpu" else GPU_CHECK_EVERY
+
+    @property
+    def step_every(self) -> int:
+        return self.check_every or 1
 
     def on_epoch_start(self, state: FitState) -> None:
         self.checked = 0

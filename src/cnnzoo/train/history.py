@@ -20,7 +20,7 @@ class History:
     batch_epoch: list[int] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
     compile_s: float = 0.0
-    compile_mode: str | None = None  # torch.compile's mode ("reduce-overhead" = CUDA graphs); None: eager
+    compile_mode: str | None = None  # "cuda-graph" (the step captured whole), "default" (compiled), None (eager)
     # Fast-path pieces turned off during the run: {"piece", "epoch", "where", "error"} (cnnzoo.train.fastpath).
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
 

@@ -1,6 +1,6 @@
-"""fit. The training step is `FastPath._step` (cnnzoo.train.fastpath, which also falls back when a
-fast-path piece fails); `fit` is setup, then `_train_epoch` and `_end_epoch` per epoch, with callbacks
-around them. Evaluation is cnnzoo.train.evaluation."""
+"""fit: setup, then per epoch `_train_epoch` (the steps: cnnzoo.train.fastpath.TrainStep) and
+`_end_epoch` (evaluation and the epoch's row), with callbacks around them. Evaluation is
+cnnzoo.train.evaluation."""
 
 from __future__ import annotations
 
@@ -18,21 +18,16 @@ from cnnzoo.data import BatchIterator, DataBundle, InputSpec
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, CallbackList, Checkpointer, EpochLog, FitState, progress_callbacks
-from cnnzoo.train.checkpoint import (
-    Checkpoint,
-    load_model_state,
-    restore_rng_state,
-    save_checkpoint,
-)
+from cnnzoo.train.checkpoint import Checkpoint, load_model_state, restore_rng_state, save_checkpoint
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.guard import DivergenceGuard, TrainingDiverged  # noqa: F401 (TrainingDiverged: public here too)
-from cnnzoo.train.fastpath import FastPath
+from cnnzoo.train.fastpath import TrainStep
 from cnnzoo.train.early_stopping import EarlyStopping
 from cnnzoo.train.evaluation import evaluate
 from cnnzoo.train.history import History
-from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state, set_lr
+from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state
 from cnnzoo.train.rundir import RunDir
 
 SINGLE_PROCESS = DistContext()
@@ -40,8 +35,6 @@ SINGLE_PROCESS = DistContext()
 
 class TrainingInterrupted(CnnzooError):
     exit_code = 130
-
-
 
 
 class _Interrupt:
@@ -101,30 +94,31 @@ def fit(
     data = data.to(runtime.device)  # a no-op for data loaded onto the device, as `cnnzoo train` does
     quiet = quiet or not dist.is_main
     transform = InputSpec.from_config(config, data.info).kwargs()
-    train_batches = BatchIterator(
-        data.train, dist.per_rank_batch(config.batch_size), shuffle=True, seed=config.seed,
-        augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip, random_erasing=config.random_erasing),
-        channels_last=runtime.channels_last, rank=dist.rank, world_size=dist.world_size, **transform,
-    )
     if config.sync_bn:
         model = dist.sync_batchnorm(model)
     model.to(runtime.device, memory_format=runtime.memory_format)
     optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer, params=params)
+    # fp16 autocast needs its loss scaled (PyTorch's AMP recipe); bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaler)
+    batches = train_batches(config, data, runtime, dist)
     state = FitState(config=config, model=model, optimizer=optimizer, runtime=runtime, run_dir=run_dir,
-                     history=History(), steps_per_epoch=len(train_batches), start_epoch=0, is_main=dist.is_main,
+                     history=History(), steps_per_epoch=len(batches), start_epoch=0, is_main=dist.is_main,
                      meta={"config": config.to_dict(), "classes": list(data.train.classes)})
-    if resume is not None:
-        _restore(state, resume)
-    fast = FastPath(model, optimizer, runtime, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-                    grad_clip=config.grad_clip, distributed=dist.world_size > 1, wrap=dist.wrap,
-                    run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
-    state.history.compile_mode, state.runtime = fast.compile_mode, fast.runtime
+    if resume is not None:  # before the step is built: it gives the compiled step tensor learning rates
+        _restore(state, resume, scaler)
+    step = TrainStep(model, optimizer, runtime, batches, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                     grad_clip=config.grad_clip, scaler=scaler, distributed=dist.world_size > 1, wrap=dist.wrap,
+                     run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
+    state.history.compile_mode, state.runtime = step.compile_mode, step.runtime
     schedule = LRSchedule.from_config(config, state.steps_per_epoch)
     eval_args = {"batch_size": config.eval_batch_size, "tta": config.tta, **transform}
 
     def save(path, epoch: int) -> None:
-        save_checkpoint(path, model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
-                                      "best": state.best, "history": state.history.to_dict()}, optimizer)
+        scaler_state = {"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {}
+        with step.float_lr():
+            save_checkpoint(path, model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
+                                          "best": state.best, "history": state.history.to_dict(), **scaler_state},
+                            optimizer)
 
     hooks = _hooks(config, [Checkpointer(save)] if run_dir is not None else [], progress, quiet, callbacks, dist)
     interrupt = _Interrupt()
@@ -134,8 +128,8 @@ def fit(
         try:
             hooks.on_fit_start(state)
             for state.epoch in range(state.start_epoch, config.epochs):
-                _train_epoch(state, fast, train_batches, schedule, hooks, interrupt, dist)
-                _end_epoch(state, fast, data, eval_args, dist)
+                _train_epoch(state, step, schedule, hooks, interrupt, dist)
+                _end_epoch(state, step, data, eval_args, dist)
                 hooks.on_epoch_end(state)
                 if state.stop_training:
                     break
@@ -144,11 +138,23 @@ def fit(
     return state.history
 
 
-def _restore(state: FitState, resume: Checkpoint) -> None:
-    """Continue where `resume` ended: weights, optimizer, random streams, history, epoch and best."""
+def train_batches(config: TrainConfig, data: DataBundle, runtime: Runtime, dist: DistContext = SINGLE_PROCESS,
+                  drop_last: bool = False) -> BatchIterator:
+    """The training batches `config` asks for: shuffled and augmented per (seed, epoch)."""
+    return BatchIterator(data.train, dist.per_rank_batch(config.batch_size), shuffle=True, seed=config.seed,
+                         augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip,
+                                         random_erasing=config.random_erasing), drop_last=drop_last,
+                         channels_last=runtime.channels_last, rank=dist.rank, world_size=dist.world_size,
+                         **InputSpec.from_config(config, data.info).kwargs())
+
+
+def _restore(state: FitState, resume: Checkpoint, scaler: torch.amp.GradScaler) -> None:
+    """Continue where `resume` ended: weights, optimizer, loss scale, random streams, history, epoch and best."""
     load_model_state(state.model, resume.model_state)
     if resume.optimizer_state is not None:
         load_optimizer_state(state.optimizer, resume.optimizer_state)
+    if scaler.is_enabled() and "grad_scaler" in resume.meta:
+        scaler.load_state_dict(resume.meta["grad_scaler"])
     restore_rng_state(resume.rng)
     state.history = History.from_dict(resume.meta["history"])
     state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
@@ -157,12 +163,10 @@ def _restore(state: FitState, resume: Checkpoint) -> None:
 def _hooks(config: TrainConfig, checkpointer: list[Callback], progress: str, quiet: bool,
            callbacks: Iterable[Callback], dist: DistContext) -> CallbackList:
     """fit's callbacks around the user's, in the order they must run."""
-    # Order matters at each epoch's end: the checkpoint is on disk before anything else runs, and the
-    # progress display is closed before the epoch's line is printed. A notebook's live display shows
-    # the epochs in its own table, so it prints no lines beneath itself.
-    # The guard comes first: a diverged step must stop the run before anything reads or saves it.
-    # Early stopping comes after the epoch line it comments on and before the user's callbacks, so
-    # that they see its decision in `state.stop_training`.
+    # The guard first: a diverged step must stop the run before anything reads or saves it. Then the
+    # checkpoint, on disk before anything else runs at an epoch's end; the progress display, closed
+    # before the epoch's line (a notebook's display shows the epochs itself); early stopping after
+    # the line it comments on and before the user's callbacks, which see its decision.
     display = progress_callbacks(progress, quiet)
     shows_epochs = quiet or any(getattr(c, "shows_epochs", False) for c in display)
     early_stop = [EarlyStopping(config.early_stop, config.early_stop_min_delta, verbose=not quiet)] if config.early_stop else []
@@ -170,34 +174,29 @@ def _hooks(config: TrainConfig, checkpointer: list[Callback], progress: str, qui
                          *([] if shows_epochs else [EpochLog()]), *early_stop, *callbacks])
 
 
-def _train_epoch(state: FitState, fast: FastPath, batches: BatchIterator, schedule: LRSchedule, hooks: CallbackList,
+def _train_epoch(state: FitState, step: TrainStep, schedule: LRSchedule, hooks: CallbackList,
                  interrupt: _Interrupt, dist: DistContext) -> None:
-    """One pass over the training data; the per-step losses stay on the device (no host sync in here)."""
-    config, runtime, epoch = state.config, state.runtime, state.epoch
+    """One pass over the training data: per step one call of the step (on CUDA one graph replay) and,
+    only at the steps a callback listens to, the callbacks. Nothing here reads the device."""
+    config, epoch, steps = state.config, state.epoch, state.steps_per_epoch
     state.model.train()
-    batches.set_epoch(epoch)
     dist.seed_epoch(config.seed, epoch)
-    state.losses = torch.zeros(state.steps_per_epoch, device=runtime.device)
-    state.correct = torch.zeros((), dtype=torch.long, device=runtime.device)
+    lrs = [schedule(epoch * steps + b) for b in range(steps)]
+    state.losses, state.correct = step.begin_epoch(epoch, lrs)
     state.lrs, state.seen, state.row = [], 0, None
     hooks.on_epoch_start(state)
     state.epoch_start = time.perf_counter()
     try:
-        for state.step, (x, y) in enumerate(batches):
-            state.lr = schedule(state.global_step)
-            set_lr(state.optimizer, state.lr)
+        for state.step in range(steps):
+            state.lr = lrs[state.step]
             state.lrs.append(state.lr)
             step_start = time.perf_counter()
-            state.losses[state.step], batch_correct = fast.train_step(x, y, epoch=epoch, step=state.step)
-            if epoch == state.start_epoch and state.step == 0 and fast.runtime.compile:
-                # The first call compiles: report that apart from the epoch time.
-                if runtime.device.type == "cuda":
-                    torch.cuda.synchronize(runtime.device)
+            step(state.step, state.lr)
+            if epoch == state.start_epoch and state.step == 0 and step.runtime.compile:
+                _synchronize(step.runtime)  # the first call compiles: report that apart from the epoch time
                 state.history.compile_s = time.perf_counter() - step_start
                 state.epoch_start += state.history.compile_s
-            state.loss = state.losses[state.step]
-            state.correct += batch_correct
-            state.seen += len(y)
+            state.seen += step.sizes[state.step]
             hooks.on_step_end(state)
             if interrupt.requested:
                 break
@@ -214,15 +213,19 @@ def _train_epoch(state: FitState, fast: FastPath, batches: BatchIterator, schedu
         )
 
 
-def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dict[str, Any],
+def _synchronize(runtime: Runtime) -> None:
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize(runtime.device)
+
+
+def _end_epoch(state: FitState, step: TrainStep, data: DataBundle, eval_args: dict[str, Any],
                dist: DistContext) -> None:
     """Read the epoch's numbers once, evaluate, and append the epoch's row to the history."""
-    config, runtime = state.config, state.runtime
+    config = state.config
     # Equal-sized rank batches: the mean of their losses is the global batch's loss.
     batch_losses = dist.mean(state.losses).tolist()
     correct, seen = dist.sum(state.correct).item(), state.seen * dist.world_size
-    if runtime.device.type == "cuda":
-        torch.cuda.synchronize(runtime.device)
+    _synchronize(step.runtime)
     elapsed = time.perf_counter() - state.epoch_start
     row = {
         "epoch": state.epoch + 1,
@@ -238,13 +241,13 @@ def _end_epoch(state: FitState, fast: FastPath, data: DataBundle, eval_args: dic
     }
     splits = (("train_acc", data.train),) if config.train_acc == "eval" else ()  # the course's: all of it, eval mode
     for name, split in (*splits, ("val_acc", data.val), ("test_acc", data.test)):
-        row[name] = None if split is None else fast.evaluate(
+        row[name] = None if split is None else step.evaluate(
             lambda model, runtime: evaluate(model, split, runtime=runtime, **eval_args), epoch=state.epoch).accuracy
     if config.train_acc == "eval":  # and, as the course prints it, the epoch's time includes the evaluations
         row["time_s"] = time.perf_counter() - state.epoch_start
     history = state.history
     # What ran, after any fallback of this epoch: callbacks and the checkpoint see it.
-    history.compile_mode, state.runtime = fast.compile_mode, fast.runtime
+    history.compile_mode, state.runtime = step.compile_mode, step.runtime
     history.batch_loss += batch_losses
     history.batch_lr += state.lrs
     history.batch_epoch += [state.epoch + 1] * len(batch_losses)

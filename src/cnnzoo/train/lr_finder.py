@@ -29,13 +29,13 @@ import torch
 from torch import nn
 
 from cnnzoo import display
-from cnnzoo.data import BatchIterator, DataBundle, InputSpec
-from cnnzoo.data.batches import Augment
+from cnnzoo.data import DataBundle
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
-from cnnzoo.train.fastpath import FastPath
-from cnnzoo.train.optim import build_optimizer, set_lr
+from cnnzoo.train.fastpath import TrainStep
+from cnnzoo.train.loop import train_batches
+from cnnzoo.train.optim import build_optimizer
 
 RULE_STEEPEST = "steepest descent of the smoothed loss"
 RULE_MIN_TENTH = "a tenth of the rate at the lowest loss"
@@ -141,32 +141,26 @@ def _window(num_steps: int) -> int:
 def _sweep(model, data, config, runtime, start_lr, end_lr, num_steps, diverge_factor):
     probe = copy.deepcopy(model).to(runtime.device, memory_format=runtime.memory_format)
     probe.train()
-    optimizer = build_optimizer(probe, config, fused=runtime.fused_optimizer)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    fast = FastPath(probe, optimizer, runtime, loss_fn=loss_fn, grad_clip=config.grad_clip)
-    # The last, smaller batch of an epoch has a noisier loss; drop it unless it is the only one.
-    batches = BatchIterator(
-        data.train, config.batch_size, shuffle=True, seed=config.seed,
-        augment=Augment(crop_padding=config.crop_padding, hflip=config.hflip, random_erasing=config.random_erasing),
-        drop_last=len(data.train) >= config.batch_size, channels_last=runtime.channels_last,
-        **InputSpec.from_config(config, data.info).kwargs(),
-    )
+    # fit's step on fit's batches, except that the last, smaller batch of an epoch (a noisier loss) is
+    # dropped unless it is the only one.
+    step = TrainStep(probe, build_optimizer(probe, config, fused=runtime.fused_optimizer), runtime,
+                     train_batches(config, data, runtime, drop_last=len(data.train) >= config.batch_size),
+                     loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), grad_clip=config.grad_clip,
+                     scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaler))
     ratio = end_lr / start_lr
     schedule = [start_lr * ratio ** (i / (num_steps - 1)) for i in range(num_steps)]
     window = _window(num_steps)
-    on_device = torch.zeros(num_steps, device=runtime.device)
     losses: list[float] = []
     best_average = math.inf
-    step, epoch = 0, 0
-    while step < num_steps:
-        batches.set_epoch(epoch)
-        for x, y in batches:
-            set_lr(optimizer, schedule[step])
-            on_device[step], _ = fast.train_step(x, y, epoch=epoch, step=step)
-            step += 1
-            if step % READ_EVERY and step < num_steps:
+    done, epoch, per_epoch = 0, 0, len(step.sizes)
+    while done < num_steps:
+        rates = schedule[done:done + per_epoch]
+        on_device, _ = step.begin_epoch(epoch, rates + rates[-1:] * (per_epoch - len(rates)))
+        for b, lr in enumerate(rates):
+            step(b, lr)
+            if (b + 1) % READ_EVERY and done + b + 1 < num_steps and b + 1 < len(rates):
                 continue
-            for loss in on_device[len(losses):step].tolist():
+            for loss in on_device[len(losses) - done:b + 1].tolist():
                 if not math.isfinite(loss):
                     return schedule[:len(losses)], losses, True
                 losses.append(loss)
@@ -175,8 +169,7 @@ def _sweep(model, data, config, runtime, start_lr, end_lr, num_steps, diverge_fa
                     return schedule[:len(losses)], losses, True
                 if len(losses) >= window:
                     best_average = min(best_average, average)
-            if step == num_steps:
-                break
+        done += len(rates)
         epoch += 1
     return schedule, losses, False
 

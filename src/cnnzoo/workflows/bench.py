@@ -25,7 +25,7 @@ from cnnzoo.models import build_model
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.config import SWITCHES, TrainConfig
 from cnnzoo.train.runtime import Runtime
-from cnnzoo.train.fastpath import runtime_after
+from cnnzoo.train.fallback import runtime_after
 from cnnzoo.train.loop import fit
 from cnnzoo.workflows.run import data_for, model_for, versions
 
@@ -47,7 +47,7 @@ FIELDS = (
     "model", "dataset", "device", "device_name", "threads", "precision", "compile", "channels_last",
     "cuda_graphs", "fused_optimizer", "cudnn_benchmark", "compile_mode", "fallbacks", "batch_size", "input_size",
     "train_images", "epochs", "epoch_s", "steady_epochs",
-    "steady_s_per_epoch", "images_per_s", "compile_s", "train_flops_per_image", "achieved_tflops",
+    "steady_s_per_epoch", "images_per_s", "host_ms_per_step", "compile_s", "train_flops_per_image", "achieved_tflops",
     "peak_tflops", "fraction_of_peak", "cores_used", "load_average", "peak_memory_mb", "peak_memory_kind", "test_acc",
     "baseline_epoch_s", "baseline_s_per_epoch", "baseline_images_per_s", "speedup_vs_baseline", "versions",
 )
@@ -96,18 +96,25 @@ def train_step_flops(model: nn.Module, batch_size: int, input_shape: tuple[int, 
 class EpochCpuTime(Callback):
     """The process's CPU seconds (all its threads) over the span of each epoch that `time_s` times.
     CPU over wall time says how many cores the run really got: on a CPU shared with other programs,
-    2 threads that get about 1 core mean a slower epoch that is not the code's doing."""
+    2 threads that get about 1 core mean a slower epoch that is not the code's doing.
+
+    Also the host's time per step: the epoch's loop up to its last step, before the one sync that
+    ends the epoch. On a GPU that is what Python costs per step (the device runs behind it), unless
+    the host waited on a read (the divergence guard's, every 50 steps); on the CPU it is the step."""
+
+    step_every = sys.maxsize  # only the epoch's last step: listening per step would cost what it measures
 
     def __init__(self) -> None:
         self.cpu_s: list[float] = []
+        self.host_s_per_step: list[float] = []
         self._start = 0.0
 
     def on_epoch_start(self, state: FitState) -> None:
         self._start = time.process_time()
 
     def on_step_end(self, state: FitState) -> None:
-        if state.step + 1 == state.steps_per_epoch:
-            self.cpu_s.append(time.process_time() - self._start)
+        self.cpu_s.append(time.process_time() - self._start)
+        self.host_s_per_step.append((time.perf_counter() - state.epoch_start) / state.steps_per_epoch)
 
     def on_epoch_end(self, state: FitState) -> None:
         if state.config.train_acc == "eval":  # then `time_s` includes the epoch's evaluations too
@@ -216,11 +223,12 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     result = {
         "model": config.model, "dataset": config.dataset, **described,
         # Big models compile without CUDA graphs even when they are allowed: report what ran.
-        "cuda_graphs": history.compile_mode == "reduce-overhead", "compile_mode": history.compile_mode,
+        "cuda_graphs": history.compile_mode == "cuda-graph", "compile_mode": history.compile_mode,
         "fallbacks": history.fallbacks,
         "batch_size": config.batch_size, "input_size": list(size), "train_images": images,
         "epochs": config.epochs, "epoch_s": times, "steady_epochs": steady_epochs,
         "steady_s_per_epoch": steady_s, "images_per_s": images / steady_s,
+        "host_ms_per_step": 1e3 * sum(cpu_time.host_s_per_step[e - 1] for e in steady_epochs) / len(steady_epochs),
         "compile_s": history.compile_s if ran.compile else None,
         "train_flops_per_image": flops_per_image, "achieved_tflops": achieved, "peak_tflops": peak,
         "fraction_of_peak": achieved / peak if peak else None,
@@ -266,6 +274,7 @@ def format_table(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("epoch times (s)", ", ".join(f"{t:.2f}" for t in result["epoch_s"])),
         ("steady s/epoch", f"{result['steady_s_per_epoch']:.3f} (epochs {', '.join(map(str, result['steady_epochs']))})"),
         ("images/s", f"{result['images_per_s']:,.0f}"),
+        ("host ms/step", f"{num(result['host_ms_per_step'], '.3f')} (the loop before the epoch's sync)"),
         ("compile s", num(result["compile_s"], ".2f")),
         ("train GFLOP/image", num(result["train_flops_per_image"] / 1e9, ".4f")),
         ("achieved TFLOP/s", num(result["achieved_tflops"], ".3f")),

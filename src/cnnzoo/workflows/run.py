@@ -15,7 +15,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig, model_from_config
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext
-from cnnzoo.train.fastpath import runtime_after
+from cnnzoo.train.fallback import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
 from cnnzoo.train.evaluation import evaluate
