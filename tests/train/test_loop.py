@@ -157,7 +157,7 @@ def test_metrics_csv_says_how_many_images_each_accuracy_counts(tmp_path, quick_c
     config = quick_config.replace(epochs=1, limit_train=512, limit_test=200, val_split=0.25)
     run_dir, history = train_run(config, out=tmp_path, name="counts", quiet=True)
     (row,) = run_dir.read_metrics()
-    assert (row["train_images"], row["val_images"], row["test_images"]) == ("384", "128", "200")
+    assert (row["train_images"], row["val_images"], row["test_images"]) == (384, 128, 200)  # read back checked and typed
     assert history.epochs[0]["test_images"] == 200
     _, plain = train_run(config.replace(val_split=0.0), out=tmp_path, name="no-val", quiet=True)
     assert plain.epochs[0]["val_images"] is None and plain.epochs[0]["train_images"] == 512
