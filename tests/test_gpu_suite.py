@@ -80,7 +80,11 @@ def test_a_cut_run_reports_its_finished_epochs(tmp_path):
     run = tmp_path / "best-fashion-mnist"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"epochs": 40, "runtime": {"fallbacks": []}}))
-    (run / "metrics.csv").write_text("epoch,test_acc,time_s\n1,0.85,30.0\n2,0.88,3.0\n3,0.9,3.0\n")
+    # As a run writes it (the suite reads it through cnnzoo's checked reader): every column, three epochs.
+    header = "epoch,train_loss,train_acc,val_acc,test_acc,lr,time_s,images_per_s,train_images,val_images,test_images"
+    rows = [f"{epoch},0.5,0.8,,{acc},0.1,{time_s},2000.0,60000,,10000"
+            for epoch, acc, time_s in ((1, 0.85, 30.0), (2, 0.88, 3.0), (3, 0.9, 3.0))]
+    (run / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")
     item = suite.Item("best-fashion-mnist", 3, "train", [], 1, 1,
                       {"status": "cut", "rc": "timeout", "wall_s": 70, "run": suite.read_run(run)})
     line = suite.summary_line(item)

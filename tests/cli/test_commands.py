@@ -481,16 +481,16 @@ def test_a_logger_without_its_package_fails_before_training(capsys, tmp_path, mo
     assert not (tmp_path / "x").exists()
 
 
-def test_doctor_says_what_auto_runs_on_each_device_and_why(capsys, tmp_path, monkeypatch, fake_cuda_card):
+def test_doctor_says_what_auto_runs_on_each_device_and_why(capsys, data_root, monkeypatch, fake_cuda_card):
     fake_cuda_card((7, 5), "Tesla T4", ("sm_75", "sm_80"))
-    code, out, _ = run_cli(capsys, "doctor", "--data-dir", tmp_path)
+    code, out, _ = run_cli(capsys, "doctor", "--data-dir", data_root)  # with data: doctor exits 0
     assert code == 0
     assert ("device cuda:0: Tesla T4: precision fp16 (auto on Tesla T4 (compute capability 7.5): fp16 autocast with "
             "a gradient scaler, since its tensor cores run fp16 but not bf16); compile on") in out
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    code, out, _ = run_cli(capsys, "doctor", "--data-dir", tmp_path)
+    code, out, _ = run_cli(capsys, "doctor", "--data-dir", data_root)
     assert "device mps: Apple GPU (MPS): precision fp32 (auto on MPS: fp32" in out
     assert "device: no CUDA GPU found; auto trains on mps" in out
 
