@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
 from cnnzoo.cli import main
+from hold_for_interrupt import HOLDING
 
 QUICK = ["--epochs", "1", "--batch-size", "64", "--limit-train", "512", "--limit-test", "256", "--device", "cpu",
          "--quiet"]
@@ -157,31 +159,12 @@ def test_out_of_memory_names_the_batch_size(capsys, tmp_path, data_root, monkeyp
     assert_one_line_error(code, err, "batch size 512", "--batch-size 256")
 
 
-_HOLD_IN_EPOCH_2 = """
-import signal, sys, threading
-import cnnzoo
+_HOLD_IN_EPOCH_2 = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 import cnnzoo.workflows as workflows
 from cnnzoo.cli import main
-
-
-class HoldForInterrupt(cnnzoo.Callback):
-    \"\"\"At epoch 2's first step (epoch 1 is checkpointed): say so, then wait until the SIGINT has reached
-    cnnzoo's handler, so the stop lands in epoch 2 however fast the machine trains.\"\"\"
-    def on_step_end(self, state):
-        if (state.epoch, state.step) != (1, 0):
-            return
-        cnnzoo_handler, arrived = signal.getsignal(signal.SIGINT), threading.Event()
-        def handler(signum, frame):
-            cnnzoo_handler(signum, frame)
-            arrived.set()
-        signal.signal(signal.SIGINT, handler)
-        print("HOLDING in epoch 2", flush=True)
-        try:
-            if not arrived.wait(600):
-                raise RuntimeError("no interrupt arrived")
-        finally:
-            signal.signal(signal.SIGINT, cnnzoo_handler)
-
+from hold_for_interrupt import HoldForInterrupt
 
 train_run = workflows.train_run  # what cmd_train calls
 workflows.train_run = lambda *a, callbacks=(), **k: train_run(*a, callbacks=[*callbacks, HoldForInterrupt()], **k)
@@ -202,7 +185,7 @@ def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path, data_
     before = []
     for line in process.stdout:
         before.append(line)
-        if line.startswith("HOLDING in epoch 2"):
+        if line.startswith(HOLDING):
             break
     assert process.poll() is None, before  # held, not finished
     process.send_signal(signal.SIGINT)

@@ -7,27 +7,15 @@ in epoch 2, however quickly epochs go by."""
 
 import queue
 import time
+from pathlib import Path
 
-TRAIN = """
-import signal, threading
+from hold_for_interrupt import HOLDING
+
+TRAIN = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 import cnnzoo
-
-class HoldForInterrupt(cnnzoo.Callback):
-    \"\"\"At epoch 2's first step: say so, then wait until the interrupt has reached cnnzoo's handler.\"\"\"
-    def on_step_end(self, state):
-        if (state.epoch, state.step) != (1, 0):
-            return
-        cnnzoo_handler, arrived = signal.getsignal(signal.SIGINT), threading.Event()
-        def handler(signum, frame):
-            cnnzoo_handler(signum, frame)
-            arrived.set()
-        signal.signal(signal.SIGINT, handler)
-        print("HOLDING in epoch 2", flush=True)
-        try:
-            if not arrived.wait(300):
-                raise RuntimeError("no interrupt arrived")
-        finally:
-            signal.signal(signal.SIGINT, cnnzoo_handler)
+from hold_for_interrupt import HoldForInterrupt
 
 config = cnnzoo.TrainConfig(model="lenet5", epochs=30, batch_size=32, optimizer="adamw", lr=3e-3,
                             limit_train=1024, limit_test=128)
@@ -63,7 +51,7 @@ def test_interrupting_the_kernel_stops_training_and_leaves_the_run_resumable(ker
         msg_id = client.execute(TRAIN)
         # The kernel says when it holds the run in epoch 2 (epoch 1 is checkpointed); then interrupt.
         started = _messages(client, msg_id, lambda m: m["msg_type"] == "stream"
-                            and "HOLDING in epoch 2" in m["content"]["text"])
+                            and HOLDING in m["content"]["text"])
         assert started[-1]["msg_type"] == "stream", [m["content"] for m in started if m["msg_type"] in ("error", "stream")]
         manager.interrupt_kernel()
         rest = _messages(client, msg_id, lambda m: False)

@@ -1,7 +1,6 @@
 import csv
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -9,22 +8,6 @@ import pytest
 from cnnzoo.atomic import DiskFull
 from cnnzoo.errors import CnnzooError
 from cnnzoo.viz import plot_run, write_report
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # where scripts/test.sh finds or installs it
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh, which installs it (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_report(browser, path: Path, viewport: dict):

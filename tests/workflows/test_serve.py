@@ -1,7 +1,6 @@
 """`cnnzoo serve`: the page in a real Chromium (Playwright), against a server started as a user starts it."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +9,6 @@ import pytest
 
 import cnnzoo
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # where scripts/test.sh finds or installs it
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SRC = Path(cnnzoo.__file__).resolve().parents[1]
 
 
@@ -36,18 +32,6 @@ def server(trained_lenet_run):
         output = process.communicate()[0]
     assert "Traceback" not in output, output
     assert _snapshot(trained_lenet_run) == before  # the page never writes into the run directory
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh, which installs it (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
