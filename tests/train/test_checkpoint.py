@@ -58,6 +58,21 @@ def test_round_trip_restores_model_optimizer_rng_and_metadata(tmp_path):
     assert torch.equal(torch.rand(3), expected_draw)
 
 
+def test_an_apple_gpus_generator_travels_with_the_checkpoint(tmp_path, monkeypatch):
+    # No MPS here: a stand-in generator whose state is a byte tensor, as torch.mps's is.
+    generator = {"state": torch.tensor([7, 8, 9], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda: generator["state"].clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda state: generator.update(state=state.clone()))
+    model, optimizer = _trained_pair()
+    path = save_checkpoint(tmp_path / "c.safetensors", model, _meta(1), optimizer)
+    generator["state"] = torch.tensor([0, 0, 0], dtype=torch.uint8)  # the run drew on after saving
+    from cnnzoo.train.checkpoint import restore_rng_state
+
+    restore_rng_state(load_checkpoint(path).rng)
+    assert generator["state"].tolist() == [7, 8, 9]
+
+
 def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeypatch):
     model, optimizer = _trained_pair()
     path = save_checkpoint(tmp_path / "last.safetensors", model, _meta(1), optimizer)

@@ -356,3 +356,14 @@ def test_a_compiled_run_resumes_exactly(tmp_path, quick_config):
     assert full.compile_mode == resumed.compile_mode == "default"
     assert resumed.batch_loss == full.batch_loss
     assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+def test_epoch_times_wait_for_an_apple_gpu_as_for_a_cuda_one(monkeypatch):
+    # No MPS here: what matters is that its queue is drained before the clock is read.
+    from cnnzoo.train.loop import synchronize
+
+    calls = []
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append("mps"))
+    synchronize(torch.device("mps"))
+    synchronize(torch.device("cpu"))
+    assert calls == ["mps"]

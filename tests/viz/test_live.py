@@ -118,3 +118,19 @@ def test_a_kernel_interrupt_stops_after_the_step_and_the_run_resumes(kernel, tin
     assert final.startswith("stopped in epoch 2/2") and "1 epochs finished" in final
     run_dir, history = resume_run(tmp_path / "run", progress="none")
     assert [row["epoch"] for row in history.epochs] == [1, 2]
+
+
+def test_it_listens_every_few_steps_once_their_speed_is_known(monkeypatch):
+    # A fixed clock: 100 steps took 1 s, so half a redraw interval (0.125 s) holds 12 of them.
+    from types import SimpleNamespace
+
+    import cnnzoo.viz.live as live
+
+    monkeypatch.setattr(live, "time", SimpleNamespace(perf_counter=lambda: 101.0))
+    display = LiveProgress()
+    display.last_update = 101.0  # just redrawn: this call only measures
+    assert display.step_every == 1
+    display.on_step_end(SimpleNamespace(step=99, epoch_start=100.0))
+    assert display.step_every == int(live.BAR_INTERVAL_S / 2 / 0.01)
+    display.on_step_end(SimpleNamespace(step=0, epoch_start=90.0))  # a step slower than the interval: every step
+    assert display.step_every == 1

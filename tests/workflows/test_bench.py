@@ -56,19 +56,23 @@ def test_fast_path_pieces_give_the_plain_paths_predictions(trained, switches, at
     assert (fast - reference).abs().max().item() < atol
 
 
-def test_steady_state_skips_the_first_epoch_when_there_is_another():
+def test_steady_state_skips_the_first_epoch():
     assert steady([5.0, 2.0, 4.0]) == ([2, 3], 3.0)
-    assert steady([5.0]) == ([1], 5.0)
+
+
+def test_one_epoch_has_no_steady_state_and_is_refused(capsys):
+    assert main(["bench", "--device", "cpu", "--epochs", "1"]) != 0
+    assert "--epochs 2 or more" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra,limit", [([], "2048"), (["--baseline"], "512")])
 def test_bench_json_has_every_field(data_root, capsys, extra, limit):
-    code = main(["bench", "--device", "cpu", "--model", "lenet5", "--epochs", "1", "--json", "--limit-train", limit,
+    code = main(["bench", "--device", "cpu", "--model", "lenet5", "--epochs", "2", "--json", "--limit-train", limit,
                  "--data-dir", str(data_root), *extra])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert list(result) == list(FIELDS)
-    assert result["train_images"] == int(limit) and result["steady_epochs"] == [1]
+    assert result["train_images"] == int(limit) and result["steady_epochs"] == [2]
     assert result["steady_s_per_epoch"] > 0 and result["train_flops_per_image"] > 0
     assert result["fraction_of_peak"] is None and result["peak_memory_kind"] == "cpu_peak_rss"
     # CPU time over wall time of the steady epochs: positive, and no more cores than the process has threads.

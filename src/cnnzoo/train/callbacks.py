@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
@@ -30,7 +31,9 @@ from torch import nn
 from cnnzoo import display
 from cnnzoo.errors import CnnzooError
 from cnnzoo.kernel import in_notebook
+from cnnzoo.train.checkpoint import Checkpoint, load_model_state, restore_rng_state, save_checkpoint
 from cnnzoo.train.history import History
+from cnnzoo.train.optim import load_optimizer_state
 from cnnzoo.train.progress import resolve_progress
 
 if TYPE_CHECKING:
@@ -128,20 +131,41 @@ class CallbackList:
 
 
 class Checkpointer(Callback):
-    """Writes metrics and `last` after every epoch, and `best` when validation accuracy improved."""
+    """Writes metrics and `last` after every epoch, and `best` when validation accuracy improved;
+    `restore` reads back what `save` wrote. `float_lr`: the step's context giving the optimizer plain
+    float rates (the metadata is JSON)."""
 
-    def __init__(self, save: Callable[[Any, int], None]):
-        self.save = save
+    def __init__(self, scaler: torch.amp.GradScaler, float_lr: Callable = nullcontext):
+        self.scaler, self.float_lr = scaler, float_lr
 
     def on_fit_start(self, state: FitState) -> None:
         if state.start_epoch == 0:
-            self.save(state.run_dir.last_checkpoint, 0)  # so even an interrupt in epoch 1 leaves something to resume
+            self.save(state, state.run_dir.last_checkpoint, 0)  # so even an interrupt in epoch 1 leaves something to resume
 
     def on_epoch_end(self, state: FitState) -> None:
         state.run_dir.write_history(state.history)
-        self.save(state.run_dir.last_checkpoint, state.epoch + 1)
+        self.save(state, state.run_dir.last_checkpoint, state.epoch + 1)
         if state.improved:
-            self.save(state.run_dir.best_checkpoint, state.epoch + 1)
+            self.save(state, state.run_dir.best_checkpoint, state.epoch + 1)
+
+    @staticmethod
+    def restore(state: FitState, resume: Checkpoint, scaler: torch.amp.GradScaler) -> None:
+        """Continue where `resume` ended: weights, optimizer, loss scale, random streams, history, epoch and best."""
+        load_model_state(state.model, resume.model_state)
+        if resume.optimizer_state is not None:
+            load_optimizer_state(state.optimizer, resume.optimizer_state)
+        if scaler.is_enabled() and "grad_scaler" in resume.meta:
+            scaler.load_state_dict(resume.meta["grad_scaler"])
+        restore_rng_state(resume.rng)
+        state.history = History.from_dict(resume.meta["history"])
+        state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
+
+    def save(self, state: FitState, path, epoch: int) -> None:
+        scaler = {"grad_scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}
+        with self.float_lr():
+            save_checkpoint(path, state.model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
+                                                "best": state.best, "history": state.history.to_dict(), **scaler},
+                            state.optimizer)
 
 
 class EpochLog(Callback):

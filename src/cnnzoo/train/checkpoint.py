@@ -102,6 +102,8 @@ def rng_state() -> dict[str, torch.Tensor]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for index, state in enumerate(torch.cuda.get_rng_state_all()):
             states[f"rng.cuda.{index}"] = state
+    if torch.backends.mps.is_available():  # dropout on an Apple GPU draws from its own generator
+        states["rng.mps"] = torch.mps.get_rng_state()
     return states
 
 
@@ -112,6 +114,8 @@ def restore_rng_state(tensors: dict[str, torch.Tensor]) -> None:
     cuda = [tensors[k] for k in cuda_keys]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    if "rng.mps" in tensors and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(tensors["rng.mps"])
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,35 +1,43 @@
 """What a training step does when a piece of the fast path fails on a user's machine.
 
 A compiler missing, a graph capture an op refuses, a kernel a GPU lacks: a failure surfaces at the
-first steps of each batch shape or at evaluation. The step (cnnzoo.train.fastpath.TrainStep, which
-is a FallbackChain) then turns the next piece off in FALLBACK_ORDER, says so in one line, puts the
-model, optimizer, loss scale, the epoch's sums and the RNG back as they were before the failed step,
-and runs it again. A piece the user asked for explicitly (`on`, `--precision bf16`) is never turned
-off: the run stops with one sentence. With several processes nothing falls back (every rank would
-have to agree on the failed step).
+first steps of each batch shape or at evaluation. The step (cnnzoo.train.fastpath.TrainStep, a
+FallbackChain) then turns the next piece off in FALLBACK_ORDER, says so in one line, puts back the
+state from before the failed step and runs it again. A piece the user asked for explicitly (`on`,
+`--precision bf16`) is never turned off: the run stops with one sentence. With several processes
+nothing falls back (every rank would have to agree on the failed step).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import os
 import shutil
 import sys
 import traceback
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.checkpoint import restore_rng_state, rng_state
 from cnnzoo.train.optim import load_optimizer_state
-from cnnzoo.train.runtime import Runtime
+from cnnzoo.train.runtime import PRECISION_NAMES, Runtime
+
+T = TypeVar("T")
 
 # Turned off in this order: the riskiest and least essential first; autocast changes the numbers most.
 FALLBACK_ORDER = ("cuda_graphs", "compile", "precision", "channels_last", "fused_optimizer", "cudnn_benchmark")
 PIECE_NAMES = {"cuda_graphs": "the captured step (CUDA graph)", "compile": "torch.compile", "precision": "autocast",
                "channels_last": "channels_last", "fused_optimizer": "the fused optimizer",
                "cudnn_benchmark": "cudnn.benchmark"}
+_OFF = {"cuda_graphs": {"cuda_graphs": False}, "compile": {"compile": False, "cuda_graphs": False},
+        "precision": {"amp_dtype": None}, "channels_last": {"channels_last": False},
+        "fused_optimizer": {"fused_optimizer": False}, "cudnn_benchmark": {"cudnn_benchmark": False}}
+
+
 def missing_compile_toolchain(device: torch.device, backend: Any = "inductor") -> str | None:
     """What inductor needs on `device` and this machine lacks (Triton and a C compiler for CUDA, a C++
     compiler for the CPU), or None: without them the failure would come deep inside the first step."""
@@ -66,6 +74,17 @@ class FallbackChain:
     """The fallback half of TrainStep: it reads the step's model, optimizer, scaler, runtime and
     epoch sums, and calls its `_build` after turning a piece off."""
 
+    def _check_toolchain(self) -> None:
+        """Without inductor's compilers the failure would come deep inside the first step: say it now."""
+        runtime = self.runtime
+        if not runtime.compile or not (missing := missing_compile_toolchain(runtime.device, runtime.compile_backend)):
+            return
+        if "compile" in runtime.forced:
+            raise CnnzooError(f"--compile on was asked for but {missing}; install it, or use --compile auto "
+                              "or off to train without compiling.")
+        self.runtime = without(runtime, "compile")
+        self._record("compile", None, missing, "before the first step", f"torch.compile is off for this run: {missing}.")
+
     def _enabled_pieces(self) -> list[str]:
         runtime = self.runtime
         on = {"cuda_graphs": self.compile_mode == "cuda-graph", "compile": runtime.compile,
@@ -74,25 +93,40 @@ class FallbackChain:
               "cudnn_benchmark": runtime.cudnn_benchmark}
         return [piece for piece in FALLBACK_ORDER if on[piece]]
 
-    def _may_turn_off(self) -> bool:
-        return any(piece not in self.runtime.forced for piece in self._enabled_pieces())
+    def _piece_name(self, piece: str) -> str:
+        if piece == "precision":  # bf16 or fp16: the one that ran
+            return f"{PRECISION_NAMES[self.runtime.amp_dtype]} autocast"
+        return PIECE_NAMES[piece]
+
+    def _retrying(self, run: Callable[[], T], epoch: int, where: str, snapshot: dict[str, Any] | None = None) -> T:
+        """`run()`; each time it fails, again with the next piece off (and the state of `snapshot`)."""
+        while True:
+            try:
+                return run()
+            except torch.OutOfMemoryError:
+                raise  # not a fast-path failure: the caller explains the batch size
+            except Exception as error:
+                if self.distributed:
+                    raise
+                self._fall_back(error, epoch, where)
+                if snapshot is not None:
+                    self._restore(snapshot)
 
     def _fall_back(self, error: Exception, epoch: int, where: str) -> None:
         """Turn off the next piece that may be turned off; when none is left, raise (the error itself,
         or one naming the pieces the user asked for)."""
         enabled = self._enabled_pieces()
         allowed = [piece for piece in enabled if piece not in self.runtime.forced]
+        if not enabled:
+            raise error
         if not allowed:
-            forced = ", ".join(PIECE_NAMES[p] for p in enabled if p in self.runtime.forced)
-            if not forced:
-                raise error
-            raise CnnzooError(f"Training failed at epoch {epoch + 1}, {where} with {forced} on as asked "
-                              f"({first_line(error)}); set it to auto to let cnnzoo fall back to a safer setting, "
-                              "or turn it off.") from error
+            raise CnnzooError(f"Training failed at epoch {epoch + 1}, {where} with "
+                              f"{', '.join(map(self._piece_name, enabled))} on as asked ({first_line(error)}); set it "
+                              "to auto to let cnnzoo fall back to a safer setting, or turn it off.") from error
         # A failure inside the fused kernel is the optimizer's: nothing compiled runs there.
         in_fused = any(frame.name.startswith("_fused") for frame in traceback.extract_tb(error.__traceback__))
         piece = "fused_optimizer" if in_fused and "fused_optimizer" in allowed else allowed[0]
-        self.runtime = without(self.runtime, piece)
+        name, self.runtime = self._piece_name(piece), without(self.runtime, piece)
         if piece == "channels_last":  # the same Parameters, contiguous: the optimizer still holds them
             self.model.to(memory_format=torch.contiguous_format)
         elif piece == "fused_optimizer":
@@ -103,7 +137,7 @@ class FallbackChain:
         self._build()
         where = f"at epoch {epoch + 1}, {where}"
         self._record(piece, epoch, first_line(error), where,
-                     f"{PIECE_NAMES[piece]} failed {where} ({first_line(error)}); continuing from there with it off.")
+                     f"{name} failed {where} ({first_line(error)}); continuing from there with it off.")
 
     def _record(self, piece: str, epoch: int | None, error: str, where: str, message: str) -> None:
         self.fallbacks.append({"piece": piece, "epoch": None if epoch is None else epoch + 1, "where": where,
@@ -120,41 +154,22 @@ class FallbackChain:
 
     def _snapshot(self) -> dict[str, Any]:
         # A failed step may have run part of the work: batch norm's statistics, optimizer state, random draws.
-        cuda = self.runtime.device.type == "cuda"
-        return {"model": _cloned(self.model.state_dict()), "optimizer": _cloned(self.optimizer.state_dict()),
-                "scaler": self.scaler.state_dict() if self.fp16 else None, "losses": self.losses.clone(), "correct": self.correct.clone(),
-                "cpu_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(self.runtime.device) if cuda else None}
+        return copy.deepcopy({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                              "scaler": self.scaler.state_dict(), "losses": self.losses, "correct": self.correct,
+                              "rng": rng_state()})
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
+        snapshot = copy.deepcopy(snapshot)  # the optimizer takes its tensors over, and another failure reuses it
         self.model.load_state_dict(snapshot["model"])
         lrs = [group["lr"] for group in self.optimizer.param_groups]  # the rebuilt step's kind of rate
-        load_optimizer_state(self.optimizer, _cloned(snapshot["optimizer"]))
+        load_optimizer_state(self.optimizer, snapshot["optimizer"])
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
-        if snapshot["scaler"]:
-            self.scaler.load_state_dict(snapshot["scaler"])
+        self.scaler.load_state_dict(snapshot["scaler"])
         self.losses.copy_(snapshot["losses"])
         self.correct.copy_(snapshot["correct"])
-        torch.set_rng_state(snapshot["cpu_rng"])
-        if snapshot["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(snapshot["cuda_rng"], self.runtime.device)
+        restore_rng_state(snapshot["rng"])
         self.optimizer.zero_grad(set_to_none=True)
-
-
-def _cloned(value):
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _cloned(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_cloned(v) for v in value]
-    return value
-
-
-_OFF = {"cuda_graphs": {"cuda_graphs": False}, "compile": {"compile": False, "cuda_graphs": False},
-        "precision": {"amp_dtype": None}, "channels_last": {"channels_last": False},
-        "fused_optimizer": {"fused_optimizer": False}, "cudnn_benchmark": {"cudnn_benchmark": False}}
 
 
 def without(runtime: Runtime, piece: str) -> Runtime:

@@ -1,24 +1,16 @@
-"""The training step (`TrainStep._body`, one screen) and how it runs: captured → compiled → eager.
+"""The training step (`TrainStep._body`) and how it runs: captured → compiled → eager.
 
-The whole step -- the batch from the epoch's plan, augmentation, resize and normalization, forward,
-loss, backward, the update with the learning rate and the accumulation of loss and correct
-predictions -- is one function. On CUDA it is captured whole with `torch.cuda.graph` (the optimizer
-capturable, the learning rate and the batch read from device tensors through a device step
-counter), so a step is one replay and no host work; with compile on it is `torch.compile`d whole
-(the optimizer included, its learning rate a tensor so a schedule recompiles nothing); otherwise it
-runs eagerly, op for op the step cnnzoo always ran. Why capture rather than torch.compile's own
-CUDA graphs: reduce-overhead recorded forward and backward as two graph-tree calls, each with its
-guards and tree checks, around an eager optimizer (2.2 ms per LeNet step on the H200 for ~0.1 ms of
-kernels, issue 24); one capture of everything leaves one launch.
-
-The first GUARDED_CALLS steps of each batch shape run guarded: a failure there turns the next piece
-off (captured → compiled → eager, then autocast, layout, fused kernels), says so in one line and runs
-the step again from the state before it (cnnzoo.train.fallback).
+The whole step, from the batch of the epoch's plan to the sums of loss and correct predictions, is
+one function: on CUDA captured whole with `torch.cuda.graph` (one replay per step; the learning rate
+and the batch read through a device step counter), with compile on `torch.compile`d whole (a tensor
+learning rate: a schedule recompiles nothing), otherwise run eagerly, op for op as cnnzoo always ran
+it. Capture, not torch.compile's reduce-overhead mode, by measurement: that ran forward and backward as
+two graph-tree calls with their guards around an eager optimizer, 2.2 ms per LeNet step on the H200
+for ~0.1 ms of kernels (issue 24). The first steps of each batch shape may fall back (cnnzoo.train.fallback).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Callable, TypeVar
@@ -26,8 +18,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
-from cnnzoo.errors import CnnzooError
-from cnnzoo.train.fallback import FallbackChain, missing_compile_toolchain
+from cnnzoo.train.fallback import FallbackChain
 from cnnzoo.train.optim import set_lr
 from cnnzoo.train.runtime import Runtime
 
@@ -51,26 +42,20 @@ def compile_mode(runtime: Runtime, num_params: int, distributed: bool) -> str | 
 
 
 class TrainStep(FallbackChain):
-    """The step of one `fit` (or `lr_find`) over `batches`, its per-epoch loss and correct counts on the
-    device, and the fallback chain. `wrap`: what the step calls around the model (DDP under torchrun);
-    with several processes nothing falls back (every rank would have to agree on the failed step)."""
+    """The step of one `fit` (or `lr_find`) over `batches`, with the epoch's losses and correct count on
+    the device. `wrap`: what the step calls around the model (DDP under torchrun)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime, batches, *,
                  loss_fn: Callable, grad_clip: float | None = None, scaler: torch.amp.GradScaler | None = None,
                  distributed: bool = False, wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
                  run_dir=None, fallbacks: list[dict[str, Any]] | None = None) -> None:
-        self.model, self.optimizer, self.batches, self.loss_fn, self.grad_clip = model, optimizer, batches, loss_fn, grad_clip
-        self.scaler, self.fp16 = scaler, scaler is not None and scaler.is_enabled()
-        self.distributed, self.wrap, self.run_dir = distributed, wrap, run_dir
-        self.fallbacks = [] if fallbacks is None else fallbacks  # fit's History list: a resume keeps the record
-        self.num_params, self.runtime = sum(p.numel() for p in model.parameters()), runtime
-        self.sizes = batches.batch_sizes()
-        if runtime.compile and (missing := missing_compile_toolchain(runtime.device, runtime.compile_backend)):
-            if "compile" in runtime.forced:
-                raise CnnzooError(f"--compile on was asked for but {missing}; install it, or use --compile auto "
-                                  "or off to train without compiling.")
-            self.runtime = dataclasses.replace(runtime, compile=False, cuda_graphs=False)
-            self._record("compile", None, missing, "before the first step", f"torch.compile is off for this run: {missing}.")
+        self.model, self.optimizer, self.runtime, self.batches = model, optimizer, runtime, batches
+        self.loss_fn, self.grad_clip, self.distributed, self.wrap = loss_fn, grad_clip, distributed, wrap
+        # Only fp16 enables one; a disabled scaler passes the loss and the step through unchanged.
+        self.scaler = scaler or torch.amp.GradScaler(runtime.device.type, enabled=False)
+        self.run_dir, self.fallbacks = run_dir, [] if fallbacks is None else fallbacks  # fit's: a resume keeps them
+        self.num_params, self.sizes = sum(p.numel() for p in model.parameters()), batches.batch_sizes()
+        self._check_toolchain()
         self._build()
 
     @property
@@ -78,28 +63,23 @@ class TrainStep(FallbackChain):
         return compile_mode(self.runtime, self.num_params, self.distributed)
 
     def _build(self) -> None:
-        mode, backend = self.compile_mode, self.runtime.compile_backend
-        self.eval_model = self.model
+        mode, backend, device = self.compile_mode, self.runtime.compile_backend, self.runtime.device
+        self.eval_model, self.train_model, self.run_body = self.model, self.wrap(self.model), self._body
+        self.graph, self.calls, self.lr = None, Counter(), None
         if mode is not None:
             # Each compile starts afresh: dynamo's cache is shared by every model of a class, and after
             # a fallback nothing of the failed graphs may linger. Static shapes: a run sees a handful.
             torch.compiler.reset()
             self.eval_model = torch.compile(self.model, backend=backend, dynamic=False)
-        self.train_model = self.wrap(self.model)
-        body = self._body if mode is None else torch.compile(self._body, backend=backend, dynamic=False)
-        self.run_body, self.graphs, self.calls = body, {}, Counter()
-        self.lr = None
-        if mode is not None:  # a tensor learning rate: a schedule changes its value, not the compiled code
-            self.lr = torch.zeros((), device=self.runtime.device)
-            for group in self.optimizer.param_groups:
-                group["lr"] = torch.tensor(float(group["lr"]), device=self.runtime.device)
-                if mode == "cuda-graph" and "capturable" in group:  # Adam's step count stays on the device
-                    group["capturable"] = True
-                    for param in group["params"]:
-                        if torch.is_tensor(step := self.optimizer.state.get(param, {}).get("step")):
-                            self.optimizer.state[param]["step"] = step.to(param.device)
-        else:
-            self._float_lr()
+            self.run_body = torch.compile(self._body, backend=backend, dynamic=False)
+            self.lr = torch.zeros((), device=device)  # a schedule changes its value, not the compiled code
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(group["lr"]) if mode is None else torch.tensor(float(group["lr"]), device=device)
+            if mode == "cuda-graph" and "capturable" in group:  # Adam's step count stays on the device
+                group["capturable"] = True
+                for param in group["params"]:
+                    if torch.is_tensor(step := self.optimizer.state.get(param, {}).get("step")):
+                        self.optimizer.state[param]["step"] = step.to(param.device)
 
     def _body(self, idx: torch.Tensor, *draws: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The training step."""
@@ -111,36 +91,30 @@ class TrainStep(FallbackChain):
         loss = self.loss_fn(logits.float(), y)
         # fp16 (PyTorch's AMP recipe): backward from the scaled loss so small gradients do not flush to
         # zero, clip the true gradients, and let the scaler skip a step whose gradients overflowed.
-        (self.scaler.scale(loss) if self.fp16 else loss).backward()
+        self.scaler.scale(loss).backward()
         if self.grad_clip is not None:
-            if self.fp16:
-                self.scaler.unscale_(self.optimizer)
+            self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         if self.lr is not None:
             for group in self.optimizer.param_groups:
                 group["lr"].copy_(self.lr * group.get("lr_scale", 1.0))
-        if self.fp16:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
     def begin_epoch(self, epoch: int, lrs: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw epoch `epoch`'s plan; returns its (per-step losses, correct count) on the device, filled by the steps."""
-        device, plan, self.epoch = self.runtime.device, self.batches.epoch_plan(epoch), epoch
-        self.batches.set_epoch(epoch)
-        if self.graphs:  # a captured graph reads and writes these very tensors: refill them in place
-            for old, new in zip(self.plan, plan):
+        self.epoch, device = epoch, self.runtime.device
+        fresh = (*self.batches.epoch_plan(epoch), torch.tensor(lrs, device=device),
+                 torch.zeros(len(self.sizes), device=device), torch.zeros((), dtype=torch.long, device=device),
+                 torch.zeros(1, dtype=torch.long, device=device))  # the last: the captured step's step counter
+        if self.graph is not None:  # the captured graph reads and writes these very tensors: refill them in place
+            for old, new in zip(self.tensors, fresh):
                 if old is not None:
                     old.copy_(new)
-            self.lr_table.copy_(torch.tensor(lrs))
-            self.losses.zero_(), self.correct.zero_(), self.cursor.zero_()
-            return self.losses, self.correct
-        self.plan, self.lr_table = plan, torch.tensor(lrs, device=device)
-        self.losses = torch.zeros(len(self.sizes), device=device)
-        self.correct = torch.zeros((), dtype=torch.long, device=device)
-        self.cursor = torch.zeros(1, dtype=torch.long, device=device)  # the captured step's step counter
+        else:
+            self.tensors = fresh
+        *self.plan, self.lr_table, self.losses, self.correct, self.cursor = self.tensors
         return self.losses, self.correct
 
     def __call__(self, b: int, lr: float) -> None:
@@ -149,15 +123,7 @@ class TrainStep(FallbackChain):
         if self.distributed or self.calls[shape] >= GUARDED_CALLS or not self._enabled_pieces():
             return self._run(b, lr)
         self.calls[shape] += 1
-        before = self._snapshot() if self._may_turn_off() else None
-        while True:
-            try:
-                return self._run(b, lr)
-            except torch.OutOfMemoryError:
-                raise  # not a fast-path failure: the caller explains the batch size
-            except Exception as error:
-                self._fall_back(error, self.epoch, f"step {b + 1}")
-                self._restore(before)
+        self._retrying(lambda: self._run(b, lr), self.epoch, f"step {b + 1}", self._snapshot())
 
     def _run(self, b: int, lr: float) -> None:
         if self.compile_mode == "cuda-graph" and self.sizes[b] == self.sizes[0]:
@@ -171,21 +137,19 @@ class TrainStep(FallbackChain):
 
     def _captured(self, b: int) -> None:
         # torch's CUDA notes, "whole network capture": warm up on a side stream, capture once, replay.
-        full = self.sizes[0]
-        if (graph := self.graphs.get(full)) is not None:
-            return graph.replay()
+        if self.graph is not None:
+            return self.graph.replay()
         self.cursor.fill_(b)
-        side = torch.cuda.Stream(self.runtime.device)
-        side.wait_stream(torch.cuda.current_stream(self.runtime.device))
-        if self.calls[full] <= WARMUP_STEPS:
+        if self.calls[self.sizes[0]] <= WARMUP_STEPS:
+            side, main = torch.cuda.Stream(self.runtime.device), torch.cuda.current_stream(self.runtime.device)
+            side.wait_stream(main)
             with torch.cuda.stream(side):
                 self._graph_step()
-            return torch.cuda.current_stream(self.runtime.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+            return main.wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
             self._graph_step()
-        self.graphs[full] = graph
-        graph.replay()
+        self.graph.replay()
 
     def _graph_step(self) -> None:
         """The step for the captured graph: batch, rate and result slots picked by the device counter."""
@@ -200,28 +164,16 @@ class TrainStep(FallbackChain):
 
     def evaluate(self, run: Callable[[nn.Module, Runtime], T], *, epoch: int) -> T:
         """`run(model, runtime)`, again with the next safer setting if it fails (evaluation changes no state)."""
-        while True:
-            try:
-                return run(self.eval_model, self.runtime)
-            except torch.OutOfMemoryError:
-                raise
-            except Exception as error:
-                if self.distributed or not self._enabled_pieces():
-                    raise
-                self._fall_back(error, epoch, "evaluation")
+        return self._retrying(lambda: run(self.eval_model, self.runtime), epoch, "evaluation")
 
     @contextmanager
     def float_lr(self):
         """Plain float learning rates while a checkpoint is written (its metadata is JSON)."""
-        tensors = [group["lr"] for group in self.optimizer.param_groups]
-        self._float_lr()
+        rates = [group["lr"] for group in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(group["lr"])
         try:
             yield
         finally:
-            for group, lr in zip(self.optimizer.param_groups, tensors):
+            for group, lr in zip(self.optimizer.param_groups, rates):
                 group["lr"] = lr
-
-    def _float_lr(self) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = float(group["lr"])
-

@@ -1,6 +1,5 @@
-"""fit: setup, then per epoch `_train_epoch` (the steps: cnnzoo.train.fastpath.TrainStep) and
-`_end_epoch` (evaluation and the epoch's row), with callbacks around them. Evaluation is
-cnnzoo.train.evaluation."""
+"""fit: set up, then per epoch `_train_epoch` (the steps: cnnzoo.train.fastpath.TrainStep) and
+`_end_epoch` (evaluation and the epoch's row), with callbacks around them."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Iterable
 
 import torch
@@ -18,7 +17,7 @@ from cnnzoo.data import BatchIterator, DataBundle, InputSpec
 from cnnzoo.data.batches import Augment
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, CallbackList, Checkpointer, EpochLog, FitState, progress_callbacks
-from cnnzoo.train.checkpoint import Checkpoint, load_model_state, restore_rng_state, save_checkpoint
+from cnnzoo.train.checkpoint import Checkpoint
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext
@@ -27,7 +26,7 @@ from cnnzoo.train.fastpath import TrainStep
 from cnnzoo.train.early_stopping import EarlyStopping
 from cnnzoo.train.evaluation import evaluate
 from cnnzoo.train.history import History
-from cnnzoo.train.optim import LRSchedule, build_optimizer, load_optimizer_state
+from cnnzoo.train.optim import LRSchedule, build_optimizer
 from cnnzoo.train.rundir import RunDir
 
 SINGLE_PROCESS = DistContext()
@@ -37,30 +36,28 @@ class TrainingInterrupted(CnnzooError):
     exit_code = 130
 
 
-class _Interrupt:
-    """First SIGINT/SIGTERM asks the loop to stop after the current step; a second exits at once."""
+@contextmanager
+def _interruptible(enabled: bool):
+    """A first SIGINT/SIGTERM asks the loop to stop after the current step (the list it yields then
+    holds the signal's name); a second exits at once. Handlers belong to the main thread."""
+    requested: list[str] = []
 
-    def __init__(self) -> None:
-        self.requested: str | None = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
+    def handle(signum, frame) -> None:
+        if requested:
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        print(f"\n{self.requested} received: stopping after this step (press Ctrl-C again to quit at once).",
+        requested.append(signal.Signals(signum).name)
+        print(f"\n{requested[0]} received: stopping after this step (press Ctrl-C again to quit at once).",
               file=sys.stderr, flush=True)
 
-    @contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def fit(
@@ -93,7 +90,6 @@ def fit(
     runtime.apply_backend_settings()
     data = data.to(runtime.device)  # a no-op for data loaded onto the device, as `cnnzoo train` does
     quiet = quiet or not dist.is_main
-    transform = InputSpec.from_config(config, data.info).kwargs()
     if config.sync_bn:
         model = dist.sync_batchnorm(model)
     model.to(runtime.device, memory_format=runtime.memory_format)
@@ -105,26 +101,18 @@ def fit(
                      history=History(), steps_per_epoch=len(batches), start_epoch=0, is_main=dist.is_main,
                      meta={"config": config.to_dict(), "classes": list(data.train.classes)})
     if resume is not None:  # before the step is built: it gives the compiled step tensor learning rates
-        _restore(state, resume, scaler)
+        Checkpointer.restore(state, resume, scaler)
     step = TrainStep(model, optimizer, runtime, batches, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
                      grad_clip=config.grad_clip, scaler=scaler, distributed=dist.world_size > 1, wrap=dist.wrap,
                      run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
     state.history.compile_mode, state.runtime = step.compile_mode, step.runtime
     schedule = LRSchedule.from_config(config, state.steps_per_epoch)
-    eval_args = {"batch_size": config.eval_batch_size, "tta": config.tta, **transform}
-
-    def save(path, epoch: int) -> None:
-        scaler_state = {"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {}
-        with step.float_lr():
-            save_checkpoint(path, model, {**state.meta, "epoch": epoch, "step": epoch * state.steps_per_epoch,
-                                          "best": state.best, "history": state.history.to_dict(), **scaler_state},
-                            optimizer)
-
-    hooks = _hooks(config, [Checkpointer(save)] if run_dir is not None else [], progress, quiet, callbacks, dist)
-    interrupt = _Interrupt()
+    eval_args = {"batch_size": config.eval_batch_size, "tta": config.tta, **InputSpec.from_config(config, data.info).kwargs()}
+    hooks = _hooks(config, [Checkpointer(scaler, step.float_lr)] if run_dir is not None else [], progress, quiet,
+                   callbacks, dist)
     # A graceful stop would need all ranks to agree on the step to stop after; with several, a signal
     # ends them at once (torchrun passes it on) and the last completed epoch's checkpoint remains.
-    with interrupt.installed() if dist.world_size == 1 else nullcontext():
+    with _interruptible(dist.world_size == 1) as interrupt:
         try:
             hooks.on_fit_start(state)
             for state.epoch in range(state.start_epoch, config.epochs):
@@ -148,18 +136,6 @@ def train_batches(config: TrainConfig, data: DataBundle, runtime: Runtime, dist:
                          **InputSpec.from_config(config, data.info).kwargs())
 
 
-def _restore(state: FitState, resume: Checkpoint, scaler: torch.amp.GradScaler) -> None:
-    """Continue where `resume` ended: weights, optimizer, loss scale, random streams, history, epoch and best."""
-    load_model_state(state.model, resume.model_state)
-    if resume.optimizer_state is not None:
-        load_optimizer_state(state.optimizer, resume.optimizer_state)
-    if scaler.is_enabled() and "grad_scaler" in resume.meta:
-        scaler.load_state_dict(resume.meta["grad_scaler"])
-    restore_rng_state(resume.rng)
-    state.history = History.from_dict(resume.meta["history"])
-    state.start_epoch, state.best = resume.meta["epoch"], resume.meta.get("best", -1.0)
-
-
 def _hooks(config: TrainConfig, checkpointer: list[Callback], progress: str, quiet: bool,
            callbacks: Iterable[Callback], dist: DistContext) -> CallbackList:
     """fit's callbacks around the user's, in the order they must run."""
@@ -175,9 +151,9 @@ def _hooks(config: TrainConfig, checkpointer: list[Callback], progress: str, qui
 
 
 def _train_epoch(state: FitState, step: TrainStep, schedule: LRSchedule, hooks: CallbackList,
-                 interrupt: _Interrupt, dist: DistContext) -> None:
-    """One pass over the training data: per step one call of the step (on CUDA one graph replay) and,
-    only at the steps a callback listens to, the callbacks. Nothing here reads the device."""
+                 interrupt: list[str], dist: DistContext) -> None:
+    """One pass over the training data: per step one call of the step (on CUDA one graph replay) and
+    the callbacks at the steps they listen to. Nothing here reads the device."""
     config, epoch, steps = state.config, state.epoch, state.steps_per_epoch
     state.model.train()
     dist.seed_epoch(config.seed, epoch)
@@ -187,65 +163,56 @@ def _train_epoch(state: FitState, step: TrainStep, schedule: LRSchedule, hooks: 
     hooks.on_epoch_start(state)
     state.epoch_start = time.perf_counter()
     try:
-        for state.step in range(steps):
-            state.lr = lrs[state.step]
+        for state.step, state.lr in enumerate(lrs):
             state.lrs.append(state.lr)
-            step_start = time.perf_counter()
             step(state.step, state.lr)
             if epoch == state.start_epoch and state.step == 0 and step.runtime.compile:
-                _synchronize(step.runtime)  # the first call compiles: report that apart from the epoch time
-                state.history.compile_s = time.perf_counter() - step_start
+                synchronize(step.runtime.device)  # the first call compiles: report that apart from the epoch time
+                state.history.compile_s = time.perf_counter() - state.epoch_start
                 state.epoch_start += state.history.compile_s
             state.seen += step.sizes[state.step]
             hooks.on_step_end(state)
-            if interrupt.requested:
+            if interrupt:
                 break
     except torch.OutOfMemoryError:
-        raise CnnzooError(
-            f"The GPU ran out of memory at batch size {config.batch_size}; try a smaller one, "
-            f"e.g. --batch-size {max(1, config.batch_size // 2)}."
-        ) from None
-    if interrupt.requested:
+        raise CnnzooError(f"The GPU ran out of memory at batch size {config.batch_size}; try a smaller one, "
+                          f"e.g. --batch-size {max(1, config.batch_size // 2)}.") from None
+    if interrupt:
         where = state.run_dir.path if state.run_dir else None
         raise TrainingInterrupted(
-            f"Training stopped by {interrupt.requested} in epoch {epoch + 1}; the last completed epoch "
+            f"Training stopped by {interrupt[0]} in epoch {epoch + 1}; the last completed epoch "
             f"({epoch}) is saved" + (f", resume with: cnnzoo train --resume {where}" if where else ".")
         )
 
 
-def _synchronize(runtime: Runtime) -> None:
-    if runtime.device.type == "cuda":
-        torch.cuda.synchronize(runtime.device)
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device`, so that a clock read next times it too."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def _end_epoch(state: FitState, step: TrainStep, data: DataBundle, eval_args: dict[str, Any],
                dist: DistContext) -> None:
     """Read the epoch's numbers once, evaluate, and append the epoch's row to the history."""
-    config = state.config
+    config, history = state.config, state.history
     # Equal-sized rank batches: the mean of their losses is the global batch's loss.
     batch_losses = dist.mean(state.losses).tolist()
     correct, seen = dist.sum(state.correct).item(), state.seen * dist.world_size
-    _synchronize(step.runtime)
+    synchronize(step.runtime.device)
     elapsed = time.perf_counter() - state.epoch_start
-    row = {
-        "epoch": state.epoch + 1,
-        "train_loss": sum(batch_losses) / len(batch_losses),
-        "train_acc": correct / seen,
-        "lr": state.lrs[-1],
-        "time_s": elapsed,
-        "images_per_s": seen / elapsed,
-        # What each accuracy was measured on, so a --limit-* run's numbers are not read as the full set's.
-        "train_images": len(data.train) if config.train_acc == "eval" else seen,
-        "val_images": None if data.val is None else len(data.val),
-        "test_images": len(data.test),
-    }
+    row = {"epoch": state.epoch + 1, "train_loss": sum(batch_losses) / len(batch_losses), "train_acc": correct / seen,
+           "lr": state.lrs[-1], "time_s": elapsed, "images_per_s": seen / elapsed,
+           # What each accuracy was measured on, so a --limit-* run's numbers are not read as the full set's.
+           "train_images": len(data.train) if config.train_acc == "eval" else seen,
+           "val_images": None if data.val is None else len(data.val), "test_images": len(data.test)}
     splits = (("train_acc", data.train),) if config.train_acc == "eval" else ()  # the course's: all of it, eval mode
     for name, split in (*splits, ("val_acc", data.val), ("test_acc", data.test)):
         row[name] = None if split is None else step.evaluate(
             lambda model, runtime: evaluate(model, split, runtime=runtime, **eval_args), epoch=state.epoch).accuracy
     if config.train_acc == "eval":  # and, as the course prints it, the epoch's time includes the evaluations
         row["time_s"] = time.perf_counter() - state.epoch_start
-    history = state.history
     # What ran, after any fallback of this epoch: callbacks and the checkpoint see it.
     history.compile_mode, state.runtime = step.compile_mode, step.runtime
     history.batch_loss += batch_losses

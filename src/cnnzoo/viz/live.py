@@ -34,6 +34,9 @@ class LiveProgress(Callback):
     through `AsyncLossReadout`, so no step ever waits for the GPU: on CUDA they lag a few steps."""
 
     shows_epochs = True  # its table replaces the printed epoch lines
+    # `fit` calls on_step_end every this many steps: once their speed is known, the steps of half a
+    # BAR_INTERVAL_S, so the bar still redraws as often and the steps between run with no host work.
+    step_every = 1
 
     def __init__(self, curves: bool = True):
         self.curves = curves
@@ -64,6 +67,7 @@ class LiveProgress(Callback):
 
     def on_step_end(self, state) -> None:
         now = time.perf_counter()
+        self.step_every = max(1, int(BAR_INTERVAL_S / 2 * (state.step + 1) / max(now - state.epoch_start, 1e-9)))
         if now - self.last_update < BAR_INTERVAL_S:
             return
         losses = self.readout(state.losses, tag=(state.epoch, state.step + 1))

@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from cnnzoo.data import DataSplit, InputSpec
+from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.config import SWITCHES, TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fallback import runtime_after
-from cnnzoo.train.loop import fit
+from cnnzoo.train.loop import fit, synchronize
 from cnnzoo.workflows.run import data_for, model_for, versions
 
 # Dense peak TFLOP/s by (device-name fragment, precision); H200 has the H100 SXM's compute. The
@@ -63,9 +64,9 @@ def course_lr(model: str) -> float:
 
 
 def steady(times: list[float]) -> tuple[list[int], float]:
-    """The epochs (1-based) counted as steady state and their mean: all but the first when
-    there are two or more, since the first pays for warm-up (allocator, autotuning, workers)."""
-    epochs = list(range(2, len(times) + 1)) if len(times) > 1 else [1]
+    """The epochs (1-based) counted as steady state and their mean: all but the first, which pays
+    for warm-up (allocator, autotuning, workers)."""
+    epochs = list(range(2, len(times) + 1))
     return epochs, sum(times[e - 1] for e in epochs) / len(epochs)
 
 
@@ -190,8 +191,7 @@ def course_epoch_times(config: TrainConfig, split: DataSplit, input_size: tuple[
                 total_loss += loss.item() * len(y)
                 total_correct += (logits.argmax(1) == y).float().sum().item()
                 seen += len(y)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -199,6 +199,9 @@ def course_epoch_times(config: TrainConfig, split: DataSplit, input_size: tuple[
 def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     """Measure `fit` on `config` (and the course loop when `baseline`); every FIELDS key is set."""
     config = config.validate()
+    if config.epochs < 2:
+        raise CnnzooError(f"cnnzoo bench needs --epochs 2 or more, got {config.epochs}: the first epoch is warm-up "
+                          "and the steady state is timed on the epochs after it.")
     runtime = Runtime.from_config(config)
     runtime.configure_threads()
     data = data_for(config, runtime.device)
