@@ -58,6 +58,9 @@ def _rewrite_meta(path, change):
     (lambda m: m.update(config="not a dict"), "'config' is a string"),
     (lambda m: m["optimizer"].update(param_groups="x"), "optimizer.param_groups"),
     (lambda m: m["history"].update(epochs=[1, 2]), "history.epochs"),
+    (lambda m: m.update(grad_scaler={"scale": 65536.0}), "'grad_scaler'"),
+    (lambda m: m.update(grad_scaler={"scale": float("nan"), "growth_factor": 2.0, "backoff_factor": 0.5,
+                                     "growth_interval": 2000, "_growth_tracker": 0}), "grad_scaler.scale"),
 ])
 def test_predict_evaluate_and_resume_name_the_bad_field_of_checkpoint_metadata(tmp_path, finished_run, capsys,
                                                                               data_root, change, field):

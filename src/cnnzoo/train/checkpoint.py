@@ -5,8 +5,9 @@ under ``rng.``, and the per-step history (loss, learning rate, epoch of every st
 ``history.``, as tensors: in the JSON header it would grow with every step until it hit
 safetensors' 100 MB header limit on long runs. Everything else (config, epoch, step, per-epoch
 rows, optimizer hyper-parameters, class names) is JSON in the header, checked against
-`cnnzoo.train.schema` on every read. There is no scheduler or grad-scaler state to store: the
-learning rate is a pure function of the step (`LRSchedule`), and bf16 autocast needs no loss scaling.
+`cnnzoo.train.schema` on every read. There is no scheduler state to store: the learning rate is
+a pure function of the step (`LRSchedule`). An fp16 run's loss scale (`GradScaler.state_dict()`)
+is JSON in the header under ``grad_scaler``, so its resume is exact; bf16 needs no loss scaling.
 
 Integrity: the header holds a BLAKE2b checksum over every tensor's name, dtype, shape and bytes
 and over the rest of the metadata, verified on every load (one pass over the data, about 0.1 s for ResNet-18's 89 MB), so a flipped

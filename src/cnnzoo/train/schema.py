@@ -164,7 +164,27 @@ def check_checkpoint_meta(meta: dict[str, Any], source: str, version: int) -> Tr
         _check_history(meta.get("history"), source, header_lists=version < 2)
     if "optimizer" in meta:
         _check_optimizer(meta["optimizer"], source)
+    if "grad_scaler" in meta:
+        _check_grad_scaler(meta["grad_scaler"], source)
     return config
+
+
+# GradScaler.state_dict()'s fields: a damaged loss scale would silently skip or blow up every fp16 step.
+_GRAD_SCALER_FIELDS = {"scale": "positive", "growth_factor": "positive", "backoff_factor": "positive",
+                       "growth_interval": "count", "_growth_tracker": "count"}
+
+
+def _check_grad_scaler(scaler: Any, source: str) -> None:
+    if not isinstance(scaler, dict) or set(scaler) != set(_GRAD_SCALER_FIELDS):
+        raise _bad(source, "grad_scaler", f"is {_kind(scaler)}, not a gradient scaler's state "
+                   f"({', '.join(sorted(_GRAD_SCALER_FIELDS))})")
+    for name, kind in _GRAD_SCALER_FIELDS.items():
+        value = scaler[name]
+        good = (_is_number(value) and math.isfinite(value) and value > 0) if kind == "positive" \
+            else (_is_int(value) and value >= 0)
+        if not good:
+            wanted = "a finite number above 0" if kind == "positive" else "a whole number of at least 0"
+            raise _bad(source, f"grad_scaler.{name}", f"is {value!r:.40}, not {wanted}")
 
 
 def _check_history(history: Any, source: str, header_lists: bool) -> None:
