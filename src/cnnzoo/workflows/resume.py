@@ -12,7 +12,6 @@ from cnnzoo.train.checkpoint import Checkpoint, check_matches_run, load_checkpoi
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext, launched_rank
-from cnnzoo.train.early_stopping import RECORD as EARLY_STOPPING_RECORD
 from cnnzoo.train.history import History
 from cnnzoo.train.loop import fit
 from cnnzoo.train.rundir import RunDir
@@ -59,9 +58,9 @@ def _finish_stopped(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig
     runtime.configure_threads()
     data = data_for(config, runtime.device)
     weights = checkpoint
-    record = run_dir.path / EARLY_STOPPING_RECORD
-    if config.early_stop and record.is_file() and run_dir.best_checkpoint.is_file():
-        best_epoch = run_dir.read_json(EARLY_STOPPING_RECORD).get("best_epoch")
+    record = run_dir.read_json_if_any(run_dir.EARLY_STOPPING) if config.early_stop else None
+    if record is not None and run_dir.best_checkpoint.is_file():
+        best_epoch = record.get("best_epoch")
         if isinstance(best_epoch, int) and best_epoch != checkpoint.meta["epoch"]:
             weights = load_checkpoint(run_dir.best_checkpoint)
     model = model_for(config, len(data.train.classes))
