@@ -219,11 +219,9 @@ def cmd_evaluate(args) -> int:
     print()
     print_table(("class", "accuracy"), [(c, f"{100 * a:.1f}%") for c, a in
                                          zip(trained.classes, report["per_class_accuracy"])], right=(1,))
-    print("\nconfusion matrix (rows: true class, columns: predicted)")
-    width = max(len(str(v)) for row in report["confusion"] for v in row) + 1
-    print(" " * 4 + "".join(f"{j:>{width}}" for j in range(len(trained.classes))))
-    for i, row in enumerate(report["confusion"]):
-        print(f"{i:>3} " + "".join(f"{v:>{width}}" for v in row) + f"   {trained.classes[i]}")
+    from cnnzoo.viz.notebook import confusion_text
+
+    print("\n" + confusion_text(report["confusion"], trained.classes))
     out = Path(args.out) if args.out else _png_beside(args.run, f"confusion-{args.split}.png")
     from cnnzoo.viz.plots import confusion_figure, save_figure
 

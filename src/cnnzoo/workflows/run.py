@@ -18,7 +18,7 @@ from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.fallback import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
-from cnnzoo.train.evaluation import evaluate
+from cnnzoo.train.evaluation import evaluate, per_class_accuracy
 from cnnzoo.train.loop import fit
 from cnnzoo.train.rundir import RunDir, default_run_name
 
@@ -95,13 +95,12 @@ def evaluation_report(result, classes, max_misclassified: int = 32, source_index
     """`source_index`: each evaluated sample's position in the official file (the split's
     `source_indices()`), so that a mistake names the image whatever subset was evaluated."""
     confusion = result.confusion(len(classes))
-    per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
     wrong = (result.predictions != result.labels).nonzero().flatten()
     order = wrong[result.confidences[wrong].argsort(descending=True)][:max_misclassified]
     return {
         "split": "test", "accuracy": result.accuracy, "images": len(result.labels), "loss": result.loss,
         "classes": list(classes),
-        "per_class_accuracy": per_class, "confusion": confusion.tolist(),
+        "per_class_accuracy": per_class_accuracy(confusion), "confusion": confusion.tolist(),
         "misclassified": [{"index": int(source_index[i] if source_index is not None else i),
                            "true": int(result.labels[i]), "pred": int(result.predictions[i]),
                            "confidence": float(result.confidences[i])} for i in order],
