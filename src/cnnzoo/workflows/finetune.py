@@ -26,6 +26,7 @@ import dataclasses
 import os
 from collections.abc import Iterable
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.loop import fit
-from cnnzoo.workflows.run import data_for, finish_run, model_for, write_run_config
+from cnnzoo.workflows.run import finish_run, model_for, prepare_run, write_run_config
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 TORCHVISION_SOURCES = {"torchvision:resnet18": "resnet18_tv"}
@@ -251,11 +252,8 @@ def finetune_run(
         raise CnnzooError("A fine-tuning run needs finetune_from; build its config with finetune_config(source).")
     if weights is not None and config.finetune_from not in TORCHVISION_SOURCES:
         raise CnnzooError("--weights applies only to torchvision: sources; a run directory brings its own weights.")
-    runtime = Runtime.from_config(config)
-    runtime.configure_threads()
-    runtime.announce()
-    data = data_for(config, runtime.device)
-    model = pretrained_model(config, len(data.train.classes), weights=weights, keep_head=keep_head)
+    runtime, data, model = prepare_run(config, announce=True,
+                                       build_model=partial(pretrained_model, weights=weights, keep_head=keep_head))
     run_dir = RunDir.create(out, default_run_name(f"{config.model}-finetuned", config.dataset) if name is None
                             else name, overwrite=overwrite)
     weights_from = str(Path(weights).resolve()) if weights is not None else (
@@ -273,11 +271,7 @@ def finetune_run(
 def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig, quiet: bool = False,
                     callbacks: Iterable[Callback] = ()) -> tuple[RunDir, History]:
     """Continue an interrupted fine-tuning run in whichever phase it stopped (used by resume_run)."""
-    runtime = Runtime.from_config(config)
-    runtime.configure_threads()
-    runtime.announce()
-    data = data_for(config, runtime.device)
-    model = model_for(config, len(data.train.classes))
+    runtime, data, model = prepare_run(config, announce=True)
     history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks, resume=checkpoint)
     finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history

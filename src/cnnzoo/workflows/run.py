@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -43,6 +43,25 @@ def data_for(config: TrainConfig, device: torch.device) -> DataBundle:
                      val_holdout=config.val_holdout)
     check_batches(config, len(data.train))
     return data
+
+
+class PreparedRun(NamedTuple):
+    runtime: Runtime
+    data: DataBundle
+    model: nn.Module
+
+
+def prepare_run(config: TrainConfig, device: torch.device | None = None, *, announce: bool = False,
+                build_model: Callable[[TrainConfig, int], nn.Module] = model_for) -> PreparedRun:
+    """What every way of training starts from: the runtime on `device` (default: the config's) with
+    its threads set, announced where `announce` (once per run: the main process), then the data and
+    `build_model(config, num_classes)`'s model (by default a fresh one from the config's seed)."""
+    runtime = Runtime.from_config(config, device)
+    runtime.configure_threads()
+    if announce:
+        runtime.announce()
+    data = data_for(config, runtime.device)
+    return PreparedRun(runtime, data, build_model(config, len(data.train.classes)))
 
 
 def check_batches(config: TrainConfig, train_images: int) -> None:
@@ -132,12 +151,7 @@ def train_run(
     """
     config.validate()
     dist = DistContext.from_env(config.device)
-    runtime = Runtime.from_config(config, dist.device)
-    runtime.configure_threads()
-    if dist.is_main:  # one line per run, not one per process
-        runtime.announce()
-    data = data_for(config, runtime.device)
-    model = model_for(config, len(data.train.classes))
+    runtime, data, model = prepare_run(config, dist.device, announce=dist.is_main)  # one line per run
     if not dist.is_main:  # only rank 0 writes (and only its clock names the run)
         return None, fit(model, data, config, callbacks=callbacks, progress=progress, quiet=quiet, runtime=runtime,
                          dist=dist)
