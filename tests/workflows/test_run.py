@@ -53,3 +53,14 @@ def test_mistakes_name_images_of_the_official_test_file_when_a_subset_was_evalua
     shown = misclassified_images(run_dir.path, evaluation)
     positions = evaluated.source_indices().tolist()
     assert all(torch.equal(shown[k], evaluated.images[positions.index(m["index"])]) for k, m in enumerate(mistakes))
+
+
+def test_prepare_run_gives_the_runtime_the_data_and_a_seeded_model(quick_config):
+    from cnnzoo.workflows.run import prepare_run
+
+    runtime, data, model = prepare_run(quick_config)
+    assert runtime.device.type == "cpu" and len(data.train) == quick_config.limit_train
+    again = prepare_run(quick_config).model  # the config's seed: the same initial weights
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    built = prepare_run(quick_config, build_model=lambda config, num_classes: torch.nn.Linear(1, num_classes)).model
+    assert built.out_features == len(data.train.classes)

@@ -219,11 +219,9 @@ def cmd_evaluate(args) -> int:
     print()
     print_table(("class", "accuracy"), [(c, f"{100 * a:.1f}%") for c, a in
                                          zip(trained.classes, report["per_class_accuracy"])], right=(1,))
-    print("\nconfusion matrix (rows: true class, columns: predicted)")
-    width = max(len(str(v)) for row in report["confusion"] for v in row) + 1
-    print(" " * 4 + "".join(f"{j:>{width}}" for j in range(len(trained.classes))))
-    for i, row in enumerate(report["confusion"]):
-        print(f"{i:>3} " + "".join(f"{v:>{width}}" for v in row) + f"   {trained.classes[i]}")
+    from cnnzoo.viz.notebook import confusion_text
+
+    print("\n" + confusion_text(report["confusion"], trained.classes))
     out = Path(args.out) if args.out else _png_beside(args.run, f"confusion-{args.split}.png")
     from cnnzoo.viz.plots import confusion_figure, save_figure
 
@@ -270,9 +268,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_lr_find(args) -> int:
-    from cnnzoo.train.runtime import Runtime
     from cnnzoo.train.lr_finder import RULE_STEEPEST, check_sweep, lr_find
-    from cnnzoo.workflows.run import data_for, model_for
+    from cnnzoo.workflows.run import prepare_run
     from cnnzoo.viz.plots import image_format, save_figure
 
     args.quiet = False
@@ -280,12 +277,10 @@ def cmd_lr_find(args) -> int:
     check_sweep(args.start_lr, args.end_lr, args.steps)
     output = Path(args.output or f"lr-find-{config.model}-{config.dataset}.png")
     image_format(output)  # a bad file name fails now, not after the sweep
-    runtime = Runtime.from_config(config)
-    runtime.configure_threads()
-    data = data_for(config, runtime.device)
+    runtime, data, model = prepare_run(config)
     print(f"sweeping lr from {args.start_lr:.0e} to {args.end_lr:.0e} over {args.steps} steps of {config.optimizer} "
           f"(batch {config.batch_size}, {len(data.train):,} training images) on {runtime.device}", flush=True)
-    result = lr_find(model_for(config, len(data.train.classes)), data, config, start_lr=args.start_lr,
+    result = lr_find(model, data, config, start_lr=args.start_lr,
                      end_lr=args.end_lr, num_steps=args.steps, runtime=runtime)
     save_figure(result.plot(), output)
     ended = (f"stopped after {len(result.lrs)} steps, when the loss passed 4x its lowest" if result.diverged

@@ -1,27 +1,7 @@
-"""Batch normalization written with plain tensor ops.
-
-A drop-in for ``torch.nn.BatchNorm1d`` / ``torch.nn.BatchNorm2d``: same constructor, same
-parameters and buffers (names, shapes, dtypes), so a ``state_dict`` moves between the two
-in either direction and gives the same outputs. It never calls ``torch.batch_norm`` or
-``torch.nn.functional.batch_norm``; the point is to show (and test) what those compute.
-
-Per channel ``c``, with the statistics taken over every axis except the channel axis::
-
-    training:  mean, var = batch mean and *biased* batch variance of x[:, c]
-               running_mean <- (1 - m) * running_mean + m * mean
-               running_var  <- (1 - m) * running_var  + m * var * n / (n - 1)   (unbiased)
-    eval:      mean, var = running_mean, running_var
-    output:    y = gamma * (x - mean) / d(var) + beta
-
-``d(var)`` is chosen by ``denominator``:
-
-* ``"sqrt_var"`` (default): ``sqrt(var + eps)``, PyTorch's (and the original paper's) form.
-* ``"std_plus_eps"``: ``sqrt(var) + eps``, the form the course notes write, ``(sigma_B + eps)``.
-  The two agree when ``var >> eps`` and differ for nearly constant channels: with
-  ``var = 0`` the default divides by ``sqrt(eps)`` (~3.2e-3), the course form by ``eps``
-  (1e-5), so it amplifies tiny deviations about 300x more. The course form is never
-  bit-identical to torch's layer, which is why it is not the default.
-"""
+"""Batch normalization written with plain tensor ops, a drop-in for ``torch.nn.BatchNorm1d`` /
+``BatchNorm2d``: same constructor, parameters and buffers, so a ``state_dict`` moves between the two
+either way and gives the same outputs. It never calls torch's ``batch_norm``: the point is to show
+(and test) what it computes, written out above `_BatchNorm.forward`."""
 
 from __future__ import annotations
 
@@ -30,6 +10,12 @@ from torch import Tensor, nn
 
 __all__ = ["DENOMINATORS", "BatchNorm1d", "BatchNorm2d"]
 
+# d(var), the denominator of the output (see forward): "sqrt_var" (default) is sqrt(var + eps),
+# PyTorch's and the original paper's form; "std_plus_eps" is sqrt(var) + eps, the course notes'
+# (sigma_B + eps). They agree when var >> eps and differ for nearly constant channels: with var = 0
+# the default divides by sqrt(eps) (~3.2e-3), the course form by eps (1e-5), amplifying tiny
+# deviations about 300x more. The course form is never bit-identical to torch's layer, hence not
+# the default.
 DENOMINATORS = ("sqrt_var", "std_plus_eps")
 
 # Statistics of half-precision activations are accumulated in float32: a bf16 mean keeps
@@ -64,8 +50,8 @@ class _BatchNorm(nn.Module):
             (``num_batches_tracked`` is always int64, as in torch).
         bias: keyword-only, as in torch: with ``affine=True``, ``bias=False`` drops beta.
         denominator: ``"sqrt_var"`` (default, PyTorch's ``sqrt(var + eps)``) or
-            ``"std_plus_eps"`` (the course notes' ``sqrt(var) + eps``); see the module
-            docstring for how they differ. Not stored in the ``state_dict``.
+            ``"std_plus_eps"`` (the course notes' ``sqrt(var) + eps``); see
+            ``DENOMINATORS`` for how they differ. Not stored in the ``state_dict``.
 
     Low-precision inputs (float16/bfloat16, e.g. under autocast) are normalized with float32
     statistics and arithmetic and returned in the input's dtype. The output keeps the input's
@@ -181,6 +167,12 @@ class _BatchNorm(nn.Module):
             return torch.rsqrt(var + self.eps)
         return torch.reciprocal(_safe_sqrt(var) + self.eps)
 
+    # Per channel c, with the statistics taken over every axis except the channel axis:
+    #   training:  mean, var = batch mean and *biased* batch variance of x[:, c]
+    #              running_mean <- (1 - m) * running_mean + m * mean
+    #              running_var  <- (1 - m) * running_var  + m * var * n / (n - 1)   (unbiased)
+    #   eval:      mean, var = running_mean, running_var
+    #   output:    y = gamma * (x - mean) / d(var) + beta        (d: see DENOMINATORS)
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
         channels = input.shape[1]

@@ -7,13 +7,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnzoo.data.splits import VAL_HOLDOUTS
+from cnnzoo.data.transforms import RESIZE_MODES
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models.init import INITS
 from cnnzoo.nn import NORMS
 
-# Each list of allowed values has one owner, the lowest layer that needs it: init schemes and norms
-# the layers that apply them (imported above), the training choices here. `validate` and the CLI's
-# choices read these, so a new value is added in one place.
+# Each list of allowed values has one owner, the lowest layer that needs it: init schemes, norms,
+# validation holdouts and resize modes the layers that apply them (imported above), the training
+# choices here. `validate` and the CLI's choices read these, so a new value is added in one place.
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUTO_BOOL = ("auto", "on", "off")
@@ -23,8 +25,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_LR = 3.4e38  # float32's largest finite value, rounded down
 # The fast path's pieces, each auto/on/off so it can be measured alone.
 SWITCHES = ("compile", "channels_last", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")
-VAL_HOLDOUTS = ("random", "last")
-RESIZE_MODES = ("tensor", "pil")
 # What "training accuracy" means: "running", the train-mode accuracy of the epoch's batches as
 # they were trained (cnnzoo's and Keras'); "eval", the course's, the whole training set
 # evaluated in eval mode after the epoch, inside the epoch's time.

@@ -23,8 +23,6 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.checkpoint import load_checkpoint
 
-RECORD = "early_stopping.json"
-
 
 @dataclass
 class EarlyStopStatus:
@@ -128,7 +126,7 @@ class EarlyStopping(Callback):
 
     def _record(self, state: FitState) -> None:
         if state.run_dir is not None:
-            state.run_dir.write_json(RECORD, self.status.to_dict())
+            state.run_dir.write_json(state.run_dir.EARLY_STOPPING, self.status.to_dict())
 
     def _say(self, state: FitState, message: str) -> None:
         if self.verbose and state.is_main:

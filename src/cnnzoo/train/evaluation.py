@@ -13,6 +13,14 @@ from cnnzoo.data import BatchIterator, DataSplit, preprocess
 from cnnzoo.train.runtime import Runtime
 
 
+def per_class_accuracy(confusion) -> list[float]:
+    """Each true class's fraction of correct predictions, from a confusion matrix (rows: true class;
+    a tensor or nested lists). A class with no images gives 0.0, not NaN: the list stays fractions
+    that evaluation.json and its schema hold, and the class's 0 / 0 images say why."""
+    rows = confusion.tolist() if hasattr(confusion, "tolist") else confusion
+    return [row[k] / sum(row) if sum(row) else 0.0 for k, row in enumerate(rows)]
+
+
 @dataclass
 class EvalResult:
     loss: float
@@ -29,8 +37,7 @@ class EvalResult:
         return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
     def per_class_accuracy(self) -> list[float]:
-        confusion = self.confusion()
-        return (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
+        return per_class_accuracy(self.confusion())
 
     # In a notebook: accuracy, per-class accuracy and the confusion matrix; `print` gives them as text.
     def _repr_mimebundle_(self, include=None, exclude=None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,13 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr"
                  "train_images", "val_images", "test_images")
 IMAGE_COUNT_COLUMNS = ("train_images", "val_images", "test_images")  # what each accuracy was measured on
 BATCH_COLUMNS = ("step", "epoch", "loss", "lr")
+
+
+def steps_per_epoch(batch_epochs: Iterable[int]) -> int | None:
+    """Batches in a full epoch from each batch's epoch number: the most common count, the first
+    epoch's on a tie (a stopped run's last epoch may be shorter); None without batches."""
+    counts = Counter(batch_epochs).most_common(1)
+    return counts[0][1] if counts else None
 
 
 @dataclass
@@ -57,8 +66,7 @@ class History:
 
     @property
     def steps_per_epoch(self) -> int | None:
-        """Batches in a full epoch (the first one: a resumed or stopped run's last may be shorter)."""
-        return self.batch_epoch.count(self.batch_epoch[0]) if self.batch_epoch else None
+        return steps_per_epoch(self.batch_epoch)
 
     def plot(self):
         """The course's two plots in one figure: loss per batch and train/val/test accuracy per epoch.

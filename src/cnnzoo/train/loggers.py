@@ -15,7 +15,6 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -95,7 +94,7 @@ class TensorBoardLogger(Callback):
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-        log_dir = self.log_dir or (state.run_dir.path / "tensorboard" if state.run_dir is not None else None)
+        log_dir = self.log_dir or (state.run_dir.tensorboard_dir if state.run_dir is not None else None)
         if log_dir is None:
             raise CnnzooError("TensorBoardLogger needs a log_dir when fit is given no run directory.")
         self.writer = SummaryWriter(log_dir=str(log_dir))
@@ -157,7 +156,7 @@ class MLflowLogger(Callback):
         # MLflow 3.7+ keeps the file store working only on request; it is what needs no database
         # package (mlflow-skinny has none), and it lives and dies with the run directory.
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        return (state.run_dir.path / "mlruns").resolve().as_uri()
+        return state.run_dir.mlruns_dir.resolve().as_uri()
 
     def on_fit_start(self, state: FitState) -> None:
         if not state.is_main:
@@ -177,7 +176,7 @@ class MLflowLogger(Callback):
         name = self.run_name or (state.run_dir.path.name if state.run_dir is not None else None)
         self.run_id = self.client.create_run(experiment_id, run_name=name).info.run_id
         if state.run_dir is not None:
-            state.run_dir.write_json("mlflow.json", {"tracking_uri": uri, "experiment_id": experiment_id,
+            state.run_dir.write_json(state.run_dir.MLFLOW, {"tracking_uri": uri, "experiment_id": experiment_id,
                                                      "run_id": self.run_id})
         params = [Param(key, str(value)) for key, value in hparams(state.config).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per call
@@ -192,8 +191,7 @@ class MLflowLogger(Callback):
     def _record(state: FitState) -> dict[str, Any] | None:
         if state.run_dir is None or state.start_epoch == 0:
             return None
-        path = Path(state.run_dir.path) / "mlflow.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return state.run_dir.read_json_if_any(state.run_dir.MLFLOW)
 
     def on_epoch_end(self, state: FitState) -> None:
         if self.client is None:

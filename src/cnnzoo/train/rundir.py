@@ -71,6 +71,10 @@ class RunDir:
     CHECKPOINTS = "checkpoints"
     LAST = "last.safetensors"
     BEST = "best.safetensors"
+    EARLY_STOPPING = "early_stopping.json"  # where early stopping stands, rewritten every epoch
+    TENSORBOARD = "tensorboard"  # TensorBoardLogger's event files
+    MLRUNS = "mlruns"  # MLflowLogger's file store, when no tracking URI is given
+    MLFLOW = "mlflow.json"  # the MLflow run this run logs to, so --resume continues it
     # The figures plot_run draws, by what they show.
     PLOTS = {"loss": "loss.png", "accuracy": "accuracy.png", "lr": "lr.png", "confusion": "confusion.png",
              "misclassified": "misclassified.png"}
@@ -171,6 +175,8 @@ class RunDir:
     checkpoints_dir = property(lambda self: self.path / self.CHECKPOINTS)
     last_checkpoint = property(lambda self: self.checkpoints_dir / self.LAST)
     best_checkpoint = property(lambda self: self.checkpoints_dir / self.BEST)
+    tensorboard_dir = property(lambda self: self.path / self.TENSORBOARD)
+    mlruns_dir = property(lambda self: self.path / self.MLRUNS)
 
     def plot_path(self, kind: str) -> Path:
         """Where plot_run draws the figure of `kind` (a key of PLOTS)."""
@@ -204,6 +210,10 @@ class RunDir:
             where = f" (line {error.lineno}, column {error.colno})" if isinstance(error, json.JSONDecodeError) else ""
             raise CnnzooError(f"{path} is damaged: it is not valid JSON{where}; restore it from a copy or train "
                               "the run again.") from None
+
+    def read_json_if_any(self, name: str) -> Any:
+        """`read_json`, or None where the run has no such file (yet)."""
+        return self.read_json(name) if (self.path / name).is_file() else None
 
     def read_config(self):
         """config.json checked against the schema: (TrainConfig, every field it holds)."""

@@ -15,6 +15,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from cnnzoo.train.evaluation import per_class_accuracy
+
 NOTEBOOK_DPI = 80  # sharp at notebook width, small enough to redraw while training
 
 CSS = """<style>
@@ -164,10 +166,6 @@ def class_names(classes: Sequence[str], count: int) -> list[str]:
     return list(classes) if len(classes) == count else [str(i) for i in range(count)]
 
 
-def per_class_accuracy(confusion) -> list[float]:
-    return [row[i] / sum(row) if sum(row) else float("nan") for i, row in enumerate(confusion)]
-
-
 def evaluation_text(accuracy: float, loss: float, confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> str:
     """What `cnnzoo evaluate` prints: accuracy, per-class accuracy, the confusion matrix."""
     names = class_names(classes, len(confusion))
@@ -175,9 +173,14 @@ def evaluation_text(accuracy: float, loss: float, confusion: Sequence[Sequence[i
     lines = [f"accuracy {accuracy * 100:.2f}%  loss {loss:.4f}  ({total} images)", "", "per-class accuracy"]
     width = max(map(len, names))
     lines += [f"  {name:<{width}}  {percent(a, 1):>6}" for name, a in zip(names, per_class_accuracy(confusion))]
-    lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
+    return "\n".join(lines) + "\n\n" + confusion_text(confusion, names)
+
+
+def confusion_text(confusion: Sequence[Sequence[int]], names: Sequence[str]) -> str:
+    """The confusion matrix as text, a heading first; each row ends with its class's name."""
     cell = max(len(str(v)) for row in confusion for v in row) + 1
-    lines.append(" " * 4 + "".join(f"{j:>{cell}}" for j in range(len(names))))
+    lines = ["confusion matrix (rows: true class, columns: predicted)",
+             " " * 4 + "".join(f"{j:>{cell}}" for j in range(len(names)))]
     lines += [f"{i:>3} " + "".join(f"{v:>{cell}}" for v in row) + f"   {names[i]}" for i, row in enumerate(confusion)]
     return "\n".join(lines)
 
@@ -185,10 +188,9 @@ def evaluation_text(accuracy: float, loss: float, confusion: Sequence[Sequence[i
 def per_class_html(confusion: Sequence[Sequence[int]], names: Sequence[str]) -> str:
     rows = []
     for name, accuracy, row, k in zip(names, per_class_accuracy(confusion), confusion, range(len(names))):
-        width = 0.0 if accuracy != accuracy else accuracy * 100  # NaN: a class with no images
         rows.append(f'<tr><td>{escape(name)}</td><td class="n">{escape(percent(accuracy, 1))}</td>'
                     f'<td class="n">{int(row[k])} / {int(sum(row))}</td>'
-                    f'<td style="width:160px"><div class="bar"><i style="width:{width:.1f}%"></i></div></td></tr>')
+                    f'<td style="width:160px"><div class="bar"><i style="width:{accuracy * 100:.1f}%"></i></div></td></tr>')
     return ('<table><thead><tr><th>class</th><th class="n">accuracy</th><th class="n">correct / total</th>'
             f'<th></th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 

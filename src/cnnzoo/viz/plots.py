@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -298,23 +297,8 @@ def lr_find_figure(lrs: Sequence, losses: Sequence, smoothed: Sequence, suggesti
     return fig
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict[str, int | float | None]]:
-    """Rows of a run's metrics.csv or batch_loss.csv, every value checked and converted (None for an
-    empty cell) by the run directory's one table reader; a damaged file is one CnnzooError."""
-    from cnnzoo.train.rundir import RunDir
-
-    path = Path(path)
-    return RunDir(path.parent).read_table(path)
-
-
 def _column(rows: list[dict[str, int | float | None]], name: str) -> list[int | float | None]:
     return [row.get(name) for row in rows]
-
-
-def _steps_per_epoch(epochs: list) -> int | None:
-    """The usual number of batches in an epoch (the last epoch of a run may be cut short)."""
-    counts = Counter(epochs)
-    return counts.most_common(1)[0][1] if counts else None
 
 
 def misclassified_images(run_dir: Path, evaluation: dict):
@@ -334,7 +318,9 @@ def misclassified_images(run_dir: Path, evaluation: dict):
 def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     """Draw a run directory's curves (and, once evaluation.json exists, its confusion matrix and
     most confident mistakes) as PNGs inside it; return the paths written."""
-    from cnnzoo.train.rundir import RunDir  # here, not at import: drawing a figure needs no training code
+    # here, not at import: drawing a figure needs no training code
+    from cnnzoo.train.history import steps_per_epoch
+    from cnnzoo.train.rundir import RunDir
 
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
@@ -348,12 +334,12 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
         path = run.plot_path(kind)
         written.append(save_figure(fig, path, also_intact=run.disk_full_note(path)))
 
-    metrics = read_metrics(metrics_path) if metrics_path.is_file() else []
-    batches = read_metrics(batch_path) if batch_path.is_file() else []
+    metrics = run.read_metrics() if metrics_path.is_file() else []
+    batches = run.read_batch_loss() if batch_path.is_file() else []
 
     if batches:
         steps = _column(batches, "step")
-        save(loss_figure(steps, _column(batches, "loss"), _steps_per_epoch(_column(batches, "epoch"))), "loss")
+        save(loss_figure(steps, _column(batches, "loss"), steps_per_epoch(_column(batches, "epoch"))), "loss")
     if metrics:
         epochs = _column(metrics, "epoch")
         eval_mode = run.config_path.is_file() and run.read_config()[0].train_acc == "eval"
@@ -361,8 +347,7 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
                              train_label="train (eval mode)" if eval_mode else "train"), "accuracy")
     lrs = _column(batches, "lr")
     if batches and all(lr is not None for lr in lrs):
-        steps_per_epoch = _steps_per_epoch(_column(batches, "epoch"))
-        save(lr_figure(_column(batches, "step"), lrs, steps_per_epoch), "lr")
+        save(lr_figure(_column(batches, "step"), lrs, steps_per_epoch(_column(batches, "epoch"))), "lr")
     elif metrics and all(lr is not None for lr in _column(metrics, "lr")):
         save(lr_figure(_column(metrics, "epoch"), _column(metrics, "lr")), "lr")
 

@@ -7,7 +7,6 @@ attached to an issue or opened offline and shows the same everywhere.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 import os
@@ -18,6 +17,7 @@ from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig, model_from_config
 from cnnzoo.train.rundir import RunDir
+from cnnzoo.viz.notebook import escape, percent
 from cnnzoo.viz.plots import plot_run
 from cnnzoo.viz.report_inside import inside_section
 
@@ -52,20 +52,9 @@ pre{margin:0;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 _CURVES = (("loss", "Training loss per batch"), ("accuracy", "Accuracy per epoch"), ("lr", "Learning rate"))
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _percent(fraction: str | float | None) -> str:
-    try:
-        return f"{float(fraction) * 100:.2f}%"
-    except (TypeError, ValueError):
-        return "—"
-
-
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" loading="eager">'
+    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}" loading="eager">'
 
 
 def _stale(run: RunDir, evaluation: dict | None) -> bool:
@@ -98,8 +87,8 @@ def _model_summary(config: dict[str, Any], train_config: TrainConfig) -> str:
             model = model_from_config(train_config, len(classes) if classes else spec.num_classes)
         summary = str(summarize(model, input_shape))
     except Exception as exc:  # noqa: BLE001 - whatever broke, the rest of the report is still worth having
-        return f'<p class="note">The model could not be rebuilt from config.json to summarize it: {_e(exc)}</p>'
-    return f'<div class="scroll"><pre>{_e(summary)}</pre></div>'
+        return f'<p class="note">The model could not be rebuilt from config.json to summarize it: {escape(exc)}</p>'
+    return f'<div class="scroll"><pre>{escape(summary)}</pre></div>'
 
 
 # config.json's fields by what a reader looks for; a field not named here lands under "other".
@@ -153,8 +142,8 @@ def _config_value(value: Any) -> str:
 def _config_tables(config: dict[str, Any]) -> str:
     parts = []
     for group, values in _shown_config(config).items():
-        rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_config_value(v))}</td></tr>" for k, v in values.items())
-        parts.append(f'<h3>{_e(group)}</h3><div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>')
+        rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(_config_value(v))}</td></tr>" for k, v in values.items())
+        parts.append(f'<h3>{escape(group)}</h3><div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>')
     return "".join(parts)
 
 
@@ -176,13 +165,13 @@ def _metrics_table(rows: list[dict[str, int | float | None]], counts: dict[str, 
         return '<p class="note">No epoch has finished yet (metrics.csv is empty).</p>'
     # A column no epoch filled (val_acc without --val-split) says nothing.
     columns = [c for c in rows[0] if any(r.get(c) is not None for r in rows)]
-    head = "".join(f'<th class="num">{_e(c)}</th>' for c in columns)
-    body = "".join("<tr>" + "".join(f'<td class="num">{_e(_cell(c, r.get(c)))}</td>' for c in columns) + "</tr>"
+    head = "".join(f'<th class="num">{escape(c)}</th>' for c in columns)
+    body = "".join("<tr>" + "".join(f'<td class="num">{escape(_cell(c, r.get(c)))}</td>' for c in columns) + "</tr>"
                    for r in rows)
     measured = "; ".join(f"{column} on {counts[split]:,} {split} images" for column, split in
                          (("train_acc", "train"), ("val_acc", "val"), ("test_acc", "test"))
                          if column in columns and split in counts)
-    note = f'<p class="k">{_e(measured)}.</p>' if measured else ""
+    note = f'<p class="k">{escape(measured)}.</p>' if measured else ""
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}'
 
 
@@ -217,17 +206,17 @@ def _per_class_table(evaluation: dict[str, Any]) -> str:
         correct = confusion[k][k] if k < len(confusion) and k < len(confusion[k]) else 0
         width = 0.0 if math.isnan(value) else max(0.0, min(100.0, value * 100))
         body.append(
-            f'<tr><td>{_e(name)}<div class="bar"><span style="width:{width:.1f}%"></span></div></td>'
-            f'<td class="num">{_e(_percent(value))}</td><td class="num">{int(correct)} / {int(total)}</td></tr>'
+            f'<tr><td>{escape(name)}<div class="bar"><span style="width:{width:.1f}%"></span></div></td>'
+            f'<td class="num">{escape(percent(value))}</td><td class="num">{int(correct)} / {int(total)}</td></tr>'
         )
     return ('<div class="scroll"><table><thead><tr><th>class</th><th class="num">accuracy</th>'
             f'<th class="num">correct / total</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _card(label: str, value: str, element_id: str | None = None, data_value: str | None = None) -> str:
-    attrs = (f' id="{_e(element_id)}"' if element_id else "") + (
-        f' data-value="{_e(data_value)}"' if data_value is not None else "")
-    return f'<div class="card"><span class="k">{_e(label)}</span><span class="v"{attrs}>{_e(value)}</span></div>'
+    attrs = (f' id="{escape(element_id)}"' if element_id else "") + (
+        f' data-value="{escape(data_value)}"' if data_value is not None else "")
+    return f'<div class="card"><span class="k">{escape(label)}</span><span class="v"{attrs}>{escape(value)}</span></div>'
 
 
 def render_report(run_dir: str | os.PathLike) -> str:
@@ -258,29 +247,29 @@ def render_report(run_dir: str | os.PathLike) -> str:
         return f" ({counts[split]:,} images)" if split in counts else ""
 
     cards = [
-        _card("test accuracy" + on("test"), _percent(test_raw), "test-accuracy",
+        _card("test accuracy" + on("test"), percent(test_raw), "test-accuracy",
               None if test_raw is None else str(test_raw)),
         # Which "training accuracy": the batches as trained (running) or the course's eval-mode re-run.
         _card(("train accuracy, eval mode" if config.get("train_acc") == "eval" else "train accuracy, running")
-              + on("train"), _percent(last.get("train_acc"))),
+              + on("train"), percent(last.get("train_acc"))),
         _card("epochs", str(last.get("epoch", "0"))),
         _card("training time", f"{total_time:.1f} s" if metrics else "—"),
     ]
     if last.get("val_acc") is not None:
-        cards.insert(1, _card("validation accuracy" + on("val"), _percent(last["val_acc"])))
+        cards.insert(1, _card("validation accuracy" + on("val"), percent(last["val_acc"])))
     if isinstance(params, int):
         cards.append(_card("parameters", f"{params:,}"))
 
     model, dataset = config.get("model", "?"), config.get("dataset", "?")
     sections = [f'<section><h2>Metrics per epoch</h2>{_metrics_table(metrics, counts)}</section>']
-    curves = "".join(f"<h3>{_e(title)}</h3>{_image(run.plot_path(kind), title)}"
+    curves = "".join(f"<h3>{escape(title)}</h3>{_image(run.plot_path(kind), title)}"
                      for kind, title in _CURVES if run.plot_path(kind).is_file())
     sections.append(f"<section><h2>Curves</h2>{curves or '<p class=note>No curves yet.</p>'}</section>")
     if evaluation is not None:
         split = evaluation.get("split", "test")
-        parts = [(f"<p>{_e(split)} accuracy <strong>{_e(_percent(evaluation.get('accuracy')))}"
-                  f"</strong>{_e(' on ' + format(counts[split], ',') + ' images' if split in counts else '')}, "
-                  f"loss {_e(_loss(evaluation.get('loss')))}</p>"),
+        parts = [(f"<p>{escape(split)} accuracy <strong>{escape(percent(evaluation.get('accuracy')))}"
+                  f"</strong>{escape(' on ' + format(counts[split], ',') + ' images' if split in counts else '')}, "
+                  f"loss {escape(_loss(evaluation.get('loss')))}</p>"),
                  "<h3>Accuracy per class</h3>", _per_class_table(evaluation)]
         if run.plot_path("confusion").is_file():
             parts += ["<h3>Confusion matrix</h3>", _image(run.plot_path("confusion"), "confusion matrix")]
@@ -292,7 +281,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
         sections.append(f"<section><h2>Evaluation</h2>{''.join(parts)}</section>")
     else:
         sections.append('<section><h2>Evaluation</h2><p class="note">No evaluation.json yet: the run is '
-                        f"still training or was stopped; <code>cnnzoo train --resume {_e(run_dir)}</code> continues "
+                        f"still training or was stopped; <code>cnnzoo train --resume {escape(run_dir)}</code> continues "
                         "or finishes it.</p></section>")
     sections.append(inside_section(run, evaluation))
     sections.append(f"<section><h2>Model</h2>{_model_summary(config, train_config)}</section>")
@@ -303,14 +292,14 @@ def render_report(run_dir: str | os.PathLike) -> str:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(model)} on {_e(dataset)} — cnnzoo report</title>
+<title>{escape(model)} on {escape(dataset)} — cnnzoo report</title>
 <link rel="icon" href="data:,">
 <style>{_CSS}</style>
 </head>
 <body>
 <main>
-<header><h1>{_e(model)} on {_e(dataset)}</h1><p>run {_e(run_dir.name)}{
-    " · " + _e(config["created"]) if config.get("created") else ""}</p></header>
+<header><h1>{escape(model)} on {escape(dataset)}</h1><p>run {escape(run_dir.name)}{
+    " · " + escape(config["created"]) if config.get("created") else ""}</p></header>
 <div class="cards">{''.join(cards)}</div>
 {''.join(sections)}
 </main>

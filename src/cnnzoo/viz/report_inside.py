@@ -7,15 +7,13 @@ on this machine, captum not installed) the section says so in one sentence inste
 
 from __future__ import annotations
 
-import html
-
 from cnnzoo.data import InputSpec, load_split
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
 from cnnzoo.train.config import model_from_config
 from cnnzoo.train.rundir import RunDir
 from cnnzoo.viz.inside import combined_figure
-from cnnzoo.viz.notebook import figure_png, img_tag
+from cnnzoo.viz.notebook import escape, figure_png, img_tag
 
 __all__ = ["inside_section", "report_images"]
 
@@ -39,7 +37,7 @@ def inside_section(run: RunDir, evaluation: dict | None) -> str:
     try:
         body = _body(run, evaluation)
     except CnnzooError as error:
-        body = f'<p class="note">Not drawn: {html.escape(str(error))}</p>'
+        body = f'<p class="note">Not drawn: {escape(error)}</p>'
     return f'<section id="inside"><h2>Inside the network</h2>{body}</section>'
 
 
@@ -70,7 +68,7 @@ def _body(run: RunDir, evaluation: dict | None) -> str:
     picture = img_tag(figure_png(combined_figure(inspection), dpi=REPORT_DPI),
                       "filters, Grad-CAM, saliency and feature maps of test images")
     return (f"<p>Test images {', '.join(f'#{i}' for i in indices)} (mistakes' titles in red): what the model "
-            f"predicted, where it looked for that class (Grad-CAM at <code>{html.escape(inspection.gradcam_layer)}"
+            f"predicted, where it looked for that class (Grad-CAM at <code>{escape(inspection.gradcam_layer)}"
             f"</code>), which pixels move the score most (saliency), the filters of "
-            f"<code>{html.escape(inspection.filter_layer)}</code> and the first image's maps there. "
+            f"<code>{escape(inspection.filter_layer)}</code> and the first image's maps there. "
             f"<code>cnnzoo inspect</code> and <code>cnnzoo serve</code> show any image.</p>{picture}")

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.history import steps_per_epoch
 from cnnzoo.train.rundir import RunDir
 from cnnzoo.viz import notebook
-from cnnzoo.viz.plots import read_metrics
 
 
 def open_run(path: str | os.PathLike) -> RunCard:
@@ -43,10 +43,9 @@ class RunCard:
         self.config: dict[str, Any] = config
 
     @cached_property
-    def metrics(self) -> list[dict[str, str]]:
-        """metrics.csv's rows (one per finished epoch), as the strings stored."""
-        path = self.run.metrics_path
-        return read_metrics(path) if path.is_file() else []
+    def metrics(self) -> list[dict[str, int | float | None]]:
+        """metrics.csv's rows (one per finished epoch), checked and converted."""
+        return self.run.read_metrics() if self.run.metrics_path.is_file() else []
 
     @cached_property
     def evaluation(self) -> dict[str, Any] | None:
@@ -54,9 +53,12 @@ class RunCard:
         return _json(self.run.evaluation_path)
 
     @cached_property
+    def batch_rows(self) -> list[dict[str, int | float | None]]:
+        return self.run.read_batch_loss() if self.run.batch_loss_path.is_file() else []
+
+    @property
     def batch_loss(self) -> list[float]:
-        path = self.run.batch_loss_path
-        return [float(r["loss"]) for r in read_metrics(path)] if path.is_file() else []
+        return [float(r["loss"]) for r in self.batch_rows]
 
     @property
     def title(self) -> str:
@@ -69,16 +71,11 @@ class RunCard:
         last = self.metrics[-1].get("test_acc") if self.metrics else None
         return float(last) if last else None
 
-    def _steps_per_epoch(self) -> int | None:
-        path = self.run.batch_loss_path
-        epochs = [r["epoch"] for r in read_metrics(path)] if path.is_file() else []
-        return epochs.count(epochs[0]) if epochs else None
-
     def figure(self):
         """The run's curves (loss per batch, accuracy per epoch) as one Figure."""
         from cnnzoo.viz.plots import training_figure
 
-        return training_figure(self.batch_loss, self._steps_per_epoch(), self.metrics)
+        return training_figure(self.batch_loss, steps_per_epoch(r["epoch"] for r in self.batch_rows), self.metrics)
 
     def _facts(self) -> list[tuple[str, str]]:
         last = self.metrics[-1] if self.metrics else {}

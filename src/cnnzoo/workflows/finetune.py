@@ -1,24 +1,6 @@
-"""Transfer learning: a pretrained body, a new head, the head trained alone first, then every layer.
-
-Sources (``TrainConfig.finetune_from``):
-
-- ``torchvision:resnet18``: torchvision's ImageNet ResNet-18 (``ResNet18_Weights.IMAGENET1K_V1``),
-  downloaded by torchvision, or a state_dict file saved with ``torch.save`` (``weights=PATH``),
-  loaded with ``weights_only=True`` so a pickle that would run code is refused. It becomes the
-  zoo's ``resnet18_tv`` with a 1-channel stem whose filters are the sums of the RGB filters: a
-  grayscale image then gives exactly what the RGB network gives for that image replicated to
-  three channels. Inputs are normalized with ImageNet's channel statistics averaged over the
-  three channels (mean 0.449, std 0.226), the plain average because the summed stem weighs the
-  channels equally; the default input size is ImageNet's 224.
-- a cnnzoo run directory (or checkpoint): the same architecture, input size and normalization
-  as that run, starting from its best checkpoint.
-
-Unless ``keep_head``, the last linear layer is replaced by a freshly initialized one for the new
-class count. Training runs ``head_epochs`` epochs with only the head trainable, then every layer
-with discriminative learning rates: the top-level stages get geometrically growing fractions of
-the scheduled rate, from ``FIRST_STAGE_LR_SCALE`` for the first (the stem) to 1 for the last
-(containing the head). One schedule spans both phases; ``epochs`` counts both.
-"""
+"""Transfer learning: a pretrained body (torchvision's ImageNet ResNet-18, or a cnnzoo run), a new
+head trained alone for ``head_epochs``, then every layer at stage-wise rates (`param_groups`).
+One schedule spans both phases; ``epochs`` counts both."""
 
 from __future__ import annotations
 
@@ -26,6 +8,7 @@ import dataclasses
 import os
 from collections.abc import Iterable
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +23,22 @@ from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.loop import fit
-from cnnzoo.workflows.run import data_for, finish_run, model_for, write_run_config
+from cnnzoo.workflows.run import finish_run, model_for, prepare_run, write_run_config
 from cnnzoo.train.rundir import RunDir, default_run_name
 
 TORCHVISION_SOURCES = {"torchvision:resnet18": "resnet18_tv"}
+# torchvision:resnet18 becomes resnet18_tv, whose 1-channel stem sums the RGB filters: a grayscale
+# image gives what the RGB network gives for it replicated to three channels. The summed stem weighs
+# the channels equally, hence ImageNet's statistics plainly averaged; 224 is ImageNet's input size.
 IMAGENET_GRAY_MEAN = (0.485 + 0.456 + 0.406) / 3
 IMAGENET_GRAY_STD = (0.229 + 0.224 + 0.225) / 3
 FIRST_STAGE_LR_SCALE = 0.1
 
 
 def finetune_config(source: str, **overrides: Any) -> TrainConfig:
-    """The TrainConfig of a fine-tuning run from `source`; `overrides` are TrainConfig fields."""
+    """The TrainConfig of a fine-tuning run from `source` ("torchvision:resnet18", or a run directory or
+    checkpoint: its architecture, input size and normalization, from its best checkpoint);
+    `overrides` are TrainConfig fields."""
     if source in TORCHVISION_SOURCES:
         base = TrainConfig(model=TORCHVISION_SOURCES[source], input_size=224,
                            normalize_mean=IMAGENET_GRAY_MEAN, normalize_std=IMAGENET_GRAY_STD)
@@ -88,7 +76,8 @@ def _weights_problem(error: Exception) -> str:
 
 
 def load_torchvision_weights(source: str, weights: str | Path | None = None) -> dict[str, torch.Tensor]:
-    """The source's state_dict from `weights` (a torch.save file) or else torchvision's download."""
+    """The source's state_dict from `weights` (a torch.save file, loaded with weights_only so a pickle
+    that would run code is refused) or else torchvision's download (ResNet18_Weights.IMAGENET1K_V1)."""
     if weights is not None:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -138,7 +127,8 @@ def head_name(model: nn.Module) -> str:
 
 def pretrained_model(config: TrainConfig, num_classes: int, weights: str | Path | None = None,
                      keep_head: bool = False) -> nn.Module:
-    """`config.model` with the source's weights and, unless `keep_head`, a new head for `num_classes`."""
+    """`config.model` with the source's weights and, unless `keep_head`, a new head for `num_classes`
+    (the last linear layer, freshly initialized)."""
     model = model_for(config, num_classes)  # its freshly initialized head is the new head
     state = _source_state(config, weights)
     head = head_name(model)
@@ -251,11 +241,8 @@ def finetune_run(
         raise CnnzooError("A fine-tuning run needs finetune_from; build its config with finetune_config(source).")
     if weights is not None and config.finetune_from not in TORCHVISION_SOURCES:
         raise CnnzooError("--weights applies only to torchvision: sources; a run directory brings its own weights.")
-    runtime = Runtime.from_config(config)
-    runtime.configure_threads()
-    runtime.announce()
-    data = data_for(config, runtime.device)
-    model = pretrained_model(config, len(data.train.classes), weights=weights, keep_head=keep_head)
+    runtime, data, model = prepare_run(config, announce=True,
+                                       build_model=partial(pretrained_model, weights=weights, keep_head=keep_head))
     run_dir = RunDir.create(out, default_run_name(f"{config.model}-finetuned", config.dataset) if name is None
                             else name, overwrite=overwrite)
     weights_from = str(Path(weights).resolve()) if weights is not None else (
@@ -273,11 +260,7 @@ def finetune_run(
 def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig, quiet: bool = False,
                     callbacks: Iterable[Callback] = ()) -> tuple[RunDir, History]:
     """Continue an interrupted fine-tuning run in whichever phase it stopped (used by resume_run)."""
-    runtime = Runtime.from_config(config)
-    runtime.configure_threads()
-    runtime.announce()
-    data = data_for(config, runtime.device)
-    model = model_for(config, len(data.train.classes))
+    runtime, data, model = prepare_run(config, announce=True)
     history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks, resume=checkpoint)
     finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history

@@ -10,14 +10,12 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback
 from cnnzoo.train.checkpoint import Checkpoint, check_matches_run, load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
-from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.distributed import DistContext, launched_rank
-from cnnzoo.train.early_stopping import RECORD as EARLY_STOPPING_RECORD
 from cnnzoo.train.history import History
 from cnnzoo.train.loop import fit
 from cnnzoo.train.rundir import RunDir
 from cnnzoo.workflows.finetune import resume_finetune
-from cnnzoo.workflows.run import data_for, finish_run, model_for, stored_data_dir
+from cnnzoo.workflows.run import finish_run, prepare_run, stored_data_dir
 
 
 def resume_plan(path: str | Path | RunDir, epochs: int | None = None, device: str | None = None,
@@ -55,16 +53,13 @@ def needs_finishing(run_dir: RunDir) -> bool:
 def _finish_stopped(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig) -> tuple[RunDir, History]:
     """Write what a run stopped after its last epoch lacks, from the weights training ended with: the
     last checkpoint, or the best one where early stopping kept the best epoch's weights."""
-    runtime = Runtime.from_config(config)
-    runtime.configure_threads()
-    data = data_for(config, runtime.device)
+    runtime, data, model = prepare_run(config)
     weights = checkpoint
-    record = run_dir.path / EARLY_STOPPING_RECORD
-    if config.early_stop and record.is_file() and run_dir.best_checkpoint.is_file():
-        best_epoch = run_dir.read_json(EARLY_STOPPING_RECORD).get("best_epoch")
+    record = run_dir.read_json_if_any(run_dir.EARLY_STOPPING) if config.early_stop else None
+    if record is not None and run_dir.best_checkpoint.is_file():
+        best_epoch = record.get("best_epoch")
         if isinstance(best_epoch, int) and best_epoch != checkpoint.meta["epoch"]:
             weights = load_checkpoint(run_dir.best_checkpoint)
-    model = model_for(config, len(data.train.classes))
     load_model_state(model, weights.model_state, source=f"checkpoint {weights.path}")
     model.to(runtime.device)
     finish_run(run_dir, model, data, config, runtime)
@@ -92,12 +87,7 @@ def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], 
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
         return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
     dist = DistContext.from_env(config.device)
-    runtime = Runtime.from_config(config, dist.device)
-    runtime.configure_threads()
-    if dist.is_main:  # one line per run, not one per process
-        runtime.announce()
-    data = data_for(config, runtime.device)
-    model = model_for(config, len(data.train.classes))
+    runtime, data, model = prepare_run(config, dist.device, announce=dist.is_main)  # one line per run
     history = fit(model, data, config, run_dir=run_dir if dist.is_main else None, resume=checkpoint,
                   callbacks=callbacks, progress=progress, quiet=quiet, runtime=runtime, dist=dist)
     if dist.is_main:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from cnnzoo.train.distributed import DistContext
 from cnnzoo.train.fallback import runtime_after
 from cnnzoo.train.history import History
 from cnnzoo.train.callbacks import Callback
-from cnnzoo.train.evaluation import evaluate
+from cnnzoo.train.evaluation import evaluate, per_class_accuracy
 from cnnzoo.train.loop import fit
 from cnnzoo.train.rundir import RunDir, default_run_name
 
@@ -43,6 +43,25 @@ def data_for(config: TrainConfig, device: torch.device) -> DataBundle:
                      val_holdout=config.val_holdout)
     check_batches(config, len(data.train))
     return data
+
+
+class PreparedRun(NamedTuple):
+    runtime: Runtime
+    data: DataBundle
+    model: nn.Module
+
+
+def prepare_run(config: TrainConfig, device: torch.device | None = None, *, announce: bool = False,
+                build_model: Callable[[TrainConfig, int], nn.Module] = model_for) -> PreparedRun:
+    """What every way of training starts from: the runtime on `device` (default: the config's) with
+    its threads set, announced where `announce` (once per run: the main process), then the data and
+    `build_model(config, num_classes)`'s model (by default a fresh one from the config's seed)."""
+    runtime = Runtime.from_config(config, device)
+    runtime.configure_threads()
+    if announce:
+        runtime.announce()
+    data = data_for(config, runtime.device)
+    return PreparedRun(runtime, data, build_model(config, len(data.train.classes)))
 
 
 def check_batches(config: TrainConfig, train_images: int) -> None:
@@ -95,13 +114,12 @@ def evaluation_report(result, classes, max_misclassified: int = 32, source_index
     """`source_index`: each evaluated sample's position in the official file (the split's
     `source_indices()`), so that a mistake names the image whatever subset was evaluated."""
     confusion = result.confusion(len(classes))
-    per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
     wrong = (result.predictions != result.labels).nonzero().flatten()
     order = wrong[result.confidences[wrong].argsort(descending=True)][:max_misclassified]
     return {
         "split": "test", "accuracy": result.accuracy, "images": len(result.labels), "loss": result.loss,
         "classes": list(classes),
-        "per_class_accuracy": per_class, "confusion": confusion.tolist(),
+        "per_class_accuracy": per_class_accuracy(confusion), "confusion": confusion.tolist(),
         "misclassified": [{"index": int(source_index[i] if source_index is not None else i),
                            "true": int(result.labels[i]), "pred": int(result.predictions[i]),
                            "confidence": float(result.confidences[i])} for i in order],
@@ -133,12 +151,7 @@ def train_run(
     """
     config.validate()
     dist = DistContext.from_env(config.device)
-    runtime = Runtime.from_config(config, dist.device)
-    runtime.configure_threads()
-    if dist.is_main:  # one line per run, not one per process
-        runtime.announce()
-    data = data_for(config, runtime.device)
-    model = model_for(config, len(data.train.classes))
+    runtime, data, model = prepare_run(config, dist.device, announce=dist.is_main)  # one line per run
     if not dist.is_main:  # only rank 0 writes (and only its clock names the run)
         return None, fit(model, data, config, callbacks=callbacks, progress=progress, quiet=quiet, runtime=runtime,
                          dist=dist)
