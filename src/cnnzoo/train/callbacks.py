@@ -23,7 +23,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from cnnzoo.train.runtime import Runtime
     from cnnzoo.train.rundir import RunDir
 
-Progress = Literal["auto", "bar", "plot", "none"]
 HOOKS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_epoch_end", "on_fit_end")
 
 

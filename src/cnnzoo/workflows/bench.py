@@ -25,10 +25,9 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models import build_model
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.config import SWITCHES, TrainConfig
-from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fallback import runtime_after
 from cnnzoo.train.loop import fit, synchronize
-from cnnzoo.workflows.run import data_for, model_for, versions
+from cnnzoo.workflows.run import prepare_run, versions
 
 # Dense peak TFLOP/s by (device-name fragment, precision); H200 has the H100 SXM's compute. The
 # fp32 figures are TF32 tensor-core peaks: torch runs fp32 convolutions through cuDNN in TF32 by
@@ -202,10 +201,7 @@ def bench(config: TrainConfig, baseline: bool = False) -> dict[str, Any]:
     if config.epochs < 2:
         raise CnnzooError(f"cnnzoo bench needs --epochs 2 or more, got {config.epochs}: the first epoch is warm-up "
                           "and the steady state is timed on the epochs after it.")
-    runtime = Runtime.from_config(config)
-    runtime.configure_threads()
-    data = data_for(config, runtime.device)
-    model = model_for(config, len(data.train.classes))
+    runtime, data, model = prepare_run(config)
     size = InputSpec.from_config(config, data.info).input_size
     flops_per_image = train_step_flops(model, config.batch_size, (1, *size))
 
