@@ -12,7 +12,7 @@ from conftest import NOTEBOOKS
 TINY = {
     "01-lenet5.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 500},
     "02-batch-norm.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 500},
-    "03-alexnet-vgg.ipynb": {"SIZE": 72, "LIMIT_TRAIN": 128, "BENCH_EPOCHS": 1},
+    "03-alexnet-vgg.ipynb": {"SIZE": 72, "LIMIT_TRAIN": 128, "BENCH_EPOCHS": 2},  # bench times epochs after the first
     "04-resnet18-transfer.ipynb": {"SIZE": 32, "EPOCHS": 1, "LIMIT_TRAIN": 1024, "LIMIT_TEST": 128},
     "05-compare.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 4096, "LIMIT_TEST": 500},
     "06-keras-twins.ipynb": {"EPOCHS": 2, "LIMIT_TRAIN": 8000, "LIMIT_TEST": 500},
