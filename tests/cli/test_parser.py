@@ -68,7 +68,8 @@ def test_train_flag_choices_are_the_configs_value_lists(flag, values):
                                          ("--schedule", "schedule"), ("--seed", "seed"),
                                          ("--random-erasing", "random_erasing")])
 def test_the_fallback_a_help_line_names_is_the_configs_default(flag, field):
-    assert f"else {getattr(train_config.TrainConfig(), field)})" in _train_action(flag).help
+    value = getattr(train_config.TrainConfig(), field)
+    assert f"else {value if isinstance(value, str) else format(value, 'g')})" in _train_action(flag).help
 
 
 @pytest.mark.parametrize("field", sorted(train_config.FINETUNE_DEFAULTS))
@@ -98,3 +99,18 @@ def test_finetune_flags_not_set_by_fine_tuning_quote_train_configs_default(flag,
 def test_random_erasing_flag_reaches_the_config():
     assert build_parser().parse_args(["train", "--random-erasing", "0.5"]).random_erasing == 0.5
     assert build_parser().parse_args(["train"]).random_erasing is None  # unset: the recipe's, else off
+
+
+def test_every_field_in_a_train_section_is_a_train_flag_and_reaches_the_config_under_its_own_name():
+    from cnnzoo.cli.parser import TRAIN_GROUPS
+
+    for name, option in train_config.OPTIONS.items():
+        if option.group in TRAIN_GROUPS:
+            assert _train_action(option.flag_name(name)).dest == name
+        else:  # the fine-tuning fields are finetune's flags
+            assert _action("finetune", option.flag_name(name)).dest == name
+
+
+def test_a_flag_left_unset_is_none_so_the_recipe_decides():
+    args = build_parser().parse_args(["train"])
+    assert all(getattr(args, name) is None for name in train_config.OPTIONS if hasattr(args, name))

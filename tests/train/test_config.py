@@ -1,5 +1,7 @@
 """TrainConfig: what validate refuses, the dict round trip, and the model a config builds."""
 
+import re
+
 import pytest
 import torch
 
@@ -59,3 +61,52 @@ def test_model_from_config_builds_the_configs_model_for_the_class_count():
     model = model_from_config(config, 3)
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 3)
     assert any(isinstance(m, cnnzoo.nn.BatchNorm2d) for m in model.modules())  # norm="scratch" reached it
+
+
+# ---------------------------------------------------------------- the fields' Options
+from cnnzoo.train import config as train_config  # noqa: E402
+
+NOT_FLAGS = {"model_options", "normalize_mean", "normalize_std", "finetune_from"}  # --option; set by fine-tuning; --from
+
+
+def test_every_field_but_the_few_set_otherwise_carries_an_option():
+    assert set(TrainConfig.field_names()) - set(train_config.OPTIONS) == NOT_FLAGS
+
+
+@pytest.mark.parametrize("name", [n for n, o in train_config.OPTIONS.items() if o.choices])
+def test_a_value_outside_a_fields_choices_is_refused_naming_its_flag(name):
+    flag = train_config.OPTIONS[name].flag_name(name)
+    with pytest.raises(CnnzooError, match=f"^{flag} must be one of "):
+        TrainConfig(**{name: "no-such-value"}).validate()
+
+
+@pytest.mark.parametrize("name", [n for n, o in train_config.OPTIONS.items() if o.rule])
+@pytest.mark.parametrize("bad", [-1, "7", True, float("nan")])
+def test_a_value_breaking_a_fields_rule_is_refused_with_the_rule_in_words(name, bad):
+    option = train_config.OPTIONS[name]
+    with pytest.raises(CnnzooError, match=re.escape(f"{option.flag_name(name)} must be {option.must}, got {bad!r}.")):
+        TrainConfig(**{name: bad}).validate()
+
+
+@pytest.mark.parametrize("name", [n for n, d in train_config.FIELD_DEFAULTS.items() if isinstance(d, bool)])
+def test_a_switch_given_a_non_boolean_is_refused(name):
+    with pytest.raises(CnnzooError, match="must be true or false"):
+        TrainConfig(**{name: "yes"}).validate()
+
+
+def test_the_fast_path_table_names_real_fields_and_the_fallback_order_ends_with_the_safest():
+    import dataclasses
+
+    from cnnzoo.train.runtime import Runtime
+
+    runtime_fields = {f.name for f in dataclasses.fields(Runtime)}
+    for piece in train_config.FAST_PATH:
+        assert piece.name in TrainConfig.field_names()
+        assert set(piece.off) <= runtime_fields, piece
+    assert set(train_config.SWITCHES) <= runtime_fields
+    assert [p.name for p in train_config.FAST_PATH][:2] == ["cuda_graphs", "compile"]  # the riskiest go first
+
+
+def test_execution_fields_are_how_a_run_ran_not_what_it_learned():
+    assert {"seed", "device", "precision", *train_config.SWITCHES, "data_dir"} <= set(train_config.EXECUTION_FIELDS)
+    assert not {"lr", "epochs", "model", "optimizer", "batch_size"} & set(train_config.EXECUTION_FIELDS)

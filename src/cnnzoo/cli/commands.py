@@ -124,6 +124,7 @@ def _dry_run(args) -> int:
     fast-path pieces it would run with; read no data and write nothing."""
     from cnnzoo.data import InputSpec, resolve_data_root
     from cnnzoo.train import Runtime, TrainConfig
+    from cnnzoo.train.config import SWITCHES
     from cnnzoo.workflows.resume import resume_plan
     from cnnzoo.train.rundir import default_run_name
 
@@ -157,8 +158,7 @@ def _dry_run(args) -> int:
                                                  resolve_data_root(config.data_dir)))
     print(f"device {runtime['device']} ({runtime['device_name']}), precision {runtime['precision']}, "
           f"{runtime['threads']} CPU threads; fast path: "
-          + ", ".join(f"{k} {'on' if runtime[k] else 'off'}" for k in
-                      ("channels_last", "compile", "cuda_graphs", "fused_optimizer", "cudnn_benchmark")))
+          + ", ".join(f"{k} {'on' if runtime[k] else 'off'}" for k in SWITCHES))
     print(f"why: precision: {runtime['reasons']['precision']}; compile: {runtime['reasons']['compile']}")
     print(f"would write {target}; --dry-run: nothing loaded, trained or written")
     return 0
@@ -445,13 +445,12 @@ def cmd_bench(args) -> int:
     import json
 
     from cnnzoo.workflows.bench import bench, course_batch_size, format_table
-    from cnnzoo.train.config import SWITCHES
+    from cnnzoo.train import TrainConfig
 
     base = base_config(args.model, args.dataset)
-    switches = {k: getattr(args, k) for k in ("device", "precision", *SWITCHES, "limit_train", "data_dir", "norm")
-                if getattr(args, k) is not None}
+    flags = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k, None) is not None}
     batch_size = course_batch_size(args.model) if args.batch_size is None else args.batch_size
-    config = base.replace(epochs=args.epochs, batch_size=batch_size, **switches)
+    config = base.replace(**{**flags, "epochs": args.epochs, "batch_size": batch_size})
     refuse_idle_norm(config)
     result = bench(config, baseline=args.baseline)
     if args.json:

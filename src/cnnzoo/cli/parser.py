@@ -1,33 +1,17 @@
-"""The `cnnzoo` command line: every subcommand and flag. The training flags' choices are TrainConfig's
-value lists and their fallbacks its defaults, read from cnnzoo.train.config, so that neither is typed twice."""
+"""The `cnnzoo` command line: every subcommand and flag. The flags that set a TrainConfig field (train,
+lr-find, finetune, bench) are made from that field's Option (`add_config_flags`), so none is typed twice."""
 
 from __future__ import annotations
 
 import argparse
+import typing
 
 from cnnzoo.cli import commands
-from cnnzoo.train.config import (
-    AUTO_BOOL,
-    FINETUNE_DEFAULTS,
-    INITS,
-    NORMS,
-    OPTIMIZERS,
-    PRECISIONS,
-    RESIZE_MODES,
-    SCHEDULES,
-    SWITCHES,
-    TRAIN_ACC,
-    VAL_HOLDOUTS,
-    TrainConfig,
-)
+from cnnzoo.train.config import FIELD_DEFAULTS, FINETUNE_DEFAULTS, NORMS, OPTIONS, SWITCHES, TrainConfig
 
 RECIPE = "from the recipe"  # in help texts: the value comes from the recipe when one is used
 DEFAULTS = TrainConfig()  # what a run without a recipe uses, quoted in the help texts
 FINETUNE = DEFAULTS.replace(**FINETUNE_DEFAULTS)  # what `cnnzoo finetune` uses for a flag left unset
-
-
-def _on_off(value: bool) -> str:
-    return "on" if value else "off"
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -72,19 +56,57 @@ class _ChoicesOf:
         return value in self._values()
 
 
-def _add_early_stop_flags(g) -> None:
-    g.add_argument("--early-stop", type=int, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without validation progress and keep the best epoch's weights "
-                        "(needs --val-split; default: off)")
-    g.add_argument("--early-stop-min-delta", type=float, metavar="FRACTION",
-                   help="validation accuracy an epoch must gain to count as progress, e.g. 0.002 (default: 0)")
-
-
 def _add_logger_flags(g) -> None:
     g.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard event files to RUN_DIR/tensorboard (default: off)")
     g.add_argument("--mlflow", action="store_true",
                    help="also log to MLflow: $MLFLOW_TRACKING_URI, else a file store in RUN_DIR/mlruns (default: off)")
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+_KINDS = {name: next((kind for kind in (bool, int, float) if kind in typing.get_args(hint) or hint is kind), str)
+          for name, hint in typing.get_type_hints(TrainConfig).items()}
+
+
+def add_config_flags(group, names, *, recipe: bool = True, defaults: TrainConfig = DEFAULTS,
+                     shown: dict[str, str] | None = None) -> None:
+    """TrainConfig's fields `names` as flags, each made from its field's Option. A flag left unset stays
+    None, so the recipe (with `recipe`) or the command's `defaults` decide; the help says which."""
+    for name in names:
+        option, value = OPTIONS[name], getattr(defaults, name)
+        text = (shown or {}).get(name) or (option.shown if value == FIELD_DEFAULTS[name] and option.shown
+                                           else _shown(value))
+        source = f"{RECIPE}, else {text}" if recipe and option.from_recipe else text
+        kwargs = {"help": f"{option.help} (default: {source})".replace("%", "%%"), "dest": name}
+        if _KINDS[name] is bool:
+            kwargs.update(action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kwargs.update(type=_KINDS[name], choices=option.choices, metavar=option.metavar)
+        group.add_argument(option.flag_name(name), **kwargs)
+
+
+def _option_flag(g) -> None:
+    g.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
+                   help="model option such as activation=relu, repeatable (default: none)")
+
+
+# `cnnzoo train --help`'s sections, in order: every TrainConfig field whose Option names one is a flag.
+TRAIN_GROUPS = ("what to train", "optimization", "data", "execution")
+LR_FIND_FLAGS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_smoothing", "limit_train", "seed",
+                 "data_dir", "device")
+FINETUNE_FLAGS = ("dataset", "epochs", "head_epochs", "input_size", "batch_size", "lr", "momentum", "weight_decay",
+                  "warmup_epochs", "label_smoothing", "val_split", "crop_padding", "seed", "eval_batch_size",
+                  "limit_train", "limit_test", "optimizer", "schedule", "hflip", "data_dir", "device", "precision",
+                  "compile", "early_stop", "early_stop_min_delta")
+
+
+def _train_group(title: str) -> list[str]:
+    return [name for name, option in OPTIONS.items() if option.group == title]
 
 
 def _add_lr_find_parser(sub) -> None:
@@ -93,16 +115,10 @@ def _add_lr_find_parser(sub) -> None:
                                    "exponentially, plot loss against lr and print the rate where the loss falls "
                                    "fastest. Nothing is written but the plot. Unset flags come from the recipe "
                                    "<model>-<dataset> when one ships.")
-    _add_model_flags(p.add_argument_group("what to sweep"))
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="default: from the recipe")
-    p.add_argument("--batch-size", type=int, help="default: from the recipe")
-    p.add_argument("--momentum", type=float, help="SGD momentum (default: from the recipe)")
-    p.add_argument("--weight-decay", type=float, help="default: from the recipe")
-    p.add_argument("--label-smoothing", type=float, help="default: from the recipe")
-    p.add_argument("--limit-train", type=int, metavar="N", help="sweep on a seeded subset of N training images (default: all)")
-    p.add_argument("--seed", type=int, help="default: from the recipe")
-    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else a per-user cache)")
-    p.add_argument("--device", help="auto, cpu, cuda or mps (default: auto)")
+    g = p.add_argument_group("what to sweep")
+    add_config_flags(g, _train_group("what to train"))
+    _option_flag(g)
+    add_config_flags(p, LR_FIND_FLAGS)
     p.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate of the sweep (default: 1e-7)")
     p.add_argument("--end-lr", type=float, default=10.0, help="last learning rate of the sweep (default: 10)")
     p.add_argument("--steps", type=int, default=200, help="training steps in the sweep (default: 200)")
@@ -110,111 +126,13 @@ def _add_lr_find_parser(sub) -> None:
     p.set_defaults(func=commands.cmd_lr_find)
 
 
-def _add_model_flags(g) -> None:
-    """The flags that choose the model, its data and its recipe (train and lr-find share them)."""
-    g.add_argument("--model", help="model name, see `cnnzoo models` (default: lenet5, or the recipe's)")
-    g.add_argument("--dataset", help="fashion-mnist or mnist (default: fashion-mnist, or the recipe's)")
-    g.add_argument("--recipe", help="start from a shipped recipe, see `cnnzoo recipes` (default: MODEL-DATASET "
-                   "when it ships, else fallback settings)")
-    g.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
-                   help="model option such as activation=relu, repeatable (default: none)")
-    g.add_argument("--norm", choices=NORMS,
-                   help="batch-norm implementation for BN models (default: torch)")
-    g.add_argument("--init", choices=INITS,
-                   help="weight initialization: xavier = the course's (weights only, torch's biases), keras = Glorot "
-                        "weights and zero biases (default: from the recipe, else torch's own)")
-    g.add_argument("--resize", dest="input_size", type=int, metavar="PX",
-                   help="square input size in pixels (default: the model's, e.g. 224 for AlexNet)")
-
-
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     """Every TrainConfig field as a flag; unset flags keep the recipe's (or the default) value."""
-    _add_model_flags(p.add_argument_group("what to train"))
-    g = p.add_argument_group("optimization")
-    g.add_argument("--epochs", type=int, help=f"passes over the training set (default: {RECIPE}, else {DEFAULTS.epochs})")
-    g.add_argument("--batch-size", type=int,
-                   help=f"images per optimizer step, all processes together (default: {RECIPE}, else {DEFAULTS.batch_size})")
-    g.add_argument("--lr", type=float, help=f"peak learning rate (default: {RECIPE}, else {DEFAULTS.lr})")
-    g.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help="rmsprop_keras: Keras' RMSprop rule, eps inside the square root (default: from the recipe, "
-                        f"else {DEFAULTS.optimizer})")
-    g.add_argument("--momentum", type=float, help="SGD/RMSprop momentum (default: from the recipe, else 0.9 for SGD, "
-                                                   "0 for RMSprop)")
-    g.add_argument("--rho", type=float, help="RMSprop's squared-gradient decay, torch's alpha (default: from the "
-                                             "recipe, else 0.99 for rmsprop, 0.9 for rmsprop_keras)")
-    g.add_argument("--eps", type=float, help="optimizer epsilon for Adam/AdamW/RMSprop (default: from the recipe, else "
-                                             "1e-8, 1e-7 for rmsprop_keras)")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"Nesterov momentum for SGD (default: {RECIPE}, else {_on_off(DEFAULTS.nesterov)})")
-    g.add_argument("--weight-decay", type=float, help=f"L2 / decoupled weight decay (default: {RECIPE}, else {DEFAULTS.weight_decay:g})")
-    g.add_argument("--schedule", choices=SCHEDULES,
-                   help=f"learning-rate schedule over the run (default: {RECIPE}, else {DEFAULTS.schedule})")
-    g.add_argument("--warmup-epochs", type=float,
-                   help=f"linear warm-up length, may be fractional (default: {RECIPE}, else {DEFAULTS.warmup_epochs:g})")
-    g.add_argument("--label-smoothing", type=float, help=f"cross-entropy label smoothing (default: {RECIPE}, else {DEFAULTS.label_smoothing:g})")
-    g.add_argument("--grad-clip", type=float, metavar="NORM",
-                   help=f"clip the gradient norm (default: {RECIPE}, else no clipping)")
-    g = p.add_argument_group("data")
-    g.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
-    g.add_argument("--val-split", type=float,
-                   help=f"fraction of train held out for validation, e.g. 0.2 (default: {RECIPE}, else {DEFAULTS.val_split:g})")
-    _add_early_stop_flags(g)
-    g.add_argument("--val-holdout", choices=VAL_HOLDOUTS,
-                   help="which images --val-split holds out: random (seeded), or last, as Keras' validation_split "
-                        f"(default: {RECIPE}, else {DEFAULTS.val_holdout})")
-    g.add_argument("--resize-mode", choices=RESIZE_MODES,
-                   help="how --resize scales: tensor (float bilinear on the device) or pil (Pillow's uint8 resize, "
-                        f"as the course) (default: {RECIPE}, else {DEFAULTS.resize_mode})")
-    g.add_argument("--crop-padding", type=int,
-                   help=f"random-crop augmentation padding in pixels (default: {RECIPE}, else {DEFAULTS.crop_padding})")
-    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"random horizontal flips (default: {RECIPE}, else {_on_off(DEFAULTS.hflip)})")
-    g.add_argument("--random-erasing", type=float, metavar="P",
-                   help="erase a random box (2-40%% of the image, random pixel values) of each training image with "
-                        f"probability P, e.g. 0.5; 0 is off (default: {RECIPE}, else {DEFAULTS.random_erasing})")
-    g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"mean/std normalization of the inputs (default: {RECIPE}, else {_on_off(DEFAULTS.normalize)})")
-    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"test-time augmentation with mirrored images (default: {RECIPE}, else {_on_off(DEFAULTS.tta)})")
-    g.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
-    g.add_argument("--limit-test", type=int, metavar="N",
-                   help="evaluate on a seeded subset of N test images (default: all)")
-    g = p.add_argument_group("execution")
-    g.add_argument("--seed", type=int, help=f"seed of weights, shuffling and augmentation (default: {RECIPE}, else {DEFAULTS.seed})")
-    g.add_argument("--train-acc", choices=TRAIN_ACC,
-                   help="training accuracy reported: running (train mode, during the epoch) or eval (the course's: "
-                        "whole training set re-evaluated in eval mode, inside the epoch's time) (default: from the "
-                        f"recipe, else {DEFAULTS.train_acc})")
-    _add_execution_switches(g)
-    g.add_argument("--eval-batch-size", type=int, help=f"images per evaluation batch (default: {DEFAULTS.eval_batch_size})")
-    g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
-                   help="with several processes, batch norm over the global batch; needs --norm torch (default: off)")
-
-
-# The fast path's pieces (TrainConfig's SWITCHES), each auto/on/off so it can be measured alone.
-FAST_PATH_HELP = {
-    "compile": "torch.compile (default auto: on for CUDA compute capability >= 7.0, which Triton needs; "
-               "eager on older cards, MPS and the CPU)",
-    "channels_last": "NHWC memory format (default auto: CUDA, and CPU models without batch norm)",
-    "cuda_graphs": "CUDA graphs through torch.compile for models under 5M parameters (default auto: on)",
-    "fused_optimizer": "one fused kernel per optimizer step (default auto: on for CUDA)",
-    "cudnn_benchmark": "cuDNN's per-shape algorithm search (default auto: on for CUDA)",
-}
-
-
-# What --precision auto picks, by device (train/runtime.py decides; `cnnzoo doctor` says it for this machine).
-PRECISION_HELP = ("default auto, by device: CUDA compute capability >= 8.0 (A100, L4, H100/H200, Blackwell): bf16 "
-                  "autocast | 7.0-7.5 (V100, Colab's T4): fp16 autocast with a gradient scaler | below 7.0 (P100, "
-                  "GTX 10xx): fp32 | Apple MPS: fp32 | CPU: fp32. fp32, bf16 and fp16 force one; bf16 below 8.0 "
-                  "runs emulated (slow) and says so")
-
-
-def _add_execution_switches(group) -> None:
-    group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto, the NVIDIA GPU when there is "
-                                        "one, else a Mac's MPS GPU, else the CPU)")
-    group.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
-    for switch in SWITCHES:
-        group.add_argument(f"--{switch.replace('_', '-')}", choices=AUTO_BOOL, help=FAST_PATH_HELP[switch])
+    for title in TRAIN_GROUPS:
+        g = p.add_argument_group(title)
+        add_config_flags(g, _train_group(title))
+        if title == "what to train":
+            _option_flag(g)
 
 
 TRAIN_EXAMPLES = """examples:
@@ -346,12 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the first epoch is warm-up, the rest steady state (default: 2)")
     p.add_argument("--baseline", action="store_true", help="also time the course's DataLoader loop")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--limit-train", type=int, metavar="N",
-                   help="time on a seeded subset of N training images (default: all)")
-    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
-    _add_execution_switches(p)
-    p.add_argument("--norm", choices=NORMS,
-                   help="batch-norm implementation for BN models (default: torch)")
+    add_config_flags(p, ("limit_train", "data_dir", "device", "precision", *SWITCHES, "norm"), recipe=False)
     p.set_defaults(func=commands.cmd_bench)
 
     p = sub.add_parser("recipes", help="list the shipped recipes with their expected accuracy and time")
@@ -381,38 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-head", action="store_true", help="keep the source's classifier instead of a new one")
     # Every value flag is left None when unset, so finetune_config applies FINETUNE_DEFAULTS; the help
     # texts quote the same values from FINETUNE.
-    p.add_argument("--dataset", help=f"fashion-mnist or mnist (default: {FINETUNE.dataset})")
-    p.add_argument("--epochs", type=int, help=f"all epochs, the head-only ones included (default: {FINETUNE.epochs})")
-    p.add_argument("--head-epochs", type=int,
-                   help=f"epochs training only the new head first (default: {FINETUNE.head_epochs})")
-    p.add_argument("--resize", dest="input_size", type=int, metavar="PX", help="input size (default: the source's)")
-    for flag, kind, text in (("--batch-size", int, "images per step"),
-                             ("--lr", float, "peak learning rate"),
-                             ("--momentum", float, "SGD momentum"),
-                             ("--weight-decay", float, "weight decay"),
-                             ("--warmup-epochs", float, "linear warm-up length"),
-                             ("--label-smoothing", float, "cross-entropy label smoothing"),
-                             ("--val-split", float, "fraction of train held out for validation"),
-                             ("--crop-padding", int, "random-crop padding in pixels"),
-                             ("--seed", int, "seed of the new head, shuffling and augmentation"),
-                             ("--eval-batch-size", int, "images per evaluation batch")):
-        p.add_argument(flag, type=kind, help=f"{text} (default: {getattr(FINETUNE, flag[2:].replace('-', '_')):g})")
-    p.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
-    p.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images (default: all)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default: {FINETUNE.optimizer})")
-    p.add_argument("--schedule", choices=SCHEDULES, help=f"learning-rate schedule (default: {FINETUNE.schedule})")
-    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"random horizontal flips (default: {_on_off(FINETUNE.hflip)})")
-    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
-    p.add_argument("--device", help=f"auto, cpu, cuda or mps (default: {FINETUNE.device})")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help=f"autocast precision (default: {FINETUNE.precision}, bf16 on CUDA and fp32 on the CPU)")
-    p.add_argument("--compile", choices=AUTO_BOOL, help=f"torch.compile (default: {FINETUNE.compile}, on for CUDA)")
+    add_config_flags(p, FINETUNE_FLAGS, recipe=False, defaults=FINETUNE, shown={"input_size": "the source's",
+                                                                                  "dataset": FINETUNE.dataset})
     p.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
     p.add_argument("--name", help="run name (default: <time>-<model>-finetuned-<dataset>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    _add_early_stop_flags(p)
     _add_logger_flags(p)
     p.set_defaults(func=commands.cmd_finetune)
 

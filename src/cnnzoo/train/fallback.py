@@ -2,7 +2,7 @@
 
 A compiler missing, a graph capture an op refuses, a kernel a GPU lacks: a failure surfaces at the
 first steps of each batch shape or at evaluation. The step (cnnzoo.train.fastpath.TrainStep, a
-FallbackChain) then turns the next piece off in FALLBACK_ORDER, says so in one line, puts back the
+FallbackChain) then turns the next piece off in FAST_PATH's order (train/config.py), says so in one line, puts back the
 state from before the failed step and runs it again. A piece the user asked for explicitly (`on`,
 `--precision bf16`) is never turned off: the run stops with one sentence. With several processes
 nothing falls back (every rank would have to agree on the failed step).
@@ -23,19 +23,12 @@ import torch
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.checkpoint import restore_rng_state, rng_state
+from cnnzoo.train.config import FAST_PATH, FAST_PATH_PIECES
 from cnnzoo.train.optim import load_optimizer_state
 from cnnzoo.train.runtime import PRECISION_NAMES, Runtime
 
 T = TypeVar("T")
 
-# Turned off in this order: the riskiest and least essential first; autocast changes the numbers most.
-FALLBACK_ORDER = ("cuda_graphs", "compile", "precision", "channels_last", "fused_optimizer", "cudnn_benchmark")
-PIECE_NAMES = {"cuda_graphs": "the captured step (CUDA graph)", "compile": "torch.compile", "precision": "autocast",
-               "channels_last": "channels_last", "fused_optimizer": "the fused optimizer",
-               "cudnn_benchmark": "cudnn.benchmark"}
-_OFF = {"cuda_graphs": {"cuda_graphs": False}, "compile": {"compile": False, "cuda_graphs": False},
-        "precision": {"amp_dtype": None}, "channels_last": {"channels_last": False},
-        "fused_optimizer": {"fused_optimizer": False}, "cudnn_benchmark": {"cudnn_benchmark": False}}
 
 
 def missing_compile_toolchain(device: torch.device, backend: Any = "inductor") -> str | None:
@@ -91,12 +84,12 @@ class FallbackChain:
               "precision": runtime.amp_dtype is not None, "channels_last": runtime.channels_last,
               "fused_optimizer": runtime.fused_optimizer and any(g.get("fused") for g in self.optimizer.param_groups),
               "cudnn_benchmark": runtime.cudnn_benchmark}
-        return [piece for piece in FALLBACK_ORDER if on[piece]]
+        return [piece.name for piece in FAST_PATH if on[piece.name]]
 
     def _piece_name(self, piece: str) -> str:
         if piece == "precision":  # bf16 or fp16: the one that ran
             return f"{PRECISION_NAMES[self.runtime.amp_dtype]} autocast"
-        return PIECE_NAMES[piece]
+        return FAST_PATH_PIECES[piece].label
 
     def _retrying(self, run: Callable[[], T], epoch: int, where: str, snapshot: dict[str, Any] | None = None) -> T:
         """`run()`; each time it fails, again with the next piece off (and the state of `snapshot`)."""
@@ -173,8 +166,8 @@ class FallbackChain:
 
 
 def without(runtime: Runtime, piece: str) -> Runtime:
-    """`runtime` with one fast-path piece (a FALLBACK_ORDER name) turned off."""
-    return dataclasses.replace(runtime, **_OFF[piece])
+    """`runtime` with one fast-path piece (a FAST_PATH name) turned off."""
+    return dataclasses.replace(runtime, **FAST_PATH_PIECES[piece].off)
 
 
 def runtime_after(runtime: Runtime, fallbacks: list[dict[str, Any]]) -> Runtime:

@@ -174,10 +174,9 @@ class Runtime:
             "compile": compile_reason,
             "cuda_graphs": (f"--cuda-graphs {config.cuda_graphs} on {where}" if graphs_possible or not cuda
                             else "off: they are recorded by torch.compile, which this card cannot run"),
-            "channels_last": f"--channels-last {config.channels_last} on {where}",
-            "fused_optimizer": f"--fused-optimizer {config.fused_optimizer} on {where}",
-            "cudnn_benchmark": f"--cudnn-benchmark {config.cudnn_benchmark} on {where}",
         }
+        for name in ("channels_last", "fused_optimizer", "cudnn_benchmark"):  # nothing but the setting decides these
+            reasons[name] = f"--{name.replace('_', '-')} {getattr(config, name)} on {where}"
         forced = {name for name in SWITCHES if getattr(config, name) == "on"}
         return cls(
             forced=frozenset(forced | ({"precision"} if config.precision != "auto" and precision != "fp32" else set())),
@@ -233,11 +232,7 @@ class Runtime:
             "compute_capability": None if capability is None else f"{capability[0]}.{capability[1]}",
             "precision": PRECISION_NAMES[self.amp_dtype],
             "grad_scaler": self.grad_scaler,
-            "channels_last": self.channels_last,
-            "compile": self.compile,
-            "cuda_graphs": self.cuda_graphs,
-            "fused_optimizer": self.fused_optimizer,
-            "cudnn_benchmark": self.cudnn_benchmark,
+            **{name: getattr(self, name) for name in SWITCHES},
             "threads": torch.get_num_threads(),
             "reasons": dict(self.reasons),
         }

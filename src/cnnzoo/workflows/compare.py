@@ -34,10 +34,6 @@ class RunRecord:
     setup: dict[str, Any]  # what was trained: the config without seed and execution details
 
 
-# How or where a run executed, not what it trained: runs that differ only in these and in the seed
-# are repetitions of one setup and share a leaderboard row.
-_NOT_SETUP = {"seed", "recipe", "device", "data_dir", "precision", "compile", "channels_last", "cuda_graphs",
-              "fused_optimizer", "cudnn_benchmark", "eval_batch_size"}
 
 
 @dataclass
@@ -68,9 +64,11 @@ def _mult_adds(config, num_classes: int, input_shape: tuple[int, int, int]) -> i
 
 def read_run(path: str | Path) -> RunRecord:
     """A RunRecord from a run directory written by `cnnzoo train` (it must have finished an epoch)."""
-    from cnnzoo.data import DATASETS
+    from cnnzoo.data import DATASETS, InputSpec
     from cnnzoo.train import RunDir
-    from cnnzoo.data import InputSpec
+    # How or where a run executed, not what it trained: runs that differ only in these (the seed among
+    # them) are repetitions of one setup and share a leaderboard row.
+    from cnnzoo.train.config import EXECUTION_FIELDS
 
     run = RunDir.open(path)
     if not run.metrics_path.is_file():
@@ -92,7 +90,7 @@ def read_run(path: str | Path) -> RunRecord:
         seed=config.seed, params=int(values.get("num_params") or 0), mult_adds=_mult_adds(config, num_classes, input_shape),
         epochs=len(rows), train_s=sum(times), images_per_s=images / sum(times), test_acc=test_acc,
         test_curve=[r["test_acc"] for r in rows],
-        setup={k: v for k, v in config.to_dict().items() if k not in _NOT_SETUP},
+        setup={k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS},
     )
 
 
