@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -26,7 +27,7 @@ def test_a_finished_run_shows_accuracy_curves_per_class_and_confusion(run_dir, a
     assert [image.size[0] > 400 for image in _images(page)] == [True, True]  # curves, confusion matrix
     assert card.test_accuracy == pytest.approx(0.91234)
     text = str(card)
-    assert "test accuracy: 91.23%" in text and "confusion matrix" in text and "<" not in text.split("\n", 1)[1]
+    assert "test accuracy: 91.23%" in text and "confusion matrix" in text and "<" not in text.split("\n", 1)[1].replace(HOSTILE, "")  # no markup of its own
 
 
 def test_a_run_still_training_says_it_has_not_finished(new_run, assert_valid_html):
@@ -38,18 +39,27 @@ def test_a_run_still_training_says_it_has_not_finished(new_run, assert_valid_htm
 
 
 def test_values_from_the_run_are_escaped(run_dir):
-    config = (run_dir / "config.json").read_text().replace('"lenet5"', '"<script>x</script>"', 1)
+    page = cnnzoo.open_run(run_dir)._repr_html_()  # the fixture's recipe name is HOSTILE
+    assert HOSTILE not in page and "&lt;script&gt;document.title" in page
+
+
+def test_a_damaged_config_or_evaluation_is_one_sentence_naming_the_file_and_the_field(run_dir):
+    config = (run_dir / "config.json").read_text()
+    (run_dir / "config.json").write_text(config.replace('"lenet5"', '"<script>x</script>"', 1))
+    with pytest.raises(CnnzooError, match=r"config\.json .*setting no run can use .*Unknown model"):
+        cnnzoo.open_run(run_dir)
     (run_dir / "config.json").write_text(config)
-    page = cnnzoo.open_run(run_dir)._repr_html_()
-    assert "<script>x" not in page and "&lt;script&gt;x" in page
-    assert HOSTILE not in page
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    (run_dir / "evaluation.json").write_text(json.dumps({**evaluation, "accuracy": 7}))
+    with pytest.raises(CnnzooError, match=r"evaluation\.json.*'accuracy'"):
+        str(cnnzoo.open_run(run_dir))
 
 
 def test_a_folder_that_is_no_run_is_one_clear_sentence(tmp_path):
     with pytest.raises(CnnzooError, match="not a cnnzoo run directory"):
         cnnzoo.open_run(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(CnnzooError, match="cannot be read as JSON"):
+    with pytest.raises(CnnzooError, match=r"config\.json is damaged: it is not valid JSON"):
         cnnzoo.open_run(tmp_path)
 
 

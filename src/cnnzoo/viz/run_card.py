@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -20,27 +19,14 @@ def open_run(path: str | os.PathLike) -> RunCard:
     return RunCard(path)
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise CnnzooError(f"{path} cannot be read as JSON ({error}); it is damaged, train the run again.") from None
-    if not isinstance(values, dict):
-        raise CnnzooError(f"{path} does not hold a JSON object; it is damaged, train the run again.")
-    return values
-
-
 class RunCard:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.run = RunDir(self.path)
-        config = _json(self.run.config_path)
-        if config is None:
+        if not self.run.config_path.is_file():
             raise CnnzooError(f"{str(self.path)!r} is not a cnnzoo run directory (it has no {RunDir.CONFIG}); "
                               "pass a folder written by `cnnzoo train` or `cnnzoo.train_run`.")
-        self.config: dict[str, Any] = config
+        self.train_config, self.config = self.run.read_config()  # checked against the schema: one sentence if damaged
 
     @cached_property
     def metrics(self) -> list[dict[str, int | float | None]]:
@@ -49,8 +35,8 @@ class RunCard:
 
     @cached_property
     def evaluation(self) -> dict[str, Any] | None:
-        """evaluation.json (written when training ends), or None before that."""
-        return _json(self.run.evaluation_path)
+        """evaluation.json (written when training ends) checked field by field, or None before that."""
+        return self.run.read_evaluation() if self.run.evaluation_path.is_file() else None
 
     @cached_property
     def batch_rows(self) -> list[dict[str, int | float | None]]:
@@ -62,7 +48,7 @@ class RunCard:
 
     @property
     def title(self) -> str:
-        return f"{self.config.get('model', '?')} on {self.config.get('dataset', '?')}"
+        return f"{self.train_config.model} on {self.train_config.dataset}"
 
     @property
     def test_accuracy(self) -> float | None:
@@ -83,10 +69,12 @@ class RunCard:
         if last.get("val_acc"):
             facts.append(("validation accuracy", notebook.percent(last["val_acc"])))
         facts += [("train accuracy", notebook.percent(last.get("train_acc"))),
-                  ("epochs", f"{last.get('epoch', 0)} of {self.config.get('epochs', '?')}"),
+                  ("epochs", f"{last.get('epoch', 0)} of {self.train_config.epochs}"),
                   ("training time", f"{sum(float(r['time_s']) for r in self.metrics if r.get('time_s')):.1f} s")]
         if isinstance(self.config.get("num_params"), int):
             facts.append(("parameters", f"{self.config['num_params']:,}"))
+        if self.train_config.recipe:
+            facts.append(("recipe", self.train_config.recipe))
         return facts
 
     def _repr_html_(self) -> str:
