@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,26 +14,8 @@ import torch
 from PIL import Image
 
 from cnnzoo.cli import main
+from conftest import QUICK, assert_one_line_error, run_cli
 from hold_for_interrupt import HOLDING
-
-QUICK = ["--epochs", "1", "--batch-size", "64", "--limit-train", "512", "--limit-test", "256", "--device", "cpu",
-         "--quiet"]
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code == 2
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("cnnzoo: error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-
 
 def test_models_lists_every_model_with_counts(capsys):
     code, out, _ = run_cli(capsys, "models")
@@ -56,15 +37,6 @@ def test_summary_is_a_keras_like_table(capsys):
 def test_summary_errors_are_one_sentence(capsys, args, words):
     code, _, err = run_cli(capsys, *args)
     assert_one_line_error(code, err, *words)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("runs")
-    code = main(["train", "--model", "lenet_bn", "--dataset", "fashion-mnist", "--out", str(out), "--name", "r",
-                 "--warmup-epochs", "0", *QUICK[:-1], "--limit-train", "2048", "--batch-size", "32"])
-    assert code == 0
-    return out / "r"
 
 
 def test_train_writes_a_complete_run_directory(trained_run):
