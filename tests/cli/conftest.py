@@ -1,5 +1,5 @@
-"""Shared by the command-line tests: the quick training flags, running `cnnzoo` in-process, the
-one-line error check, and one short trained run."""
+"""Shared by the command-line tests: the quick training flags, a name too long for any file
+system, running `cnnzoo` in-process, the one-line error check, and one short trained run."""
 
 import pytest
 
@@ -7,6 +7,7 @@ from cnnzoo.cli import main
 
 QUICK = ["--epochs", "1", "--batch-size", "64", "--limit-train", "512", "--limit-test", "256", "--device", "cpu",
          "--quiet"]
+LONG_NAME = "n" * 300  # longer than any file system's 255 bytes a name
 
 
 def run_cli(capsys, *args):
