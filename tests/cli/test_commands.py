@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_helpers import LONG_NAME, QUICK, assert_one_line_error, run_cli
 from cnnzoo.cli import main
-from conftest import LONG_NAME, QUICK, assert_one_line_error, run_cli
 from hold_for_interrupt import HOLDING
 
 

@@ -4,8 +4,8 @@ every bad input answered with one line and exit status 2."""
 import pytest
 from PIL import Image
 
+from cli_helpers import LONG_NAME, QUICK, assert_one_line_error, run_cli
 from cnnzoo.cli import main
-from conftest import LONG_NAME, QUICK, assert_one_line_error, run_cli
 
 
 def test_evaluate_prints_accuracy_per_class_and_confusion(capsys, trained_run):

@@ -4,7 +4,7 @@ answered with one line and exit status 2."""
 import pytest
 import torch
 
-from conftest import LONG_NAME, assert_one_line_error, run_cli
+from cli_helpers import LONG_NAME, assert_one_line_error, run_cli
 
 
 def test_models_lists_every_model_with_counts(capsys):
