@@ -1,4 +1,5 @@
-"""The command line end to end, and every bad input answered with one line and exit status 2."""
+"""`cnnzoo train`, `lr-find` and `bench` end to end (cli/commands.py), and every bad input answered with
+one line and exit status 2."""
 
 import csv
 import json
@@ -7,64 +8,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
+from cli_helpers import LONG_NAME, QUICK, assert_one_line_error, run_cli
 from cnnzoo.cli import main
 from hold_for_interrupt import HOLDING
-
-QUICK = ["--epochs", "1", "--batch-size", "64", "--limit-train", "512", "--limit-test", "256", "--device", "cpu",
-         "--quiet"]
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code == 2
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("cnnzoo: error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-
-
-def test_models_lists_every_model_with_counts(capsys):
-    code, out, _ = run_cli(capsys, "models")
-    assert code == 0
-    assert "61,706" in out and "46,764,746" in out and "resnet18_tv" in out
-
-
-def test_summary_is_a_keras_like_table(capsys):
-    code, out, _ = run_cli(capsys, "summary", "lenet5")
-    assert code == 0
-    assert "61,706" in out and "Conv2d" in out and "[1, 6, 28, 28]" in out.replace("(", "[").replace(")", "]")
-
-
-@pytest.mark.parametrize("args, words", [
-    (["summary", "lenet6"], ["Unknown model", "lenet5"]),
-    (["summary", "alexnet", "--input", "1x32x32"], ["at least 65x65"]),
-    (["summary", "lenet5_classic", "--option", "activaton=relu"], ["activaton", "activation"]),
-])
-def test_summary_errors_are_one_sentence(capsys, args, words):
-    code, _, err = run_cli(capsys, *args)
-    assert_one_line_error(code, err, *words)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("runs")
-    code = main(["train", "--model", "lenet_bn", "--dataset", "fashion-mnist", "--out", str(out), "--name", "r",
-                 "--warmup-epochs", "0", *QUICK[:-1], "--limit-train", "2048", "--batch-size", "32"])
-    assert code == 0
-    return out / "r"
 
 
 def test_train_writes_a_complete_run_directory(trained_run):
@@ -77,32 +28,6 @@ def test_train_writes_a_complete_run_directory(trained_run):
     rows = list(csv.DictReader(open(trained_run / "metrics.csv")))
     assert len(rows) == 1 and float(rows[0]["test_acc"]) > 0.5
     assert len(list(csv.DictReader(open(trained_run / "batch_loss.csv")))) == 64
-
-
-def test_evaluate_prints_accuracy_per_class_and_confusion(capsys, trained_run):
-    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--device", "cpu")
-    assert code == 0
-    assert "test accuracy" in out and "Ankle boot" in out and "confusion matrix" in out
-    assert (trained_run / "confusion-test.png").stat().st_size > 0
-
-
-def test_predict_a_png_written_from_a_test_image(capsys, tmp_path, trained_run, data_root):
-    from cnnzoo.data import load_split
-
-    test = load_split("fashion-mnist", "test", root=data_root)
-    png = tmp_path / "boot.png"
-    Image.fromarray(test.images[0, 0].numpy()).save(png)  # test image 0 is an ankle boot
-    not_image = tmp_path / "notes.png"
-    not_image.write_text("hello")
-    empty = tmp_path / "empty.png"
-    empty.write_bytes(b"")
-    code, out, err = run_cli(capsys, "predict", trained_run, png, not_image, empty, "--device", "cpu",
-                             "--top-k", "2")
-    assert code == 2  # some inputs were bad
-    assert out.startswith(f"{png}: ") and out.count("%") == 2
-    errors = err.strip().splitlines()
-    assert len(errors) == 2 and all(e.startswith("cnnzoo: error: ") for e in errors)
-    assert "notes.png" in errors[0] and "empty.png" in errors[1]
 
 
 @pytest.mark.parametrize("args, words", [
@@ -137,15 +62,6 @@ def test_existing_run_name_and_unwritable_out(capsys, tmp_path, trained_run):
     blocker.write_text("")
     code, _, err = run_cli(capsys, "train", "--out", blocker / "runs", "--name", "x", *QUICK)
     assert_one_line_error(code, err, "Cannot write the run directory")
-
-
-def test_evaluate_and_predict_refuse_bad_checkpoints(capsys, tmp_path):
-    bogus = tmp_path / "model.safetensors"
-    bogus.write_bytes(b"\x80\x04K\x01.")
-    code, _, err = run_cli(capsys, "evaluate", bogus)
-    assert_one_line_error(code, err, "pickle")
-    code, _, err = run_cli(capsys, "predict", tmp_path, bogus)
-    assert_one_line_error(code, err, "config.json")
 
 
 def test_out_of_memory_names_the_batch_size(capsys, tmp_path, data_root, monkeypatch):
@@ -205,34 +121,6 @@ def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path, data_
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_draw_show_and_report_commands_write_files(capsys, tmp_path, trained_run, data_root):
-    from PIL import Image as PILImage
-
-    code, out, _ = run_cli(capsys, "draw", "lenet5", "-o", tmp_path / "lenet5.svg")
-    assert code == 0 and (tmp_path / "lenet5.svg").read_text().lstrip().startswith("<?xml")
-    code, _, _ = run_cli(capsys, "show", "mnist", "--n", "12", "-o", tmp_path / "grid.png")
-    assert code == 0 and min(PILImage.open(tmp_path / "grid.png").size) > 200
-    code, _, _ = run_cli(capsys, "report", trained_run, "-o", tmp_path / "report.html")
-    assert code == 0 and "test-accuracy" in (tmp_path / "report.html").read_text()
-    assert (trained_run / "report.html").is_file()  # every training run writes its report too
-    code, _, _ = run_cli(capsys, "draw", "resnet18", "--style", "layered", "-o", tmp_path / "r.png")
-    assert code == 0 and (tmp_path / "r.png").stat().st_size > 0
-    code, _, err = run_cli(capsys, "report", tmp_path)
-    assert_one_line_error(code, err, "not a cnnzoo run directory")
-
-
-def test_a_reader_that_leaves_early_gets_no_traceback():
-    # `cnnzoo summary resnet18 | head -1`: the pipe is closed before cnnzoo writes.
-    import subprocess
-    import sys
-
-    child = subprocess.Popen([sys.executable, "-m", "cnnzoo", "summary", "resnet18"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    child.stdout.close()
-    _, err = child.communicate(timeout=120)
-    assert "Traceback" not in err and child.returncode == 1, err
-
-
 @pytest.mark.parametrize("name", ["/tmp/elsewhere", ".", "..", "a/b"])
 def test_run_names_cannot_reach_outside_out(capsys, tmp_path, name):
     code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--name", name, *QUICK)
@@ -284,17 +172,9 @@ def test_resume_to_more_epochs_on_another_device_setting_updates_config_json(cap
     assert len(list(csv.DictReader((run / "metrics.csv").open()))) == 2
 
 
-def test_bench_and_predict_refuse_zero_counts(capsys, trained_run):
+def test_bench_refuses_a_zero_batch_size(capsys):
     code, _, err = run_cli(capsys, "bench", "--device", "cpu", "--model", "lenet5", "--batch-size", "0")
     assert_one_line_error(code, err, "--batch-size")
-    code, _, err = run_cli(capsys, "predict", trained_run, "whatever.png", "--top-k", "0")
-    assert_one_line_error(code, err, "--top-k")
-
-
-def test_writing_onto_a_folder_is_one_clear_error(capsys, tmp_path, trained_run):
-    (tmp_path / "folder").mkdir()
-    code, _, err = run_cli(capsys, "report", trained_run, "-o", tmp_path / "folder")
-    assert_one_line_error(code, err, "is a folder")
 
 
 def test_run_files_are_readable_by_others_under_a_usual_umask(trained_run):
@@ -305,41 +185,6 @@ def test_run_files_are_readable_by_others_under_a_usual_umask(trained_run):
         umask = os.umask(0)
         os.umask(umask)
         assert mode == 0o666 & ~umask, (name, oct(mode))
-
-
-def test_evaluate_uses_tta_when_the_run_did(capsys, tmp_path, data_root):
-    assert main(["train", "--model", "lenet_bn", "--out", str(tmp_path), "--name", "tta", "--tta", "--warmup-epochs",
-                 "0", *QUICK, "--limit-train", "2048", "--batch-size", "32"]) == 0
-    capsys.readouterr()
-
-    def first_line(*flags):
-        code, out, _ = run_cli(capsys, "evaluate", tmp_path / "tta", "--device", "cpu", *flags)
-        assert code == 0
-        return out.splitlines()[0]  # "test accuracy A%  loss L  (N images)"
-
-    default = first_line()
-    assert default == first_line("--tta") and default != first_line("--no-tta")
-
-
-def test_a_run_whose_data_folder_is_gone_evaluates_from_cnnzoo_data(capsys, tmp_path, trained_run, monkeypatch,
-                                                                    data_root):
-    # A run moved to another machine names a data folder that does not exist there.
-    import shutil
-
-    from cnnzoo.train import load_checkpoint, save_checkpoint
-    from cnnzoo.workflows.run import model_for
-
-    run = tmp_path / "moved"
-    shutil.copytree(trained_run, run)
-    checkpoint = load_checkpoint(run)
-    meta = {**checkpoint.meta, "config": {**checkpoint.config, "data_dir": str(tmp_path / "gone")}}
-    model = model_for(checkpoint.train_config(), len(meta["classes"]))
-    model.load_state_dict(checkpoint.model_state)
-    save_checkpoint(run / "checkpoints" / "last.safetensors", model, meta)
-    monkeypatch.setenv("CNNZOO_DATA", str(data_root))
-    code, out, _ = run_cli(capsys, "evaluate", run, "--device", "cpu")
-    assert code == 0 and "test accuracy" in out
-    assert not (tmp_path / "gone").exists()
 
 
 def _snapshot(folder):
@@ -397,19 +242,6 @@ def test_training_without_a_recipe_says_which_fallback_settings_it_uses(capsys, 
     assert done == f"done: test accuracy {done.split()[3]} on 256 test images; report {tmp_path / 'x' / 'report.html'}"
 
 
-def test_show_draws_random_and_per_class_grids(capsys, tmp_path, data_root):
-    from PIL import Image as PILImage
-
-    code, out, _ = run_cli(capsys, "show", "fashion-mnist", "--per-class", "3", "--seed", "4", "-o", tmp_path / "c.png")
-    assert code == 0 and out.strip() == f"wrote {tmp_path / 'c.png'}"
-    width, height = PILImage.open(tmp_path / "c.png").size
-    assert height > 2 * width  # ten rows of three
-    code, _, _ = run_cli(capsys, "show", "mnist", "--random", "--n", "8", "-o", tmp_path / "r.png")
-    assert code == 0 and (tmp_path / "r.png").stat().st_size > 0
-    code, _, err = run_cli(capsys, "show", "mnist", "--per-class", "0", "-o", tmp_path / "x.png")
-    assert_one_line_error(code, err, "--per-class")
-
-
 def test_lr_find_prints_a_suggestion_and_writes_only_its_plot(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, _ = run_cli(capsys, "lr-find", "--model", "lenet5", "--limit-train", "512", "--batch-size", "32",
@@ -464,20 +296,6 @@ def test_a_logger_without_its_package_fails_before_training(capsys, tmp_path, mo
     assert not (tmp_path / "x").exists()
 
 
-def test_doctor_says_what_auto_runs_on_each_device_and_why(capsys, data_root, monkeypatch, fake_cuda_card):
-    fake_cuda_card((7, 5), "Tesla T4", ("sm_75", "sm_80"))
-    code, out, _ = run_cli(capsys, "doctor", "--data-dir", data_root)  # with data: doctor exits 0
-    assert code == 0
-    assert ("device cuda:0: Tesla T4: precision fp16 (auto on Tesla T4 (compute capability 7.5): fp16 autocast with "
-            "a gradient scaler, since its tensor cores run fp16 but not bf16); compile on") in out
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    code, out, _ = run_cli(capsys, "doctor", "--data-dir", data_root)
-    assert "device mps: Apple GPU (MPS): precision fp32 (auto on MPS: fp32" in out
-    assert "device: no CUDA GPU found; auto trains on mps" in out
-
-
 def test_dry_run_says_why_on_a_t4(capsys, tmp_path, monkeypatch, fake_cuda_card):
     fake_cuda_card((7, 5), "Tesla T4", ("sm_75", "sm_80"))
     monkeypatch.chdir(tmp_path)
@@ -494,34 +312,10 @@ def test_mps_where_there_is_none_is_one_line(capsys, tmp_path, monkeypatch):
     assert_one_line_error(code, err, "--device mps was asked for but this torch build has no MPS support")
 
 
-def test_inspect_writes_one_png_of_test_images_and_files(capsys, tmp_path, trained_lenet_run, data_root):
-    from cnnzoo.data import load_split
-
-    image = tmp_path / "shoe.png"
-    Image.fromarray(255 - load_split("fashion-mnist", "test", root=data_root).images[0, 0].numpy()).save(image)
-    output = tmp_path / "inside.png"
-    code, out, err = run_cli(capsys, "inspect", trained_lenet_run, image, "--test-index", "0", "12",
-                             "--layer", "features.2", "-o", output)
-    assert code == 0, err
-    assert out.splitlines()[0].startswith("shoe.png: ") and out.splitlines()[1].startswith("test #0: ")
-    assert Image.open(output).size[1] > Image.open(output).size[0]  # overview, filters and maps stacked
-    code, _, err = run_cli(capsys, "inspect", trained_lenet_run, "-o", tmp_path / "none.png")
-    assert code == 2 and "name the images to inspect" in err
-
-
 # ---------------------------------------------------------------- user input that once raised a traceback
-_LONG = "n" * 300  # longer than any file system's 255 bytes a name
-
-
 @pytest.mark.parametrize("args, words", [
-    (["train", "--model", "lenet5", *QUICK, "--out", "{tmp}", "--name", _LONG], ["--name is 300 bytes"]),
-    (["train", "--model", "lenet5", *QUICK, "--out", "{tmp}/" + _LONG], ["Cannot use the path", "longer than"]),
-    (["evaluate", "{tmp}/" + _LONG], ["Cannot use the path", "longer than"]),
-    (["show", "fashion-mnist", "--output", "{tmp}/" + _LONG + "/x.png"], ["Cannot use the path", "longer than"]),
-    (["show", "fashion-mnist", "--output", "{tmp}/file/x.png"], ["file is a file, not a folder"]),
-    (["show", "fashion-mnist", "--seed", "-1"], ["--seed must be a whole number of at least 0"]),
-    (["show", "fashion-mnist", "--n", "100000"], ["--n 100000", "at most 1000"]),
-    (["show", "fashion-mnist", "--per-class", "6000"], ["--per-class 6000", "at most 100 of each class"]),
+    (["train", "--model", "lenet5", *QUICK, "--out", "{tmp}", "--name", LONG_NAME], ["--name is 300 bytes"]),
+    (["train", "--model", "lenet5", *QUICK, "--out", "{tmp}/" + LONG_NAME], ["Cannot use the path", "longer than"]),
     (["train", "--model", "lenet5", *QUICK, "--grad-clip", "inf", "--out", "{tmp}"], ["--grad-clip must be a finite"]),
     (["train", "--model", "lenet_bn", *QUICK, "--batch-size", "1", "--out", "{tmp}"], ["--batch-size 1", "lenet_bn"]),
     (["train", "--model", "lenet_bn", *QUICK, "--limit-train", "129", "--out", "{tmp}"],
@@ -529,23 +323,6 @@ _LONG = "n" * 300  # longer than any file system's 255 bytes a name
 ])
 def test_hostile_input_is_one_sentence_naming_the_flag_or_path(capsys, tmp_path, data_root, args, words):
     (tmp_path / "file").write_text("a file where a folder is expected")
-    code, _, err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args], *(
-        ["--data-dir", data_root] if args[0] in ("train", "show") else []))
+    code, _, err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args], "--data-dir", data_root)
     assert_one_line_error(code, err, *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing half made
-
-
-def test_cpu_out_of_memory_is_one_sentence(capsys, monkeypatch):
-    import cnnzoo.cli.commands as commands
-
-    def allocate(args):
-        torch.empty(2**62, dtype=torch.uint8)  # what an absurd --batch-size or --input-size meets
-
-    monkeypatch.setattr(commands, "cmd_models", allocate)
-    code, _, err = run_cli(capsys, "models")
-    assert_one_line_error(code, err, "ran out of memory", "--batch-size")
-
-
-def test_doctor_fails_when_no_data_set_is_usable(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "doctor", "--data-dir", tmp_path)
-    assert code == 1 and "no data set is usable" in out

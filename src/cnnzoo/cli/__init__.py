@@ -1,5 +1,6 @@
-"""The `cnnzoo` command: argparse subcommands (parser), each a thin shell over the Python API (commands);
-launch relaunches a command under torchrun, format prints tables and numbers."""
+"""The `cnnzoo` command: argparse subcommands (parser), each a thin shell over the Python API (commands:
+training; zoo: the models, data sets and machine; runs: a trained model); launch relaunches a command
+under torchrun, format prints tables and numbers."""
 
 from __future__ import annotations
 

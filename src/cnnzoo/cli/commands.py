@@ -1,5 +1,8 @@
-"""What each `cnnzoo` subcommand does (`cmd_<name>(args)`): a thin shell over the Python API; each
-imports what it needs when it runs, so that building the parser stays torch-free."""
+"""The commands that train or time models (`train`, `lr-find`, `finetune`, `bench`, `compare`, `recipes`)
+and how a run's TrainConfig comes from a recipe and the flags: each `cmd_<name>(args)` a thin shell over
+the Python API, importing what it needs when it runs, so that building the parser stays torch-free.
+The commands that look at the zoo or the machine are in cli/zoo.py; those that look at a trained model
+in cli/runs.py."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnzoo.cli.format import human, print_table
+from cnnzoo.cli.format import print_table
 from cnnzoo.cli.launch import launch_torchrun
 from cnnzoo.errors import CnnzooError
 
@@ -15,33 +18,7 @@ from cnnzoo.errors import CnnzooError
 FALLBACK_SHOWN = ("optimizer", "lr", "epochs", "batch_size")
 
 
-# ---------------------------------------------------------------- models / summary
-def cmd_models(args) -> int:
-    from cnnzoo.models.summary import models_table
-
-    rows = models_table()
-    header = ("model", "input", "classes", "params", "mult-adds", "form and origin")
-    lines = [(r.name, "×".join(map(str, r.input_shape)), str(r.num_classes), f"{r.params:,}", human(r.mult_adds),
-              r.description) for r in rows]
-    print_table(header, lines, right=(2, 3, 4))
-    return 0
-
-
-def cmd_summary(args) -> int:
-    from cnnzoo.models import build_model, get_model_spec
-    from cnnzoo.models.summary import summarize
-
-    spec = get_model_spec(args.model)
-    channels, h, w = args.input or spec.input_shape
-    if h != w:
-        raise CnnzooError(f"--input must be square for the zoo's models, got {h}×{w}.")
-    model = build_model(args.model, num_classes=args.classes, in_channels=channels, input_size=h,
-                        norm=args.norm, **dict(args.option or []))
-    print(summarize(model, (channels, h, w), name=args.model))
-    return 0
-
-
-# ---------------------------------------------------------------- train / evaluate / predict
+# ---------------------------------------------------------------- train / lr-find / finetune
 def base_config(model: str, dataset: str, announce: bool = False):
     """The shipped recipe `<model>-<dataset>` when there is one, else plain defaults."""
     from cnnzoo.recipes import recipe_for
@@ -198,75 +175,6 @@ def _print_done(run_dir) -> None:
     print(f"done: test accuracy {measured}; report {run_dir.report_path}")
 
 
-def cmd_evaluate(args) -> int:
-    from cnnzoo.data import load_split
-    from cnnzoo.train import evaluate
-    from cnnzoo.train.runtime import Runtime
-    from cnnzoo.workflows import load_trained
-    from cnnzoo.workflows.run import evaluation_report, stored_data_dir
-
-    trained = load_trained(args.run, device=args.device)
-    config = trained.config
-    split = load_split(config.dataset, args.split, root=args.data_dir or stored_data_dir(config),
-                       device=next(trained.model.parameters()).device)
-    runtime = Runtime.from_config(config.replace(device=args.device))
-    runtime.configure_threads()
-    result = evaluate(trained.model, split, **trained.input_spec.kwargs(), batch_size=config.eval_batch_size,
-                      runtime=runtime,
-                      tta=config.tta if args.tta is None else args.tta)
-    report = evaluation_report(result, trained.classes)
-    print(f"{args.split} accuracy {100 * result.accuracy:.2f}%  loss {result.loss:.4f}  ({len(split)} images)")
-    print()
-    print_table(("class", "accuracy"), [(c, f"{100 * a:.1f}%") for c, a in
-                                         zip(trained.classes, report["per_class_accuracy"])], right=(1,))
-    from cnnzoo.viz.notebook import confusion_text
-
-    print("\n" + confusion_text(report["confusion"], trained.classes))
-    out = Path(args.out) if args.out else _png_beside(args.run, f"confusion-{args.split}.png")
-    from cnnzoo.viz.plots import confusion_figure, save_figure
-
-    save_figure(confusion_figure(report["confusion"], trained.classes), out)
-    print(f"\nconfusion matrix image: {out}")
-    return 0
-
-
-def _png_beside(run: str, name: str) -> Path:
-    from cnnzoo.train.rundir import RunDir
-
-    path = Path(run)
-    return (path if path.is_dir() else path.parent.parent if path.parent.name == RunDir.CHECKPOINTS
-            else path.parent) / name
-
-
-def cmd_predict(args) -> int:
-    import torch
-
-    from cnnzoo.data import load_image
-    from cnnzoo.data import canonical_dataset_name
-    from cnnzoo.train import predict
-    from cnnzoo.workflows import load_trained
-
-    if args.top_k < 1:
-        raise CnnzooError(f"--top-k must be a positive number of classes, got {args.top_k}.")
-    trained = load_trained(args.checkpoint, device=args.device)
-    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
-    # Frame each image the way the model's training images were made.
-    framing = canonical_dataset_name(trained.config.dataset)
-    failures = 0
-    for path in args.images:
-        try:
-            image = load_image(path, invert=invert, framing=framing)
-        except CnnzooError as error:
-            print(f"cnnzoo: error: {error}", file=sys.stderr)
-            failures += 1
-            continue
-        probabilities = predict(trained.model, image.unsqueeze(0), **trained.input_spec.kwargs())[0]
-        top = torch.topk(probabilities, min(args.top_k, len(trained.classes)))
-        ranked = ", ".join(f"{trained.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist()))
-        print(f"{path}: {ranked}")
-    return 2 if failures else 0
-
-
 def cmd_lr_find(args) -> int:
     from cnnzoo.train.lr_finder import RULE_STEEPEST, check_sweep, lr_find
     from cnnzoo.workflows.run import prepare_run
@@ -306,137 +214,6 @@ def cmd_finetune(args) -> int:
                                     name=args.name, overwrite=args.overwrite, quiet=args.quiet,
                                     callbacks=_loggers(args))
     _print_done(run_dir)
-    return 0
-
-
-def cmd_export(args) -> int:
-    from cnnzoo.workflows.export import export_model
-
-    result = export_model(args.source, args.output, format=args.format, check=args.check, data_dir=args.data_dir)
-    checked = ("not checked" if result.max_abs_diff is None
-               else f"matches PyTorch to {result.max_abs_diff:.1e} on real test images")
-    if result.format == "keras":
-        spec = result.input_spec
-        normalized = "" if spec.mean is None else f", normalized with mean {spec.mean} and std {spec.std}"
-        takes = (f"float N×{spec.input_size[0]}×{spec.input_size[1]}×{result.channels} in "
-                 f"(pixels / 255, resized{normalized})")
-    else:
-        takes = "uint8 N×1×28×28 in"
-    print(f"wrote {result.path} ({result.format}, {takes}, {len(result.classes)} logits out; {checked})")
-    return 0
-
-
-def cmd_doctor(args) -> int:
-    import platform
-
-    import torch
-    import torchvision
-
-    from cnnzoo import __version__
-    from cnnzoo.data import DATASETS, load_split, resolve_data_root
-
-    print(f"cnnzoo {__version__}  torch {torch.__version__}  torchvision {torchvision.__version__}  "
-          f"python {platform.python_version()}")
-    from cnnzoo.device import mps_available
-    from cnnzoo.train import Runtime, TrainConfig
-
-    gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    for name in gpus + (["mps"] if mps_available() else []):
-        # What `--precision auto` and the fast path would choose there, and why (train/runtime.py decides).
-        chosen = Runtime.from_config(TrainConfig(device=name)).describe()
-        print(f"device {name}: {chosen['device_name']}: precision {chosen['precision']} "
-              f"({chosen['reasons']['precision']}); compile {'on' if chosen['compile'] else 'off'} "
-              f"({chosen['reasons']['compile']})")
-    if not gpus:
-        print("device: no CUDA GPU found" + ("; auto trains on mps" if mps_available() else "; cpu only"))
-    print(f"cpu threads: {torch.get_num_threads()}")
-    root = resolve_data_root(args.data_dir)
-    print(f"data root: {root}")
-    usable = 0
-    for name in DATASETS:
-        try:
-            sizes = [len(load_split(name, split, root=root, download=False)) for split in ("train", "test")]
-            # Every file load_split reads, .gz or extracted, is checked against its official MD5.
-            print(f"  {name}: present, checksums verified ({sizes[0]:,} train / {sizes[1]:,} test images)")
-            usable += 1
-        except CnnzooError as error:
-            print(f"  {name}: not usable: {error}")
-    if not usable:
-        print(f"no data set is usable under {root}; set CNNZOO_DATA (or --data-dir) to the folder that holds "
-              "them, or run any training command to download them.")
-        return 1
-    return 0
-
-
-# ---------------------------------------------------------------- pictures
-def cmd_draw(args) -> int:
-    from cnnzoo.viz.diagrams import draw_model
-
-    print(f"wrote {draw_model(args.model, args.output, style=args.style, input_shape=args.input)}")
-    return 0
-
-
-MAX_SHOWN = 1000  # images in one `cnnzoo show` figure (a hundred of each of ten classes with --per-class)
-
-
-def cmd_show(args) -> int:
-    from cnnzoo.data import load_split
-    from cnnzoo.viz.plots import display_sample, image_grid_figure, save_figure
-
-    per_class = args.per_class is not None
-    count = args.per_class if per_class else args.n
-    flag = "--per-class" if per_class else "--n"
-    if count < 1:
-        raise CnnzooError(f"{flag} must be a positive number of images, got {count}.")
-    # Drawing takes about a second per hundred images, and past this a grid is no longer legible.
-    most = MAX_SHOWN // 10 if per_class else MAX_SHOWN
-    if count > most:
-        raise CnnzooError(f"{flag} {count} asks for more images than one figure shows legibly; ask for at most {most}"
-                          f"{' of each class' if per_class else ''}.")
-    if args.seed is not None and args.seed < 0:
-        raise CnnzooError(f"--seed must be a whole number of at least 0, got {args.seed}.")
-    seed = args.seed if args.seed is not None else 0 if args.random else None
-    split = load_split(args.dataset, args.split, root=args.data_dir)
-    labels = split.labels.tolist()
-    chosen = display_sample(labels, count, seed=seed, per_class=per_class)
-    which = "first" if seed is None else f"random (seed {seed})"
-    shown = f"{which} {count} of each class" if per_class else f"{which} {len(chosen)} images"
-    figure = image_grid_figure(split.images[chosen], [labels[i] for i in chosen], split.classes,
-                               ncols=count if per_class else 8, title=f"{args.dataset} {args.split}: {shown}")
-    output = args.output or f"{args.dataset}-{args.split}.png"
-    print(f"wrote {save_figure(figure, output)}")
-    return 0
-
-
-def cmd_inspect(args) -> int:
-    from cnnzoo.viz.inside import combined_figure
-    from cnnzoo.viz.plots import image_format, save_figure
-    from cnnzoo.workflows.look_inside import inspect
-
-    image_format(args.output)  # a bad file name fails before the model loads
-    if not args.images and not args.test_index:
-        raise CnnzooError("name the images to inspect: image files, or --test-index N with test-set indices.")
-    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
-    inspection = inspect(args.run, [*args.images, *args.test_index], target=args.target, invert=invert,
-                         device=args.device)
-    for source, ranked in zip(inspection.sources, inspection.top_k(3)):
-        print(f"{source}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked))
-    print(f"wrote {save_figure(combined_figure(inspection, args.layer), args.output)}")
-    return 0
-
-
-def cmd_serve(args) -> int:
-    from cnnzoo.workflows.serve import serve
-
-    serve(args.run, host=args.host, port=args.port, device=args.device)
-    return 0
-
-def cmd_report(args) -> int:
-    from cnnzoo.train import RunDir
-    from cnnzoo.viz.report import write_report
-
-    run_dir = RunDir.open(args.run)
-    print(f"wrote {write_report(run_dir.path, args.output)}")
     return 0
 
 

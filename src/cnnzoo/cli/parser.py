@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import typing
 
-from cnnzoo.cli import commands
+from cnnzoo.cli import commands, runs, zoo
 from cnnzoo.train.config import FIELD_DEFAULTS, FINETUNE_DEFAULTS, NORMS, OPTIONS, SWITCHES, TrainConfig
 
 RECIPE = "from the recipe"  # in help texts: the value comes from the recipe when one is used
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("models", help="list every model with its input, classes, parameters and mult-adds")
-    p.set_defaults(func=commands.cmd_models)
+    p.set_defaults(func=zoo.cmd_models)
 
     p = sub.add_parser("summary", help="Keras-like layer table of a model")
     p.add_argument("model")
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch-norm implementation for BN models (default: torch)")
     p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
                    help="model option such as activation=relu, repeatable (default: none)")
-    p.set_defaults(func=commands.cmd_summary)
+    p.set_defaults(func=zoo.cmd_summary)
 
     p = sub.add_parser("train", help="train a model; writes a run directory", epilog=TRAIN_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--data-dir", help="data root (default: the run's, else $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("-o", "--out", help="confusion-matrix PNG (default: beside the run)")
-    p.set_defaults(func=commands.cmd_evaluate)
+    p.set_defaults(func=runs.cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files with a trained model")
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="invert to white-on-black like the data (default auto: when the background is light)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
-    p.set_defaults(func=commands.cmd_predict)
+    p.set_defaults(func=runs.cmd_predict)
 
     p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
     p.add_argument("model")
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: layered)")
     p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
     p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.svg (required)")
-    p.set_defaults(func=commands.cmd_draw)
+    p.set_defaults(func=zoo.cmd_draw)
 
     p = sub.add_parser("show", help="a grid of data-set images with their class names, as PNG")
     p.add_argument("dataset")
@@ -225,12 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K images of every class, a row per class, instead of --n (default: off)")
     p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
     p.add_argument("-o", "--output", help="PNG file (default: DATASET-SPLIT.png)")
-    p.set_defaults(func=commands.cmd_show)
+    p.set_defaults(func=zoo.cmd_show)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a run")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("-o", "--output", help="HTML file (default: RUN_DIR/report.html)")
-    p.set_defaults(func=commands.cmd_report)
+    p.set_defaults(func=runs.cmd_report)
 
     p = sub.add_parser("inspect", help="what a trained model computes for some images: feature maps, filters, "
                                        "Grad-CAM and saliency, as one PNG (needs cnnzoo[inspect])")
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="invert image files to white-on-black like the data (default auto: when the background is light)")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
     p.add_argument("-o", "--output", required=True, help="FILE.png, .svg or .pdf (required)")
-    p.set_defaults(func=commands.cmd_inspect)
+    p.set_defaults(func=runs.cmd_inspect)
 
     p = sub.add_parser("serve", help="a local web page to draw, upload or pick an image and see what a trained "
                                      "model makes of it (needs cnnzoo[serve])")
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="TCP port; 0 picks a free one (default: 7860)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
-    p.set_defaults(func=commands.cmd_serve)
+    p.set_defaults(func=runs.cmd_serve)
 
     p = sub.add_parser("bench", help="seconds per epoch, images/s, TFLOP/s and memory (optionally vs the course loop)")
     p.add_argument("--model", default="lenet5", help="model to time, see `cnnzoo models` (default: lenet5, about "
@@ -312,9 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="compare with PyTorch on real test images (default: on)")
     p.add_argument("--data-dir", help="data root for the check (default: the run's, else $CNNZOO_DATA)")
-    p.set_defaults(func=commands.cmd_export)
+    p.set_defaults(func=runs.cmd_export)
 
     p = sub.add_parser("doctor", help="versions, devices, data root and which data sets are present")
     p.add_argument("--data-dir", help="data root to check (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
-    p.set_defaults(func=commands.cmd_doctor)
+    p.set_defaults(func=zoo.cmd_doctor)
     return parser
