@@ -96,11 +96,8 @@ class Option:
         return self.flag or "--" + name.replace("_", "-")
 
 
-def _option(default: Any = None, *, factory: Callable[[], Any] | None = None, **option: Any) -> Any:
-    metadata = {"option": Option(**option)}
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+def _option(default: Any = None, **option: Any) -> Any:
+    return field(default=default, metadata={"option": Option(**option)})
 
 
 def _switch(piece: str) -> Any:
