@@ -1,4 +1,5 @@
-"""A synthetic run directory shaped like the trainer's, pointing at the real test split."""
+"""A synthetic run directory shaped like the trainer's, pointing at the real test split; and what the
+diagram tests (test_diagram*.py) share: a small residual model and checks of a drawn picture."""
 
 import csv
 import json
@@ -7,6 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+from matplotlib.patches import FancyArrowPatch
+from matplotlib.text import Annotation
+from PIL import Image
+from torch import nn
 
 FINAL_TEST_ACC = "0.91234"  # more digits than the page shows: data-value must keep them all
 HOSTILE = '<script>document.title="pwned"</script> & "quotes"'
@@ -72,3 +78,32 @@ def new_run(tmp_path, test_split, data_root):
 @pytest.fixture
 def run_dir(new_run) -> Path:
     return new_run("run")
+
+
+def assert_sensible_png(path):
+    assert path.stat().st_size > 0
+    with Image.open(path) as image:
+        w, h = image.size
+    assert 200 <= w <= 6000 and 200 <= h <= 6000, (path.name, w, h)
+
+
+def skip_arrows(fig) -> int:
+    from cnnzoo.viz.diagram_trace import SKIP_COLOR
+
+    ax = fig.axes[0]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    arrows += [t.arrow_patch for t in ax.texts if isinstance(t, Annotation) and t.arrow_patch is not None]
+    return sum(1 for a in arrows if a.get_edgecolor()[:3] == pytest.approx(tuple(int(SKIP_COLOR[i:i + 2], 16) / 255 for i in (1, 3, 5))))
+
+
+class TinyResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.body = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+
+    def forward(self, x):
+        x = self.bn(self.stem(x))
+        return self.head(torch.relu(x + self.body(x)))

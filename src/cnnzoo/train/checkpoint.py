@@ -1,23 +1,8 @@
 """Checkpoints as single safetensors files: tensors plus JSON metadata, nothing ever unpickled.
 
-Layout: model tensors under ``model.``, optimizer state tensors under ``optimizer.``, RNG states
-under ``rng.``, and the per-step history (loss, learning rate, epoch of every step) under
-``history.``, as tensors: in the JSON header it would grow with every step until it hit
-safetensors' 100 MB header limit on long runs. Everything else (config, epoch, step, per-epoch
-rows, optimizer hyper-parameters, class names) is JSON in the header, checked against
-`cnnzoo.train.schema` on every read. There is no scheduler state to store: the learning rate is
-a pure function of the step (`LRSchedule`). An fp16 run's loss scale (`GradScaler.state_dict()`)
-is JSON in the header under ``grad_scaler``, so its resume is exact; bf16 needs no loss scaling.
-
-Integrity: the header holds a BLAKE2b checksum over every tensor's name, dtype, shape and bytes
-and over the rest of the metadata, verified on every load (one pass over the data, about 0.1 s for ResNet-18's 89 MB), so a flipped
-byte is refused with the file's name instead of loading silently. Weights that are not finite are
-never saved and never loaded. A file is written beside its target and renamed over it, so a crash
-mid-write leaves the previous checkpoint intact.
-
-Format version 1 (cnnzoo before the checksum; history in the header) is still read, without
-verification: refusing it would strand every run trained so far, and it was written whole by the
-same atomic rename. Writing always produces version 2.
+`save_checkpoint` writes one atomically and `load_checkpoint` reads it back checked (schema,
+checksum, finite weights), so what a run resumes or evaluates is what it wrote. The file's layout
+is told at `save_checkpoint`, its integrity at `tensor_checksum`, the older format at `VERSION`.
 """
 
 from __future__ import annotations
@@ -40,7 +25,12 @@ from cnnzoo.train.rundir import RunDir
 from cnnzoo.train.schema import HISTORY_LISTS, DocumentError, check_checkpoint_meta
 
 FORMAT = "cnnzoo-checkpoint"
+# Format version 1 (cnnzoo before the checksum; history in the header) is still read, without
+# verification: refusing it would strand every run trained so far, and it was written whole by the
+# same atomic rename. Writing always produces VERSION.
 VERSION = 2
+# The per-step history is stored as tensors: in the JSON header it would grow with every step until
+# it hit safetensors' 100 MB header limit on long runs.
 HISTORY_DTYPES = {"batch_loss": torch.float64, "batch_lr": torch.float64, "batch_epoch": torch.int64}
 
 
@@ -49,12 +39,16 @@ class CheckpointCorrupted(CnnzooError):
 
 
 class NonFiniteWeights(CnnzooError):
-    """Weights holding NaN or infinity: a diverged model, which no checkpoint may keep."""
+    """Weights holding NaN or infinity: a diverged model, which no checkpoint may keep (never saved, never loaded)."""
 
 
 def tensor_checksum(tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> str:
     """BLAKE2b over each tensor's name, dtype, shape and raw bytes, in name order, and over the
-    metadata (less its own "checksum" entry) as canonical JSON, so a damaged header is caught too."""
+    metadata (less its own "checksum" entry) as canonical JSON, so a damaged header is caught too.
+
+    Written into the header on save and verified on every load (one pass over the data, about 0.1 s
+    for ResNet-18's 89 MB), so a flipped byte is refused with the file's name instead of loading silently.
+    """
     digest = hashlib.blake2b(digest_size=16)
     if meta is not None:
         digest.update(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
@@ -134,7 +128,16 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     include_rng: bool = True,
 ) -> Path:
-    """Write a checkpoint atomically; raise NonFiniteWeights, writing nothing, if a weight is NaN or inf."""
+    """Write a checkpoint atomically; raise NonFiniteWeights, writing nothing, if a weight is NaN or inf.
+
+    Layout: model tensors under ``model.``, optimizer state tensors under ``optimizer.``, RNG states
+    under ``rng.``, and the per-step history (loss, learning rate, epoch of every step) under
+    ``history.``, as tensors. Everything else in ``meta`` (config, epoch, step, per-epoch rows,
+    optimizer hyper-parameters, class names) is JSON in the header, checked against
+    `cnnzoo.train.schema` on every read. There is no scheduler state to store: the learning rate is
+    a pure function of the step (`LRSchedule`). An fp16 run's loss scale (`GradScaler.state_dict()`)
+    is JSON in the header under ``grad_scaler``, so its resume is exact; bf16 needs no loss scaling.
+    """
     path = Path(path)
     weights = model_state(model)
     bad = first_non_finite(weights)
@@ -156,6 +159,7 @@ def save_checkpoint(
     header["checksum"] = tensor_checksum(tensors, header)
     text = json.dumps(header, allow_nan=False)
     size = sum(t.numel() * t.element_size() for t in tensors.values()) + len(text)
+    # Written beside its target and renamed over it: a crash mid-write leaves the previous checkpoint intact.
     with atomic_target(path, size_hint=size, also_intact="and so is every checkpoint written before") as tmp:
         save_file(tensors, tmp, metadata={"cnnzoo": text})
     return path

@@ -1,7 +1,9 @@
 """Pictures of models and runs: training curves, confusion matrices, architecture diagrams and
 a self-contained HTML report. Nothing here trains; it reads models and run directories."""
 
-from cnnzoo.viz.diagrams import draw_model, graph_figure, layered_figure, model_figure
+from cnnzoo.viz.diagram_graph import graph_figure
+from cnnzoo.viz.diagram_layered import layered_figure
+from cnnzoo.viz.diagrams import draw_model, model_figure
 from cnnzoo.viz.plots import (
     accuracy_figure,
     confusion_figure,
