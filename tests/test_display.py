@@ -1,8 +1,9 @@
-"""The display slots: filled by the package root with lazy viz providers, looked up by train and models."""
+"""The display wiring: filled by the package root with viz's functions by name, looked up by train and models."""
 
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,14 +11,25 @@ from cnnzoo import display
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.history import History
 
+LOOKED_UP = {"history_figure", "history_bundle", "history_text", "evaluation_bundle", "evaluation_text",
+             "summary_html", "lr_find_figure", "live_progress"}
 
-def test_importing_cnnzoo_fills_every_slot_without_importing_viz():
+
+def test_the_names_train_and_models_ask_for_are_the_names_wired():
+    asked = set()
+    for module in ("train/history", "train/evaluation", "train/lr_finder", "train/callbacks", "models/summary"):
+        source = (Path(display.__file__).parent / f"{module}.py").read_text()
+        asked |= {part.split('"')[1] for part in source.split('display.provider(')[1:]}
+    assert asked == LOOKED_UP == set(display.DRAWN_BY)
+
+
+def test_importing_cnnzoo_wires_everything_without_importing_viz():
     # A fresh process: this one's other tests may already have imported viz.
     code = (
         "import sys, cnnzoo.train.history, cnnzoo.train.callbacks, cnnzoo.train.evaluation, "
         "cnnzoo.train.lr_finder, cnnzoo.models.summary\n"
         "from cnnzoo import display\n"
-        "assert set(display.PROVIDERS) == set(display.SLOTS), sorted(display.PROVIDERS)\n"
+        f"assert sorted(display.DRAWN_BY) == {sorted(LOOKED_UP)!r}, sorted(display.DRAWN_BY)\n"
         "assert not [m for m in sys.modules if m.startswith('cnnzoo.viz') or m.startswith('matplotlib')]\n"
         "figure = cnnzoo.train.history.History().plot()\n"
         "assert type(figure).__name__ == 'Figure' and 'cnnzoo.viz.notebook' in sys.modules\n"
@@ -25,33 +37,22 @@ def test_importing_cnnzoo_fills_every_slot_without_importing_viz():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_every_lazy_provider_names_a_function_viz_has():
-    for slot, provider in display.PROVIDERS.items():
-        assert provider.module.startswith("cnnzoo.viz."), slot
-        assert callable(getattr(importlib.import_module(provider.module), provider.target)), slot
+def test_every_wired_name_is_a_function_viz_has():
+    for name, target in display.DRAWN_BY.items():
+        module, function = target.split(":")
+        assert module.startswith("cnnzoo.viz."), name
+        assert callable(getattr(importlib.import_module(module), function)), name
 
 
-def test_a_slot_nobody_filled_is_one_sentence(monkeypatch):
-    monkeypatch.delitem(display.PROVIDERS, "history_figure")
+def test_a_name_nobody_wired_is_one_sentence(monkeypatch):
+    monkeypatch.delitem(display.DRAWN_BY, "history_figure")
     with pytest.raises(CnnzooError) as error:
         History().plot()
     message = str(error.value)
-    assert message.startswith("nothing is registered to draw a History's curves as a matplotlib Figure")
-    assert "cnnzoo.display.register('history_figure', function)" in message and "\n" not in message
+    assert message.startswith("nothing draws 'history_figure': cnnzoo/__init__.py wires viz's functions")
+    assert "DRAWN_BY['history_figure'] = 'module:function'" in message and "\n" not in message
 
 
-def test_register_replaces_a_provider_and_rejects_an_unknown_slot(monkeypatch):
-    monkeypatch.setitem(display.PROVIDERS, "history_text", display.PROVIDERS["history_text"])
-    display.register("history_text", lambda rows: f"{len(rows)} epochs")
-    assert str(History(epochs=[{"epoch": 1}])) == "1 epochs"
-    with pytest.raises(ValueError, match="no display slot is named 'history_png'"):
-        display.register("history_png", print)
-    with pytest.raises(ValueError, match="no display slot is named 'history_png'"):
-        display.provider("history_png")
-
-
-def test_lazy_imports_its_module_only_when_called():
-    provider = display.lazy("cnnzoo.no_such_module", "f")  # building it imports nothing
-    with pytest.raises(ModuleNotFoundError):
-        provider()
-    assert display.lazy("json", "dumps")({"a": 1}) == '{"a": 1}'
+def test_rewiring_a_name_changes_what_draws_it(monkeypatch):
+    monkeypatch.setitem(display.DRAWN_BY, "history_text", "builtins:ascii")
+    assert str(History(epochs=[{"epoch": 1}])).startswith("[{'epoch': 1, ")  # the rows, as ascii() writes them

@@ -28,20 +28,18 @@ _API = {
     "inspect": "cnnzoo.workflows.look_inside",
 }
 
-# What train's and models' objects look like, drawn by viz: the layers below viz name a slot
-# (cnnzoo.display) and never import viz; this root fills the slots, lazily, before they can be asked.
-_DISPLAYS = {
-    "history_figure": ("cnnzoo.viz.notebook", "history_figure"),
-    "history_bundle": ("cnnzoo.viz.notebook", "history_bundle"),
-    "history_text": ("cnnzoo.viz.notebook", "epoch_table_text"),
-    "evaluation_bundle": ("cnnzoo.viz.notebook", "evaluation_bundle"),
-    "evaluation_text": ("cnnzoo.viz.notebook", "evaluation_text"),
-    "summary_html": ("cnnzoo.viz.notebook", "summary_html"),
-    "lr_find_figure": ("cnnzoo.viz.plots", "lr_find_figure"),
-    "live_progress": ("cnnzoo.viz.live", "LiveProgress"),
-}
-for _slot, (_module, _name) in _DISPLAYS.items():
-    _display.register(_slot, _display.lazy(_module, _name))
+# What train's and models' objects look like, drawn by viz: the layers below viz ask cnnzoo.display
+# by name and never import viz; this root, which runs before them, says which viz function draws each.
+_display.DRAWN_BY.update({
+    "history_figure": "cnnzoo.viz.notebook:history_figure",  # History.plot()
+    "history_bundle": "cnnzoo.viz.notebook:history_bundle",  # a History in a notebook
+    "history_text": "cnnzoo.viz.notebook:epoch_table_text",  # str(History)
+    "evaluation_bundle": "cnnzoo.viz.notebook:evaluation_bundle",
+    "evaluation_text": "cnnzoo.viz.notebook:evaluation_text",
+    "summary_html": "cnnzoo.viz.notebook:summary_html",
+    "lr_find_figure": "cnnzoo.viz.plots:lr_find_figure",  # LRFinderResult.plot()
+    "live_progress": "cnnzoo.viz.live:LiveProgress",  # fit's notebook progress (progress "plot" or "auto")
+})
 
 __all__ = sorted(_API) + ["__version__"]
 
