@@ -132,7 +132,8 @@ def test_report_config_is_grouped_without_nulls_or_unused_settings(run_dir):
     text = _report_text(run_dir)
     section = text.split("<h2>Configuration</h2>", 1)[1]
     groups = re.findall(r"<h3>(.*?)</h3>", section)
-    assert groups[:2] == ["model", "optimization"] and groups[-1] == "other"
+    assert groups[:3] == ["what to train", "optimization", "data"] and groups[-1] == "other"
+    assert groups == list(dict.fromkeys(groups))  # each section once
     keys = re.findall(r"<tr><td>(.*?)</td>", section)
     assert "momentum" not in keys  # AdamW has no momentum setting
     assert not {"grad_clip", "limit_train", "model_options", "classes"} & set(keys)

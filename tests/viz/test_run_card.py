@@ -55,6 +55,13 @@ def test_a_damaged_config_or_evaluation_is_one_sentence_naming_the_file_and_the_
         str(cnnzoo.open_run(run_dir))
 
 
+def test_an_evaluation_without_a_loss_shows_as_text_and_html(run_dir):
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    (run_dir / "evaluation.json").write_text(json.dumps({**evaluation, "loss": None}))  # the schema allows it
+    card = cnnzoo.open_run(run_dir)
+    assert "loss nan" in str(card) and "Accuracy per class" in card._repr_html_()
+
+
 def test_a_folder_that_is_no_run_is_one_clear_sentence(tmp_path):
     with pytest.raises(CnnzooError, match="not a cnnzoo run directory"):
         cnnzoo.open_run(tmp_path)

@@ -23,6 +23,11 @@ from cnnzoo.nn import NORMS
 # validation holdouts and resize modes the layers that apply them (imported above), the training
 # choices here. The fields' Options name these lists, so a new value is added in one place.
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rmsprop_keras")
+# What an unset (None) momentum, rho or eps means for each optimizer (train/optim.py applies them):
+# torch's own defaults, except SGD's momentum (cnnzoo's recipes start from 0.9) and Keras' for its RMSprop.
+DEFAULT_MOMENTUM = {"sgd": 0.9, "rmsprop": 0.0, "rmsprop_keras": 0.0}
+DEFAULT_RHO = {"rmsprop": 0.99, "rmsprop_keras": 0.9}
+DEFAULT_EPS = {"adam": 1e-8, "adamw": 1e-8, "rmsprop": 1e-8, "rmsprop_keras": 1e-7}
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUTO_BOOL = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -123,6 +128,10 @@ def _fraction(value: Any) -> bool:
     return _number(value) and 0 <= value < 1
 
 
+def _per_optimizer(defaults: dict[str, float]) -> str:
+    return ", ".join(f"{value:g} for {name}" for name, value in defaults.items())
+
+
 COUNT = "a positive whole number below 2**31"
 FRACTION = "in [0, 1)"
 
@@ -153,17 +162,17 @@ class TrainConfig:
     lr: float = _option(0.1, help="peak learning rate", group="optimization",
                         rule=lambda v: _number(v) and 0 < v <= MAX_LR, must=f"a positive number of at most {MAX_LR:.1e}")
     momentum: float | None = _option(help="SGD/RMSprop momentum", group="optimization", rule=_fraction, must=FRACTION,
-                                     shown="0.9 for SGD, 0 for RMSprop")
+                                     shown=_per_optimizer(DEFAULT_MOMENTUM))
     nesterov: bool = _option(False, help="Nesterov momentum for SGD", group="optimization")
     weight_decay: float = _option(0.0, help="L2 / decoupled weight decay", group="optimization",
                                   rule=lambda v: _number(v) and v >= 0, must="zero or a positive number")
     # RMSprop's decay of the squared-gradient average (torch's alpha, Keras' rho) and the
     # optimizers' epsilon; None takes the chosen optimizer's own default (see train.optim).
     rho: float | None = _option(help="RMSprop's squared-gradient decay, torch's alpha", group="optimization",
-                                rule=_fraction, must=FRACTION, shown="0.99 for rmsprop, 0.9 for rmsprop_keras")
+                                rule=_fraction, must=FRACTION, shown=_per_optimizer(DEFAULT_RHO))
     eps: float | None = _option(help="optimizer epsilon for Adam/AdamW/RMSprop", group="optimization",
                                 rule=lambda v: _number(v) and v > 0, must="a positive number",
-                                shown="1e-8, 1e-7 for rmsprop_keras")
+                                shown=_per_optimizer(DEFAULT_EPS))
     schedule: str = _option("constant", help="learning-rate schedule over the run", group="optimization",
                             choices=SCHEDULES)
     warmup_epochs: float = _option(0.0, help="linear warm-up length, may be fractional", group="optimization",

@@ -12,14 +12,7 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.config import TrainConfig
-
-
-# What an unset (None) momentum, rho or eps means for each optimizer: torch's own defaults, except
-# SGD's momentum (cnnzoo's recipes start from 0.9) and Keras' for its RMSprop.
-DEFAULT_MOMENTUM = {"sgd": 0.9, "rmsprop": 0.0, "rmsprop_keras": 0.0}
-DEFAULT_RHO = {"rmsprop": 0.99, "rmsprop_keras": 0.9}
-DEFAULT_EPS = {"adam": 1e-8, "adamw": 1e-8, "rmsprop": 1e-8, "rmsprop_keras": 1e-7}
+from cnnzoo.train.config import DEFAULT_EPS, DEFAULT_MOMENTUM, DEFAULT_RHO, TrainConfig
 
 
 def _or(value, default):

@@ -6,7 +6,6 @@ attached to an issue or opened offline and shows the same everywhere.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -15,9 +14,9 @@ from typing import Any
 
 from cnnzoo.atomic import atomic_target
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.config import TrainConfig, model_from_config
+from cnnzoo.train.config import DEFAULT_MOMENTUM, OPTIONS, TrainConfig, model_from_config
 from cnnzoo.train.rundir import RunDir
-from cnnzoo.viz.notebook import escape, percent
+from cnnzoo.viz.notebook import class_names, escape, img_tag, per_class_html, percent
 from cnnzoo.viz.plots import plot_run
 from cnnzoo.viz.report_inside import inside_section
 
@@ -40,21 +39,16 @@ img{display:block;max-width:100%;height:auto;margin:8px auto}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{padding:4px 8px;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top}
 th{background:#f4f6f9}
-.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.num,.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .kv td:first-child{white-space:nowrap;color:#5b6475}
 .kv td:last-child{overflow-wrap:anywhere}
 pre{margin:0;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .bar{background:#e3e6eb;border-radius:3px;height:8px;min-width:60px;margin-top:6px}
-.bar span{display:block;height:100%;background:#2ca02c;border-radius:3px}
+.bar i{display:block;height:100%;background:#2ca02c;border-radius:3px}
 .note{color:#6b4200;background:#fff6e5;padding:8px 10px;border-radius:6px}
 """
 
 _CURVES = (("loss", "Training loss per batch"), ("accuracy", "Accuracy per epoch"), ("lr", "Learning rate"))
-
-
-def _image(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}" loading="eager">'
 
 
 def _stale(run: RunDir, evaluation: dict | None) -> bool:
@@ -91,20 +85,14 @@ def _model_summary(config: dict[str, Any], train_config: TrainConfig) -> str:
     return f'<div class="scroll"><pre>{escape(summary)}</pre></div>'
 
 
-# config.json's fields by what a reader looks for; a field not named here lands under "other".
-_CONFIG_GROUPS = {
-    "model": ("model", "model_options", "norm", "init", "input_shape", "num_params", "finetune_from", "head_epochs"),
-    "optimization": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "rho", "eps", "weight_decay",
-                     "schedule", "warmup_epochs", "label_smoothing", "grad_clip"),
-    "data": ("dataset", "data_dir", "val_split", "val_holdout", "limit_train", "limit_test", "resize_mode",
-             "crop_padding", "hflip", "random_erasing", "normalize", "normalize_mean", "normalize_std", "tta"),
-    "execution": ("seed", "train_acc", "device", "precision", "compile", "channels_last", "cuda_graphs",
-                  "fused_optimizer", "cudnn_benchmark", "eval_batch_size", "sync_bn", "world_size", "runtime"),
-    "provenance": ("recipe", "created", "versions"),
-}
+# config.json's fields that have no flag of their own (described, or set through another flag), by the
+# section a reader looks in; every setting with a flag is listed in its flag's section (Option.group).
+_NO_FLAG_SECTIONS = {"model_options": "what to train", "input_shape": "what to train", "num_params": "what to train",
+                     "normalize_mean": "data", "normalize_std": "data", "finetune_from": "fine-tuning",
+                     "world_size": "execution", "runtime": "execution", "created": "provenance", "versions": "provenance"}
+_SECTIONS = tuple(dict.fromkeys([option.group for option in OPTIONS.values()] + [*_NO_FLAG_SECTIONS.values(), "other"]))
 # Shown elsewhere in the report (classes: the per-class table) or meaningless for the optimizer used.
 _HIDDEN = ("classes",)
-_MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop", "rmsprop_keras")
 
 
 def _shown_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -112,16 +100,17 @@ def _shown_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     def meaningful(key: str, value: Any) -> bool:
         if value is None or value == {} or value == [] or key in _HIDDEN:
             return False
-        if key in ("momentum", "nesterov") and config.get("optimizer") not in _MOMENTUM_OPTIMIZERS:
+        if key in ("momentum", "nesterov") and config.get("optimizer") not in DEFAULT_MOMENTUM:
             return False
         if key in ("sync_bn", "world_size") and (config.get("world_size") or 1) == 1:
             return False
         return not (key == "head_epochs" and not config.get("finetune_from"))
 
-    grouped = {group: {k: config[k] for k in keys if k in config and meaningful(k, config[k])}
-               for group, keys in _CONFIG_GROUPS.items()}
-    known = {k for keys in _CONFIG_GROUPS.values() for k in keys}
-    grouped["other"] = {k: v for k, v in config.items() if k not in known and meaningful(k, v)}
+    grouped: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+    for key, value in config.items():
+        if meaningful(key, value):
+            section = OPTIONS[key].group if key in OPTIONS else _NO_FLAG_SECTIONS.get(key, "other")
+            grouped[section][key] = value
     return {group: values for group, values in grouped.items() if values}
 
 
@@ -195,24 +184,6 @@ def _loss(value: Any) -> str:
         return "—"
 
 
-def _per_class_table(evaluation: dict[str, Any]) -> str:
-    classes = evaluation.get("classes") or []
-    accuracy = evaluation.get("per_class_accuracy") or []
-    confusion = evaluation.get("confusion") or []
-    body = []
-    for k, name in enumerate(classes):
-        value = float(accuracy[k]) if k < len(accuracy) else float("nan")
-        total = sum(confusion[k]) if k < len(confusion) else 0
-        correct = confusion[k][k] if k < len(confusion) and k < len(confusion[k]) else 0
-        width = 0.0 if math.isnan(value) else max(0.0, min(100.0, value * 100))
-        body.append(
-            f'<tr><td>{escape(name)}<div class="bar"><span style="width:{width:.1f}%"></span></div></td>'
-            f'<td class="num">{escape(percent(value))}</td><td class="num">{int(correct)} / {int(total)}</td></tr>'
-        )
-    return ('<div class="scroll"><table><thead><tr><th>class</th><th class="num">accuracy</th>'
-            f'<th class="num">correct / total</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>')
-
-
 def _card(label: str, value: str, element_id: str | None = None, data_value: str | None = None) -> str:
     attrs = (f' id="{escape(element_id)}"' if element_id else "") + (
         f' data-value="{escape(data_value)}"' if data_value is not None else "")
@@ -262,19 +233,22 @@ def render_report(run_dir: str | os.PathLike) -> str:
 
     model, dataset = config.get("model", "?"), config.get("dataset", "?")
     sections = [f'<section><h2>Metrics per epoch</h2>{_metrics_table(metrics, counts)}</section>']
-    curves = "".join(f"<h3>{escape(title)}</h3>{_image(run.plot_path(kind), title)}"
+    curves = "".join(f"<h3>{escape(title)}</h3>{img_tag(run.plot_path(kind).read_bytes(), title)}"
                      for kind, title in _CURVES if run.plot_path(kind).is_file())
     sections.append(f"<section><h2>Curves</h2>{curves or '<p class=note>No curves yet.</p>'}</section>")
     if evaluation is not None:
         split = evaluation.get("split", "test")
+        confusion = evaluation["confusion"]
+        names = class_names(evaluation.get("classes") or [], len(confusion))
         parts = [(f"<p>{escape(split)} accuracy <strong>{escape(percent(evaluation.get('accuracy')))}"
                   f"</strong>{escape(' on ' + format(counts[split], ',') + ' images' if split in counts else '')}, "
                   f"loss {escape(_loss(evaluation.get('loss')))}</p>"),
-                 "<h3>Accuracy per class</h3>", _per_class_table(evaluation)]
+                 "<h3>Accuracy per class</h3>", f'<div class="scroll">{per_class_html(confusion, names)}</div>']
         if run.plot_path("confusion").is_file():
-            parts += ["<h3>Confusion matrix</h3>", _image(run.plot_path("confusion"), "confusion matrix")]
+            parts += ["<h3>Confusion matrix</h3>", img_tag(run.plot_path("confusion").read_bytes(), "confusion matrix")]
         if run.plot_path("misclassified").is_file():
-            parts += ["<h3>Most confident mistakes</h3>", _image(run.plot_path("misclassified"), "misclassified examples")]
+            parts += ["<h3>Most confident mistakes</h3>", img_tag(run.plot_path("misclassified").read_bytes(),
+                                                                       "misclassified examples")]
         elif evaluation.get("misclassified"):
             parts.append('<p class="note">The misclassified images could not be drawn: the data set was not found '
                          "on this machine (see config.json's data_dir).</p>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import cached_property
 from pathlib import Path
@@ -108,7 +109,8 @@ class RunCard:
             lines += ["", notebook.epoch_table_text(self.metrics)]
         evaluation = self.evaluation
         if evaluation is not None and evaluation.get("confusion"):
-            lines += ["", notebook.evaluation_text(float(evaluation["accuracy"]), float(evaluation.get("loss", "nan")),
+            loss = math.nan if evaluation.get("loss") is None else evaluation["loss"]  # the schema allows null
+            lines += ["", notebook.evaluation_text(float(evaluation["accuracy"]), float(loss),
                                                    evaluation["confusion"], evaluation.get("classes") or [])]
         return "\n".join(lines)
 
