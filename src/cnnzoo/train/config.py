@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnzoo.data.catalog import DATASETS
 from cnnzoo.data.splits import VAL_HOLDOUTS
 from cnnzoo.data.transforms import RESIZE_MODES
 from cnnzoo.errors import CnnzooError
@@ -140,7 +141,7 @@ FRACTION = "in [0, 1)"
 class TrainConfig:
     model: str = _option("lenet5", help="model name, see `cnnzoo models`", group="what to train",
                          shown="lenet5, or the recipe's", from_recipe=False)
-    dataset: str = _option("fashion-mnist", help="fashion-mnist or mnist", group="what to train",
+    dataset: str = _option("fashion-mnist", help=" or ".join(DATASETS), group="what to train",
                            shown="fashion-mnist, or the recipe's", from_recipe=False)
     model_options: dict[str, Any] = field(default_factory=dict)  # the flag --option KEY=VALUE, repeatable
     norm: str = _option("torch", help="batch-norm implementation for BN models", group="what to train",
