@@ -1,26 +1,9 @@
 """The Keras layers that compute what a zoo model computes, read off the model's own graph.
 
-``plan(model, input_shape)`` traces the PyTorch model with torch.fx (so the order and the skips are
-the forward pass's own, not a second hand-written description of each architecture) and maps every
-operation to one Keras layer, a :class:`Step`. Where the two frameworks disagree, the plan says how:
-
-* Padding. Keras has only 'valid' and 'same', and TF's 'same' pads the odd pixel at the bottom/right,
-  so it equals PyTorch's symmetric ``padding=(k-1)/2`` only at stride 1. Every other padded conv
-  becomes ``ZeroPadding2D`` + a 'valid' conv, as keras.applications writes ResNet's stem. A padded max
-  pool pads with -inf in PyTorch; zeros are the same only for non-negative inputs (after a ReLU or a
-  sigmoid), which the plan checks instead of assuming. ``SamePadding2d`` (cnnzoo's TF padding) folds
-  into the next layer's ``padding='same'``. A ceil-mode max pool (torchvision's GoogLeNet) keeps a last,
-  partial window that Keras has no option for: when it adds an output row or column, the plan pads the
-  bottom/right with zeros so that window is whole, again only on a non-negative input.
-* Concatenation: ``torch.cat`` along the channels (Inception's paths, DenseNet's layers) becomes
-  ``Concatenate`` on the channel axis of the twin's data format.
-* Activations that follow a conv or dense layer directly fold into its ``activation=``, as the
-  material writes ``Conv2D(6, 5, activation='sigmoid')``; after batch norm they stay layers.
-* ``Flatten``: Keras flattens in (H, W, C) order whatever the data format, PyTorch in (C, H, W). The
-  first dense layer after a flatten of a spatial map records ``flatten_from`` so the weight
-  conversion can reorder its rows.
-
-The plan holds only PyTorch facts and names; :mod:`cnnzoo.keras.twins` turns it into Keras layers.
+``plan(model, input_shape)`` traces the PyTorch model with torch.fx and maps every operation to one Keras
+layer, a :class:`Step`; :mod:`cnnzoo.keras.twins` turns the plan (PyTorch facts and names only) into Keras
+layers. Where the frameworks disagree, ``_Builder``'s method for the case says how (padding, pool,
+ceil_max_pool, activation, concat, flatten).
 """
 
 from __future__ import annotations
@@ -102,7 +85,10 @@ class _Tracer(fx.Tracer):
 
 
 def plan(model: nn.Module, input_shape: tuple[int, int, int]) -> Plan:
-    """The Keras steps of ``model`` for inputs of ``input_shape`` (C, H, W)."""
+    """The Keras steps of ``model`` for inputs of ``input_shape`` (C, H, W).
+
+    Read off a torch.fx trace, so the order and the skips are the forward pass's own, not a second
+    hand-written description of each architecture."""
     name = type(model).__name__
     try:
         graph = fx.GraphModule(model, _Tracer().trace(model))
@@ -184,6 +170,7 @@ class _Builder:
     def module(self, node: fx.Node, module: nn.Module) -> _Value:
         (source,) = (self.values[a] for a in node.args)
         if isinstance(module, SamePadding2d):
+            # cnnzoo's TF padding: held pending, to fold into the next conv's or pool's padding='same'.
             if source.same_padding is not None:
                 source = self.materialize(source)
             return _Value(source.step, source.shape, source.non_negative, source.flatten_from, module)
@@ -214,6 +201,8 @@ class _Builder:
         raise self.fail(f"the module {node.target} ({type(module).__name__})")
 
     def conv(self, node: fx.Node, conv: nn.Conv2d, source: _Value) -> _Value:
+        """A padded conv is 'same' only where TF's 'same' equals PyTorch's padding (see :meth:`padding`);
+        any other becomes ``ZeroPadding2D`` + a 'valid' conv, as keras.applications writes ResNet's stem."""
         if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
             raise self.fail(f"the grouped, dilated or non-zero-padded conv {node.target}")
         padding = self.padding(node, conv.kernel_size, conv.stride, conv.padding, source, fill=0.0)
@@ -228,6 +217,8 @@ class _Builder:
         return _Value(step, _shape(node))
 
     def pool(self, node: fx.Node, pool: nn.Module, source: _Value) -> _Value:
+        """A padded max pool pads with -inf in PyTorch; the ZeroPadding2D it becomes gives the same maxima
+        only on a non-negative input (after a ReLU or a sigmoid), which is checked here instead of assumed."""
         kernel, stride = _pair(pool.kernel_size), _pair(pool.stride)
         if isinstance(pool, nn.MaxPool2d) and (pool.dilation not in (1, (1, 1)) or pool.return_indices):
             raise self.fail(f"the dilated or index-returning pool {node.target}")
@@ -266,6 +257,8 @@ class _Builder:
         return tuple(overhang)
 
     def ceil_max_pool(self, node: fx.Node, kernel, stride, padding, overhang, source: _Value) -> _Value:
+        """A ceil-mode max pool (torchvision's GoogLeNet) keeps a last, partial window that Keras has no option
+        for: where it adds an output row or column, zeros padded at the bottom/right make that window whole."""
         # PyTorch clips the last window to the input, which for a max is padding with -inf; zeros give the
         # same maximum when no value is negative and every window holds at least one input pixel (PyTorch's rule).
         source = self.materialize(source)
@@ -281,8 +274,10 @@ class _Builder:
     def padding(self, node: fx.Node, kernel, stride, padding, source: _Value, fill: float):
         """'same', 'valid', or the symmetric (rows, columns) amounts a ZeroPadding2D must add.
 
-        A pending ``SamePadding2d`` becomes the layer's own 'same' when it was made for this kernel and
-        stride and fills the border as Keras does for this layer (zeros for a conv, -inf for a max pool)."""
+        Keras has only 'valid' and 'same', and TF's 'same' pads the odd pixel at the bottom/right, so it
+        equals PyTorch's symmetric ``padding=(k-1)/2`` only at stride 1 (and an odd kernel). A pending
+        ``SamePadding2d`` becomes the layer's own 'same' when it was made for this kernel and stride and
+        fills the border as Keras does for this layer (zeros for a conv, -inf for a max pool)."""
         pending = source.same_padding
         if pending is not None:
             matches = (_pair(pending.kernel) == tuple(kernel) and _pair(pending.stride) == tuple(stride)
@@ -307,6 +302,8 @@ class _Builder:
         return _Value(step, (channels, height + 2 * rows, width + 2 * columns), source.non_negative)
 
     def activation(self, node: fx.Node, function: str, source: _Value) -> _Value:
+        """An activation that directly follows a conv or dense layer folds into its ``activation=``, as the
+        material writes ``Conv2D(6, 5, activation='sigmoid')``; after batch norm it stays a layer."""
         producer = source.step
         folds = (producer is not None and producer.kind in ("conv", "dense") and producer.options["activation"] is None
                  and len(node.args[0].users) == 1)
@@ -330,6 +327,8 @@ class _Builder:
         return _Value(step, source.shape)
 
     def concat(self, node: fx.Node) -> _Value:
+        """``torch.cat`` along the channels (Inception's paths, DenseNet's layers): a ``Concatenate`` that the
+        twin puts on the channel axis of its data format."""
         tensors = node.args[0]
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         rank = len(_shape(node)) + 1
@@ -343,6 +342,9 @@ class _Builder:
         return _Value(step, _shape(node), all(source.non_negative for source in sources))
 
     def flatten(self, source: _Value, start: int, end: int, node: fx.Node) -> _Value:
+        """Keras flattens in (H, W, C) order whatever the data format, PyTorch in (C, H, W): a flatten of a
+        spatial map records its shape as ``flatten_from``, which the next dense step keeps so the weight
+        conversion can reorder that layer's rows."""
         source = self.materialize(source)
         if start != 1 or end != -1:
             raise self.fail(f"a flatten from axis {start} to {end}")

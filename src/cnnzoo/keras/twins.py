@@ -1,17 +1,8 @@
 """Keras 3 twins of the zoo's models: the same layers, the same weights, the same answers.
 
-A twin is built from the PyTorch model's own graph (:mod:`cnnzoo.keras.plan`), as Keras course code
-writes it: a ``Sequential`` where the network is a chain, the functional API where it has skips
-(ResNet), every layer named (conv1, pool1, dense1, ...). Keras's conventions are kept where they
-are Keras's business: channels-last input by default, (kh, kw, in, out) kernels. The twin returns
-logits like cnnzoo's models; ``softmax=True`` appends the softmax the material's Keras models end in.
-
-Batch norm is carried over with PyTorch's hyperparameters, translated: Keras's ``momentum`` is the
-fraction of the old estimate kept (PyTorch's 0.1 is Keras's 0.9) and its ``epsilon`` is set to
-PyTorch's 1e-5 (Keras's own default is 1e-3). One difference cannot be configured away: Keras
-updates the moving variance with the biased batch variance, PyTorch with the unbiased one, so when a
-twin trains in Keras the batch's share of each update is ``(n - 1) / n`` of what PyTorch would add;
-converted weights and statistics are exact either way.
+Entry: :func:`build_model` (a fresh twin), :func:`from_torch` (a PyTorch model's weights into a twin) and
+:func:`to_torch` (back). The layers come from :mod:`cnnzoo.keras.plan`; :func:`_twin` assembles them and
+:func:`_layer` spells out each one; docs/KERAS.md lists the traps between the frameworks.
 """
 
 from __future__ import annotations
@@ -36,7 +27,10 @@ def build_model(name: str, *, num_classes: int | None = None, in_channels: int |
     """The Keras twin of zoo model ``name``, freshly initialized by Keras's own initializers.
 
     Arguments are :func:`cnnzoo.build_model`'s (``options`` such as ``activation="relu"``); the
-    twin of ``build_model("lenet5")`` has LeNet-5's 61,706 parameters in the same layers.
+    twin of ``build_model("lenet5")`` has LeNet-5's 61,706 parameters in the same layers. Keras's
+    conventions are kept where they are Keras's business: the twin takes channels-last images by default
+    (``data_format="channels_first"`` for PyTorch's order) and holds (kh, kw, in, out) kernels. It returns
+    logits like cnnzoo's models; ``softmax=True`` appends the softmax the material's Keras models end in.
     """
     model = build_torch_model(name, num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                               **options)
@@ -131,6 +125,8 @@ def _check_structure(keras, keras_model, steps: Plan, data_format: str, model_na
 
 
 def _twin(steps: Plan, name: str, data_format: str, softmax: bool):
+    """The plan as Keras course code writes it: a ``Sequential`` where the network is a chain, the
+    functional API where it has skips (ResNet), every layer named (conv1, pool1, dense1, ...)."""
     if data_format not in DATA_FORMATS:
         raise CnnzooError(f"Unknown data_format {data_format!r}; choose one of: {', '.join(DATA_FORMATS)}.")
     keras = import_keras()
@@ -161,6 +157,11 @@ def _layer(keras, step: Step, data_format: str):
     if step.kind == "dense":
         return k.Dense(o["units"], activation=o["activation"], use_bias=o["use_bias"], name=name)
     if step.kind == "bn":
+        # PyTorch's hyperparameters, translated: Keras's momentum is the fraction of the old estimate kept
+        # (PyTorch's 0.1 is Keras's 0.9), and epsilon is PyTorch's (1e-5; Keras's own default is 1e-3).
+        # One difference cannot be configured away: Keras updates the moving variance with the biased batch
+        # variance, PyTorch with the unbiased one, so when a twin trains in Keras the batch's share of each
+        # update is (n - 1) / n of what PyTorch would add; converted weights and statistics are exact either way.
         axis = -1 if data_format == "channels_last" or not o["spatial"] else 1
         return k.BatchNormalization(axis=axis, momentum=1.0 - o["momentum"], epsilon=o["epsilon"],
                                     center=o["affine"], scale=o["affine"], name=name)

@@ -1,14 +1,7 @@
 """Architecture diagrams: a layered (3-D boxes) view and a graph view with skip connections.
 
-Both are drawn here with matplotlib rather than with visualtorch or torchview+graphviz:
-visualtorch 1.4.1 renders through PIL/aggdraw, so it cannot write SVG or PDF, its dimension
-labels are a small bitmap font that is unreadable once a VGG is scaled to a sane width, and
-its box sizes are linear (a 4096-wide dense layer dwarfs everything else); torchview needs
-graphviz's ``dot`` binary on every machine that draws. Matplotlib is already a dependency and
-writes PNG, SVG and PDF alike.
-
-The views live in their own modules (diagram_layered, diagram_graph), over the traced model
-that diagram_trace owns; this module picks one by style and writes it.
+Entry: :func:`draw_model` writes a diagram by style (:data:`STYLES`), :func:`model_figure` returns it. The views
+live in their own modules (diagram_layered, diagram_graph), over the traced model that diagram_trace owns.
 """
 
 from __future__ import annotations
@@ -27,7 +20,14 @@ STYLES = ("layered", "graph", "visualkeras")  # visualkeras: the Keras twin, dra
 
 
 def model_figure(model_or_name, style: str = "layered", input_shape=None) -> Figure:
-    """The diagram of a registered model (by name) or of an nn.Module with ``input_shape`` (C, H, W)."""
+    """The diagram of a registered model (by name) or of an nn.Module with ``input_shape`` (C, H, W).
+
+    Drawn with matplotlib, which is already a dependency and writes PNG, SVG and PDF alike. Why not
+    visualtorch 1.4.1: it renders through PIL/aggdraw, so it cannot write SVG or PDF, its dimension labels
+    are a small bitmap font unreadable once a VGG is scaled to a sane width, and its box sizes are linear
+    (a 4096-wide dense layer dwarfs everything else). Why not torchview: it needs graphviz's ``dot`` binary
+    on every machine that draws.
+    """
     if style not in STYLES:
         raise CnnzooError(f"Unknown diagram style {style!r}; choose one of: {', '.join(STYLES)}.")
     if style == "visualkeras":

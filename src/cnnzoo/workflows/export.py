@@ -1,23 +1,8 @@
 """Export a trained model to ONNX or TorchScript, with its preprocessing inside the graph, or to Keras.
 
-The exported model takes what the data sets hold: uint8 images (N, 1, 28, 28), white on black,
-0-255, any batch size N. It converts them to [0, 1], resizes them bilinearly to the model's input
-size and normalizes them exactly as training did (the run's `cnnzoo.data.InputSpec`), then returns the
-logits (N, classes); a softmax gives probabilities. Baking the preprocessing in means a consumer
-needs no knowledge of the run's input size or normalization constants, which are the usual
-source of silent accuracy loss after export. The class names travel with the file (ONNX
-metadata "classes", TorchScript extra file "classes.json"), as JSON lists.
-
-ONNX goes through torch.onnx.export (the dynamo exporter, opset 18) with a dynamic batch axis;
-TorchScript through torch.jit.trace, whose graph has no batch-size-dependent branches here. Both
-are written to a temporary file beside the target, checked against PyTorch on real test images
-(batch sizes 1 and 7; the largest absolute logit difference must be at most CHECK_TOLERANCE) and
-only then renamed over the target. A model with NaN or infinite weights is refused before anything
-is exported (its checkpoint does not load), and non-finite logits fail the check.
-
-Keras (``.keras``, needs ``cnnzoo[keras]``) is the model's Keras twin (:mod:`cnnzoo.keras`) alone, as
-Keras code feeds a model: channels-last float images already preprocessed as the run's InputSpec says
-(:func:`keras_input` does it), logits out. It goes through the same temporary file and the same check.
+Entry: :func:`export_model`. An ONNX or TorchScript file takes uint8 images (N, 1, 28, 28) and returns logits
+(:class:`Preprocessed`); a ``.keras`` file takes images already preprocessed (:func:`keras_input`). Every file is
+checked against PyTorch on real test images before it replaces the target (``CHECK_TOLERANCE``).
 """
 
 from __future__ import annotations
@@ -38,12 +23,21 @@ from cnnzoo.errors import CnnzooError
 
 FORMATS = ("onnx", "torchscript", "keras")
 IMAGE_SHAPE = (1, 28, 28)
+# The check: an exported file's logits on real test images, at batch sizes 1 and 7, may differ from
+# PyTorch's by at most CHECK_TOLERANCE (the largest absolute difference); non-finite logits fail it.
 CHECK_TOLERANCE = 1e-4
 CHECK_BATCH_SIZES = (1, 7)
 
 
 class Preprocessed(nn.Module):
-    """uint8 (N, 1, 28, 28) -> logits: the run's input preprocessing followed by the model."""
+    """uint8 (N, 1, 28, 28) -> logits: the run's input preprocessing followed by the model.
+
+    It takes what the data sets hold: uint8 images, white on black, 0-255, any batch size N. It converts
+    them to [0, 1], resizes them bilinearly to the model's input size and normalizes them exactly as
+    training did (the run's :class:`cnnzoo.data.InputSpec`), then returns the logits (N, classes); a
+    softmax gives probabilities. Why baked in: a consumer then needs no knowledge of the run's input size
+    or normalization constants, which are the usual source of silent accuracy loss after export.
+    """
 
     def __init__(self, model: nn.Module, input_spec: InputSpec):
         super().__init__()
@@ -66,7 +60,14 @@ class ExportResult:
 
 def export_model(source: str | Path, output: str | Path, format: str = "onnx", check: bool = True,
                  data_dir: str | None = None) -> ExportResult:
-    """Export the model of a run directory or checkpoint `source` to `output` (see the module docstring)."""
+    """Export the model of a run directory or checkpoint `source` to `output` as `format` (:data:`FORMATS`).
+
+    ONNX and TorchScript hold :class:`Preprocessed` and the class names, as a JSON list; Keras is
+    :func:`_export_keras`'s. The file is written to a temporary file beside `output`, checked against
+    PyTorch on real test images (unless `check` is false; see CHECK_TOLERANCE) and only then renamed over
+    `output`. A model with NaN or infinite weights is refused before anything is exported: its
+    checkpoint does not load.
+    """
     from cnnzoo.workflows.trained import load_trained
 
     if format not in FORMATS:
@@ -109,6 +110,9 @@ def keras_input(images_uint8: torch.Tensor, input_spec: InputSpec, channels: int
 
 
 def _export_keras(trained, output: Path, images: torch.Tensor | None) -> ExportResult:
+    """A ``.keras`` file (needs ``cnnzoo[keras]``): the model's Keras twin (:mod:`cnnzoo.keras`) alone, fed as
+    Keras code feeds a model: channels-last float images already preprocessed as the run's InputSpec says
+    (:func:`keras_input` does it), logits out. The same temporary file and the same check as the others."""
     import cnnzoo.keras
 
     keras = cnnzoo.keras.import_keras()  # never a bare `import keras`: it would pick TensorFlow's backend
@@ -151,6 +155,8 @@ def _check_images(config, data_dir: str | None) -> torch.Tensor:
 
 
 def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, classes: list[str]) -> None:
+    """torch.onnx.export (the dynamo exporter, opset 18) with a dynamic batch axis; the class names go in
+    the metadata entry "classes"."""
     import onnx
 
     batch = torch.export.Dim("batch", min=1)
@@ -166,6 +172,8 @@ def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, classes:
 
 
 def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, path: Path, classes: list[str]) -> None:
+    """torch.jit.trace, whose graph has no batch-size-dependent branches here; the class names go in the
+    extra file "classes.json"."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
         # The preprocessing compares the image size with the input size; images are always 28x28, so

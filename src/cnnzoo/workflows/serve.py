@@ -1,12 +1,8 @@
-"""`cnnzoo serve RUN_DIR`: a local web page to try a trained model. Draw with the mouse, upload an
-image or pick a random test image; the page shows the 28×28 input as the model sees it, the top
-classes, one layer's feature maps and the Grad-CAM overlay, redrawn as you draw.
+"""`cnnzoo serve RUN_DIR`: a local web page to try a trained model.
 
-Built on FastAPI and uvicorn (the optional `serve` extra), not Gradio: every Gradio release that
-installs beside cnnzoo's other dependencies requires pillow < 13, and cnnzoo runs on pillow 13,
-which pip would have to downgrade (docs/INSPECT.md). The page is one HTML file with a small script;
-the server only reads the run directory, listens on 127.0.0.1 unless told otherwise, and answers a
-bad upload with one sentence shown in the page.
+Draw with the mouse, upload an image or pick a random test image; the page shows the 28×28 input as the model
+sees it, the top classes, one layer's feature maps and the Grad-CAM overlay, redrawn as you draw. Entry:
+:func:`serve`; :func:`build_app` is the FastAPI app, :class:`Session` its answers; docs/INSPECT.md has the rest.
 """
 
 
@@ -28,10 +24,13 @@ __all__ = ["build_app", "serve", "MAX_UPLOAD_BYTES"]
 
 MAX_UPLOAD_BYTES = 20_000_000  # a photo from a phone fits; anything larger is refused before decoding
 TOP_K = 5
-_PAGE = Path(__file__).with_name("serve_page.html")
+_PAGE = Path(__file__).with_name("serve_page.html")  # the whole page: one HTML file with a small script
 
 
 def _import_server():
+    # FastAPI and uvicorn (the optional `serve` extra), not Gradio: every Gradio release that installs beside
+    # cnnzoo's other dependencies requires pillow < 13, and cnnzoo runs on pillow 13, which pip would have to
+    # downgrade (docs/INSPECT.md).
     try:
         import fastapi
         import uvicorn
@@ -45,7 +44,7 @@ def _png_data_url(png: bytes) -> str:
 
 
 class Session:
-    """The model of one run, and the answer to one image: what the page shows."""
+    """The model of one run, and the answer to one image: what the page shows. The run directory is only read."""
 
     def __init__(self, run: str | os.PathLike, device: str = "cpu"):
         self.trained = load_trained(run, device=device)
@@ -129,7 +128,8 @@ class Session:
 
 
 def build_app(session: Session):
-    """The FastAPI application: the page at /, the model behind POST /api/inspect."""
+    """The FastAPI application: the page at /, the model behind POST /api/inspect, which answers a bad
+    upload with one sentence (JSON ``error``) that the page shows."""
     fastapi, _ = _import_server()
     from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -163,7 +163,7 @@ def build_app(session: Session):
 
 def serve(run: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860, device: str = "cpu") -> None:
     """Serve the page for `run` until interrupted; prints one line with the address once it listens
-    (port 0 picks a free port, and the line names it)."""
+    (port 0 picks a free port, and the line names it). It listens on 127.0.0.1 unless `host` says otherwise."""
     _, uvicorn = _import_server()
     session = Session(run, device=device)
     app = build_app(session)
