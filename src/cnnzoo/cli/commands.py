@@ -101,6 +101,7 @@ def _dry_run(args) -> int:
     fast-path pieces it would run with; read no data and write nothing."""
     from cnnzoo.data import InputSpec, resolve_data_root
     from cnnzoo.train import Runtime, TrainConfig
+    from cnnzoo.train.checkpoint import RESUME_MAY_CHANGE
     from cnnzoo.train.config import SWITCHES
     from cnnzoo.workflows.resume import resume_plan
     from cnnzoo.train.rundir import default_run_name
@@ -109,7 +110,7 @@ def _dry_run(args) -> int:
         _check_resume_flags(args)
         run_dir, checkpoint, config = resume_plan(args.resume, epochs=args.epochs, device=args.device,
                                                   data_dir=args.data_dir)
-        overrides = {name for name in RESUME_FLAGS if getattr(args, name) is not None}
+        overrides = {name for name in RESUME_MAY_CHANGE if getattr(args, name) is not None}
         print(f"resume {run_dir.path} after epoch {checkpoint.meta['epoch']} of {config.epochs}, with the run's "
               "own settings")
         source = {name: "flag" if name in overrides else "run" for name in TrainConfig.field_names()}
@@ -141,7 +142,8 @@ def _dry_run(args) -> int:
     return 0
 
 
-RESUME_FLAGS = ("epochs", "device", "data_dir")  # what may change when a run continues
+# The flags of `train` that do not touch the run's settings, so --resume takes them too.
+RESUME_ALSO = ("--quiet", "--tensorboard", "--mlflow")
 
 
 def _loggers(args) -> list:
@@ -155,15 +157,21 @@ def _check_resume_flags(args) -> None:
     """--resume continues a run with its own settings; a flag that would change them is refused,
     not silently ignored."""
     from cnnzoo.train import TrainConfig
+    from cnnzoo.train.checkpoint import RESUME_MAY_CHANGE
+    from cnnzoo.train.config import OPTIONS
+
+    def flag(name: str) -> str:  # "option", "name" and "overwrite" are the command's, not TrainConfig's
+        return OPTIONS[name].flag_name(name) if name in OPTIONS else "--" + name
 
     # TrainConfig has a "recipe" field too: each flag once ("--recipe, --recipe" was printed).
     given = [name for name in dict.fromkeys((*TrainConfig.field_names(), "recipe", "option", "name"))
-             if name not in RESUME_FLAGS and getattr(args, name, None) not in (None, [])]
+             if name not in RESUME_MAY_CHANGE and getattr(args, name, None) not in (None, [])]
     given += ["overwrite"] if args.overwrite else []
     if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise CnnzooError(f"--resume continues a run with the settings it was started with, so {flags} cannot be "
-                          "given with it; only --epochs, --device, --data-dir, --quiet, --tensorboard and --mlflow can.")
+        allowed = [*map(flag, RESUME_MAY_CHANGE), *RESUME_ALSO]
+        raise CnnzooError(f"--resume continues a run with the settings it was started with, so "
+                          f"{', '.join(map(flag, given))} cannot be given with it; only {', '.join(allowed[:-1])} "
+                          f"and {allowed[-1]} can.")
 
 
 def _print_done(run_dir) -> None:
