@@ -1,5 +1,7 @@
 """The `cnnzoo` command line: every subcommand and flag. The flags that set a TrainConfig field (train,
-lr-find, finetune, bench) are made from that field's Option (`add_config_flags`), so none is typed twice."""
+lr-find, finetune, bench) are made from that field's Option (`add_config_flags`), so none is typed twice.
+Building it loads torch (TrainConfig's value lists come from cnnzoo.data) but neither matplotlib nor the
+workflows: the commands import those when they run, and `_ChoicesOf` defers the value lists they own."""
 
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ def _option(text: str) -> tuple[str, object]:
 
 class _ChoicesOf:
     """An allowed-value list owned by a module the command line should not import at start-up (viz
-    loads matplotlib): argparse only reads choices to check a value or print help, so import then."""
+    loads matplotlib): argparse reads choices to check a value or print help, so import then. The
+    argument needs a metavar: without one, add_argument iterates the choices to format the usage."""
 
     def __init__(self, module: str, name: str):
         self.module, self.name = module, name
@@ -207,10 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
     p.add_argument("model")
-    p.add_argument("--style", choices=_ChoicesOf("cnnzoo.viz.diagrams", "STYLES"), default="layered",
-                   help="layered: boxes sized by the tensors, as the course draws them; graph: every layer as a node; "
-                        "visualkeras: the Keras twin drawn by visualkeras, PNG only, needs cnnzoo[keras] "
-                        "(default: layered)")
+    p.add_argument("--style", choices=_ChoicesOf("cnnzoo.viz.diagrams", "STYLES"), metavar="STYLE",
+                   default="layered", help="one of %(choices)s; layered: boxes sized by the tensors, as the course "
+                   "draws them; graph: every layer as a node; visualkeras: the Keras twin drawn by visualkeras, PNG "
+                   "only, needs cnnzoo[keras] (default: layered)")
     p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
     p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.svg (required)")
     p.set_defaults(func=zoo.cmd_draw)
@@ -305,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript (preprocessing included) or Keras")
     p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--format", choices=_ChoicesOf("cnnzoo.workflows.export", "FORMATS"), default="onnx",
-                   help="file format; keras writes the Keras twin (.keras, needs cnnzoo[keras]), which takes "
-                        "preprocessed channels-last images (default: onnx)")
+    p.add_argument("--format", choices=_ChoicesOf("cnnzoo.workflows.export", "FORMATS"), metavar="FORMAT",
+                   default="onnx", help="file format, one of %(choices)s; keras writes the Keras twin (.keras, needs "
+                   "cnnzoo[keras]), which takes preprocessed channels-last images (default: onnx)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the model (required)")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="compare with PyTorch on real test images (default: on)")
