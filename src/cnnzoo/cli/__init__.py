@@ -11,7 +11,7 @@ import sys
 
 # OpenMP threads otherwise spin while waiting for each other; on a shared or oversubscribed CPU
 # that spinning starves the work itself (measured: 3x slower LeNet epochs on a busy 2-core box).
-# Must be set before torch is imported, which the commands do lazily.
+# Must be set before torch is imported, which building the parser (imported below) does.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from cnnzoo.cli.parser import build_parser  # noqa: E402 (after the environment above)

@@ -1,6 +1,6 @@
 """The commands that train or time models (`train`, `lr-find`, `finetune`, `bench`, `compare`, `recipes`)
 and how a run's TrainConfig comes from a recipe and the flags: each `cmd_<name>(args)` a thin shell over
-the Python API, importing what it needs when it runs, so that building the parser stays torch-free.
+the Python API, importing what it needs when it runs (why: cli/parser.py).
 The commands that look at the zoo or the machine are in cli/zoo.py; those that look at a trained model
 in cli/runs.py."""
 

@@ -1,6 +1,6 @@
 """The commands that look at a trained model: `evaluate`, `predict`, `inspect`, `serve`, `report` and
-`export`, each given a run directory or a checkpoint. Each imports what it needs when it runs, so
-that building the parser stays torch-free."""
+`export`, each given a run directory or a checkpoint. Each imports what it needs when it runs (why:
+cli/parser.py)."""
 
 from __future__ import annotations
 
