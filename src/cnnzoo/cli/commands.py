@@ -49,13 +49,14 @@ def config_from_args(args):
     return config
 
 
-def flag_overrides(args, base) -> dict:
-    """The TrainConfig fields the command line sets."""
-    from cnnzoo.train import TrainConfig
+def flag_overrides(args, base=None) -> dict:
+    """The TrainConfig fields the command line sets. Only a field with an Option has a flag of its name
+    (finetune's --from fills finetune_from, which finetune_config sets itself); --option KEY=VALUE, on
+    the commands that have it, adds to `base`'s model options."""
+    from cnnzoo.train.config import OPTIONS
 
-    overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
-                 if getattr(args, name, None) is not None}
-    if args.option:
+    overrides = {name: getattr(args, name) for name in OPTIONS if getattr(args, name, None) is not None}
+    if getattr(args, "option", None):
         overrides["model_options"] = {**base.model_options, **dict(args.option)}
     return overrides
 
@@ -212,12 +213,9 @@ def cmd_lr_find(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from cnnzoo.train import TrainConfig
     from cnnzoo.workflows.finetune import finetune_config, finetune_run
 
-    overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
-                 if name != "finetune_from" and getattr(args, name, None) is not None}
-    config = finetune_config(args.finetune_from, **overrides).validate()
+    config = finetune_config(args.finetune_from, **flag_overrides(args)).validate()
     run_dir, history = finetune_run(config, weights=args.weights, keep_head=args.keep_head, out=args.out,
                                     name=args.name, overwrite=args.overwrite, quiet=args.quiet,
                                     callbacks=_loggers(args))
@@ -230,12 +228,10 @@ def cmd_bench(args) -> int:
     import json
 
     from cnnzoo.workflows.bench import bench, course_batch_size, format_table
-    from cnnzoo.train import TrainConfig
 
     base = base_config(args.model, args.dataset)
-    flags = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k, None) is not None}
     batch_size = course_batch_size(args.model) if args.batch_size is None else args.batch_size
-    config = base.replace(**{**flags, "epochs": args.epochs, "batch_size": batch_size})
+    config = base.replace(**{**flag_overrides(args), "epochs": args.epochs, "batch_size": batch_size})
     refuse_idle_norm(config)
     result = bench(config, baseline=args.baseline)
     if args.json:
