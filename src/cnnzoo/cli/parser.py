@@ -59,6 +59,15 @@ class _ChoicesOf:
         return value in self._values()
 
 
+def _add_run_flags(g, default_name: str) -> None:
+    """Where a command that trains writes its run directory and how much it says while training."""
+    g.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
+    g.add_argument("--name", help=f"run name (default: {default_name})")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run of the same name (default: refuse)")
+    g.add_argument("--quiet", action="store_true", help="no progress output (default: progress and one line per epoch)")
+
+
 def _add_logger_flags(g) -> None:
     g.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard event files to RUN_DIR/tensorboard (default: off)")
@@ -164,21 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, help="number of classes (default: the model's)")
     p.add_argument("--norm", choices=NORMS, default="torch",
                    help="batch-norm implementation for BN models (default: torch)")
-    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
-                   help="model option such as activation=relu, repeatable (default: none)")
+    _option_flag(p)
     p.set_defaults(func=zoo.cmd_summary)
 
     p = sub.add_parser("train", help="train a model; writes a run directory", epilog=TRAIN_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_flags(p)
     g = p.add_argument_group("run directory")
-    g.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
-    g.add_argument("--name", help="run name (default: <time>-<model>-<dataset>)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace an existing run of the same name (default: refuse)")
+    _add_run_flags(g, "<time>-<model>-<dataset>")
     g.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a run from its last completed epoch (default: a new run)")
-    g.add_argument("--quiet", action="store_true", help="no progress output (default: progress and one line per epoch)")
     g.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings, device and fast path, then exit without reading data or "
                         "writing anything")
@@ -299,10 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     # texts quote the same values from FINETUNE.
     add_config_flags(p, FINETUNE_FLAGS, recipe=False, defaults=FINETUNE, shown={"input_size": "the source's",
                                                                                   "dataset": FINETUNE.dataset})
-    p.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
-    p.add_argument("--name", help="run name (default: <time>-<model>-finetuned-<dataset>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_run_flags(p, "<time>-<model>-finetuned-<dataset>")
     _add_logger_flags(p)
     p.set_defaults(func=commands.cmd_finetune)
 
