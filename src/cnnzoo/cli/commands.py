@@ -300,5 +300,3 @@ def cmd_compare(args) -> int:
     print(table)
     print(f"wrote {md} and {png}")
     return 0
-
-

@@ -26,8 +26,7 @@ def cmd_evaluate(args) -> int:
     runtime = Runtime.from_config(config.replace(device=args.device))
     runtime.configure_threads()
     result = evaluate(trained.model, split, **trained.input_spec.kwargs(), batch_size=config.eval_batch_size,
-                      runtime=runtime,
-                      tta=config.tta if args.tta is None else args.tta)
+                      runtime=runtime, tta=config.tta if args.tta is None else args.tta)
     confusion = result.confusion(len(trained.classes)).tolist()
     print(evaluation_text(result.accuracy, result.loss, confusion, trained.classes, split=args.split))
     out = Path(args.out) if args.out else _png_beside(args.run, f"confusion-{args.split}.png")
