@@ -114,3 +114,25 @@ def test_every_field_in_a_train_section_is_a_train_flag_and_reaches_the_config_u
 def test_a_flag_left_unset_is_none_so_the_recipe_decides():
     args = build_parser().parse_args(["train"])
     assert all(getattr(args, name) is None for name in train_config.OPTIONS if hasattr(args, name))
+
+
+def test_building_the_parser_imports_neither_matplotlib_nor_viz():
+    # A fresh interpreter: this one has imported viz already through other tests.
+    import subprocess
+    import sys
+
+    check = ("import sys; from cnnzoo.cli.parser import build_parser; build_parser(); "
+             "print([m for m in sys.modules if m.startswith(('matplotlib', 'cnnzoo.viz'))])")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command, flag, values", [("draw", "--style", "'layered', 'graph', 'visualkeras'"),
+                                                   ("export", "--format", "'onnx', 'torchscript', 'keras'")])
+def test_a_choice_loaded_on_use_is_checked_and_listed_in_the_help(capsys, command, flag, values):
+    with pytest.raises(SystemExit):
+        main([command, "x", flag, "bogus", "-o", "x.png"])
+    assert f"argument {flag}: invalid choice: 'bogus' (choose from {values})" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert f"one of {values.replace(chr(39), '')};" in " ".join(capsys.readouterr().out.split())

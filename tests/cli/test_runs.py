@@ -11,7 +11,8 @@ from cnnzoo.cli import main
 def test_evaluate_prints_accuracy_per_class_and_confusion(capsys, trained_run):
     code, out, _ = run_cli(capsys, "evaluate", trained_run, "--device", "cpu")
     assert code == 0
-    assert "test accuracy" in out and "Ankle boot" in out and "confusion matrix" in out
+    assert out.startswith("test accuracy ") and "\nper-class accuracy\n" in out
+    assert "Ankle boot" in out and "confusion matrix" in out
     assert (trained_run / "confusion-test.png").stat().st_size > 0
 
 

@@ -88,11 +88,11 @@ def test_cpu_out_of_memory_is_one_sentence(capsys, monkeypatch):
     import cnnzoo.cli.zoo as zoo
 
     def allocate(args):
-        torch.empty(2**62, dtype=torch.uint8)  # what an absurd --batch-size or --input-size meets
+        torch.empty(2**62, dtype=torch.uint8)  # what an absurd --batch-size or --resize meets
 
     monkeypatch.setattr(zoo, "cmd_models", allocate)
     code, _, err = run_cli(capsys, "models")
-    assert_one_line_error(code, err, "ran out of memory", "--batch-size")
+    assert_one_line_error(code, err, "ran out of memory", "--batch-size, --eval-batch-size, --resize or")
 
 
 # ---------------------------------------------------------------- user input that once raised a traceback

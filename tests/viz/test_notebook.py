@@ -20,6 +20,11 @@ def test_evaluation_text_gives_accuracy_per_class_and_the_matrix():
     assert lines[-1].split() == ["2", "3", "0", "7", "Pullover"]
 
 
+def test_evaluation_text_names_the_split_it_measured():
+    text = evaluation_text(25 / 30, 0.4321, CONFUSION, CLASSES, split="train")
+    assert text == "train " + evaluation_text(25 / 30, 0.4321, CONFUSION, CLASSES)
+
+
 def test_evaluation_html_has_cards_a_per_class_table_and_the_confusion_picture(assert_valid_html):
     bundle = evaluation_bundle(25 / 30, 0.4321, CONFUSION, CLASSES)
     page = bundle["text/html"]

@@ -11,11 +11,12 @@ import sys
 
 # OpenMP threads otherwise spin while waiting for each other; on a shared or oversubscribed CPU
 # that spinning starves the work itself (measured: 3x slower LeNet epochs on a busy 2-core box).
-# Must be set before torch is imported, which the commands do lazily.
+# Must be set before torch is imported, which building the parser (imported below) does.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from cnnzoo.cli.parser import build_parser  # noqa: E402 (after the environment above)
 from cnnzoo.errors import CnnzooError  # noqa: E402
+from cnnzoo.train.config import OPTIONS  # noqa: E402
 
 __all__ = ["build_parser", "main"]
 
@@ -39,6 +40,10 @@ def path_error_message(error: OSError) -> str | None:
     return f"Cannot use the path {shown}: {problem}."
 
 
+# The settings that decide how much memory a step takes, named by the memory error by their flags.
+MEMORY_SIZED_BY = ("batch_size", "eval_batch_size", "input_size")
+
+
 def memory_error_message(error: BaseException) -> str | None:
     """One sentence for the CPU running out of memory (torch's allocator raises a RuntimeError), else None."""
     text = str(error)
@@ -46,8 +51,9 @@ def memory_error_message(error: BaseException) -> str | None:
         return None
     size = re.search(r"allocate (\d+) bytes", text)
     wanted = f" (one request was for {int(size.group(1)) / 1e9:.1f} GB)" if size else ""
-    return (f"The computer ran out of memory{wanted}; lower --batch-size, --eval-batch-size, --input-size or the "
-            "number of images asked for, or use a machine with more memory.")
+    flags = ", ".join(OPTIONS[name].flag_name(name) for name in MEMORY_SIZED_BY)
+    return (f"The computer ran out of memory{wanted}; lower {flags} or the number of images asked for, or use a "
+            "machine with more memory.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The commands that train or time models (`train`, `lr-find`, `finetune`, `bench`, `compare`, `recipes`)
 and how a run's TrainConfig comes from a recipe and the flags: each `cmd_<name>(args)` a thin shell over
-the Python API, importing what it needs when it runs, so that building the parser stays torch-free.
+the Python API, importing what it needs when it runs (why: cli/parser.py).
 The commands that look at the zoo or the machine are in cli/zoo.py; those that look at a trained model
 in cli/runs.py."""
 
@@ -49,13 +49,14 @@ def config_from_args(args):
     return config
 
 
-def flag_overrides(args, base) -> dict:
-    """The TrainConfig fields the command line sets."""
-    from cnnzoo.train import TrainConfig
+def flag_overrides(args, base=None) -> dict:
+    """The TrainConfig fields the command line sets. Only a field with an Option has a flag of its name
+    (finetune's --from fills finetune_from, which finetune_config sets itself); --option KEY=VALUE, on
+    the commands that have it, adds to `base`'s model options."""
+    from cnnzoo.train.config import OPTIONS
 
-    overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
-                 if getattr(args, name, None) is not None}
-    if args.option:
+    overrides = {name: getattr(args, name) for name in OPTIONS if getattr(args, name, None) is not None}
+    if getattr(args, "option", None):
         overrides["model_options"] = {**base.model_options, **dict(args.option)}
     return overrides
 
@@ -101,6 +102,7 @@ def _dry_run(args) -> int:
     fast-path pieces it would run with; read no data and write nothing."""
     from cnnzoo.data import InputSpec, resolve_data_root
     from cnnzoo.train import Runtime, TrainConfig
+    from cnnzoo.train.checkpoint import RESUME_MAY_CHANGE
     from cnnzoo.train.config import SWITCHES
     from cnnzoo.workflows.resume import resume_plan
     from cnnzoo.train.rundir import default_run_name
@@ -109,7 +111,7 @@ def _dry_run(args) -> int:
         _check_resume_flags(args)
         run_dir, checkpoint, config = resume_plan(args.resume, epochs=args.epochs, device=args.device,
                                                   data_dir=args.data_dir)
-        overrides = {name for name in RESUME_FLAGS if getattr(args, name) is not None}
+        overrides = {name for name in RESUME_MAY_CHANGE if getattr(args, name) is not None}
         print(f"resume {run_dir.path} after epoch {checkpoint.meta['epoch']} of {config.epochs}, with the run's "
               "own settings")
         source = {name: "flag" if name in overrides else "run" for name in TrainConfig.field_names()}
@@ -141,7 +143,8 @@ def _dry_run(args) -> int:
     return 0
 
 
-RESUME_FLAGS = ("epochs", "device", "data_dir")  # what may change when a run continues
+# The flags of `train` that do not touch the run's settings, so --resume takes them too.
+RESUME_ALSO = ("--quiet", "--tensorboard", "--mlflow")
 
 
 def _loggers(args) -> list:
@@ -155,15 +158,21 @@ def _check_resume_flags(args) -> None:
     """--resume continues a run with its own settings; a flag that would change them is refused,
     not silently ignored."""
     from cnnzoo.train import TrainConfig
+    from cnnzoo.train.checkpoint import RESUME_MAY_CHANGE
+    from cnnzoo.train.config import OPTIONS
+
+    def flag(name: str) -> str:  # "option", "name" and "overwrite" are the command's, not TrainConfig's
+        return OPTIONS[name].flag_name(name) if name in OPTIONS else "--" + name
 
     # TrainConfig has a "recipe" field too: each flag once ("--recipe, --recipe" was printed).
     given = [name for name in dict.fromkeys((*TrainConfig.field_names(), "recipe", "option", "name"))
-             if name not in RESUME_FLAGS and getattr(args, name, None) not in (None, [])]
+             if name not in RESUME_MAY_CHANGE and getattr(args, name, None) not in (None, [])]
     given += ["overwrite"] if args.overwrite else []
     if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise CnnzooError(f"--resume continues a run with the settings it was started with, so {flags} cannot be "
-                          "given with it; only --epochs, --device, --data-dir, --quiet, --tensorboard and --mlflow can.")
+        allowed = [*map(flag, RESUME_MAY_CHANGE), *RESUME_ALSO]
+        raise CnnzooError(f"--resume continues a run with the settings it was started with, so "
+                          f"{', '.join(map(flag, given))} cannot be given with it; only {', '.join(allowed[:-1])} "
+                          f"and {allowed[-1]} can.")
 
 
 def _print_done(run_dir) -> None:
@@ -204,12 +213,9 @@ def cmd_lr_find(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from cnnzoo.train import TrainConfig
     from cnnzoo.workflows.finetune import finetune_config, finetune_run
 
-    overrides = {name: getattr(args, name) for name in TrainConfig.field_names()
-                 if name != "finetune_from" and getattr(args, name, None) is not None}
-    config = finetune_config(args.finetune_from, **overrides).validate()
+    config = finetune_config(args.finetune_from, **flag_overrides(args)).validate()
     run_dir, history = finetune_run(config, weights=args.weights, keep_head=args.keep_head, out=args.out,
                                     name=args.name, overwrite=args.overwrite, quiet=args.quiet,
                                     callbacks=_loggers(args))
@@ -222,12 +228,10 @@ def cmd_bench(args) -> int:
     import json
 
     from cnnzoo.workflows.bench import bench, course_batch_size, format_table
-    from cnnzoo.train import TrainConfig
 
     base = base_config(args.model, args.dataset)
-    flags = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k, None) is not None}
     batch_size = course_batch_size(args.model) if args.batch_size is None else args.batch_size
-    config = base.replace(**{**flags, "epochs": args.epochs, "batch_size": batch_size})
+    config = base.replace(**{**flag_overrides(args), "epochs": args.epochs, "batch_size": batch_size})
     refuse_idle_norm(config)
     result = bench(config, baseline=args.baseline)
     if args.json:
@@ -296,5 +300,3 @@ def cmd_compare(args) -> int:
     print(table)
     print(f"wrote {md} and {png}")
     return 0
-
-

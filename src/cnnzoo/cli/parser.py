@@ -1,5 +1,7 @@
 """The `cnnzoo` command line: every subcommand and flag. The flags that set a TrainConfig field (train,
-lr-find, finetune, bench) are made from that field's Option (`add_config_flags`), so none is typed twice."""
+lr-find, finetune, bench) are made from that field's Option (`add_config_flags`), so none is typed twice.
+Building it loads torch (TrainConfig's value lists come from cnnzoo.data) but neither matplotlib nor the
+workflows: the commands import those when they run, and `_ChoicesOf` defers the value lists they own."""
 
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ def _option(text: str) -> tuple[str, object]:
 
 class _ChoicesOf:
     """An allowed-value list owned by a module the command line should not import at start-up (viz
-    loads matplotlib): argparse only reads choices to check a value or print help, so import then."""
+    loads matplotlib): argparse reads choices to check a value or print help, so import then. The
+    argument needs a metavar: without one, add_argument iterates the choices to format the usage."""
 
     def __init__(self, module: str, name: str):
         self.module, self.name = module, name
@@ -54,6 +57,15 @@ class _ChoicesOf:
 
     def __contains__(self, value) -> bool:
         return value in self._values()
+
+
+def _add_run_flags(g, default_name: str) -> None:
+    """Where a command that trains writes its run directory and how much it says while training."""
+    g.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
+    g.add_argument("--name", help=f"run name (default: {default_name})")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run of the same name (default: refuse)")
+    g.add_argument("--quiet", action="store_true", help="no progress output (default: progress and one line per epoch)")
 
 
 def _add_logger_flags(g) -> None:
@@ -161,21 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, help="number of classes (default: the model's)")
     p.add_argument("--norm", choices=NORMS, default="torch",
                    help="batch-norm implementation for BN models (default: torch)")
-    p.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
-                   help="model option such as activation=relu, repeatable (default: none)")
+    _option_flag(p)
     p.set_defaults(func=zoo.cmd_summary)
 
     p = sub.add_parser("train", help="train a model; writes a run directory", epilog=TRAIN_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_flags(p)
     g = p.add_argument_group("run directory")
-    g.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
-    g.add_argument("--name", help="run name (default: <time>-<model>-<dataset>)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace an existing run of the same name (default: refuse)")
+    _add_run_flags(g, "<time>-<model>-<dataset>")
     g.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a run from its last completed epoch (default: a new run)")
-    g.add_argument("--quiet", action="store_true", help="no progress output (default: progress and one line per epoch)")
     g.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings, device and fast path, then exit without reading data or "
                         "writing anything")
@@ -207,10 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
     p.add_argument("model")
-    p.add_argument("--style", choices=_ChoicesOf("cnnzoo.viz.diagrams", "STYLES"), default="layered",
-                   help="layered: boxes sized by the tensors, as the course draws them; graph: every layer as a node; "
-                        "visualkeras: the Keras twin drawn by visualkeras, PNG only, needs cnnzoo[keras] "
-                        "(default: layered)")
+    p.add_argument("--style", choices=_ChoicesOf("cnnzoo.viz.diagrams", "STYLES"), metavar="STYLE",
+                   default="layered", help="one of %(choices)s; layered: boxes sized by the tensors, as the course "
+                   "draws them; graph: every layer as a node; visualkeras: the Keras twin drawn by visualkeras, PNG "
+                   "only, needs cnnzoo[keras] (default: layered)")
     p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
     p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.svg (required)")
     p.set_defaults(func=zoo.cmd_draw)
@@ -296,18 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     # texts quote the same values from FINETUNE.
     add_config_flags(p, FINETUNE_FLAGS, recipe=False, defaults=FINETUNE, shown={"input_size": "the source's",
                                                                                   "dataset": FINETUNE.dataset})
-    p.add_argument("--out", default="runs", help="parent folder of run directories (default: ./runs)")
-    p.add_argument("--name", help="run name (default: <time>-<model>-finetuned-<dataset>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_run_flags(p, "<time>-<model>-finetuned-<dataset>")
     _add_logger_flags(p)
     p.set_defaults(func=commands.cmd_finetune)
 
     p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript (preprocessing included) or Keras")
     p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--format", choices=_ChoicesOf("cnnzoo.workflows.export", "FORMATS"), default="onnx",
-                   help="file format; keras writes the Keras twin (.keras, needs cnnzoo[keras]), which takes "
-                        "preprocessed channels-last images (default: onnx)")
+    p.add_argument("--format", choices=_ChoicesOf("cnnzoo.workflows.export", "FORMATS"), metavar="FORMAT",
+                   default="onnx", help="file format, one of %(choices)s; keras writes the Keras twin (.keras, needs "
+                   "cnnzoo[keras]), which takes preprocessed channels-last images (default: onnx)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the model (required)")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="compare with PyTorch on real test images (default: on)")

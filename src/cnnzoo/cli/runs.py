@@ -1,13 +1,12 @@
 """The commands that look at a trained model: `evaluate`, `predict`, `inspect`, `serve`, `report` and
-`export`, each given a run directory or a checkpoint. Each imports what it needs when it runs, so
-that building the parser stays torch-free."""
+`export`, each given a run directory or a checkpoint. Each imports what it needs when it runs (why:
+cli/parser.py)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from cnnzoo.cli.format import print_table
 from cnnzoo.errors import CnnzooError
 
 
@@ -15,8 +14,10 @@ def cmd_evaluate(args) -> int:
     from cnnzoo.data import load_split
     from cnnzoo.train import evaluate
     from cnnzoo.train.runtime import Runtime
+    from cnnzoo.viz.notebook import evaluation_text
+    from cnnzoo.viz.plots import confusion_figure, save_figure
     from cnnzoo.workflows import load_trained
-    from cnnzoo.workflows.run import evaluation_report, stored_data_dir
+    from cnnzoo.workflows.run import stored_data_dir
 
     trained = load_trained(args.run, device=args.device)
     config = trained.config
@@ -25,20 +26,11 @@ def cmd_evaluate(args) -> int:
     runtime = Runtime.from_config(config.replace(device=args.device))
     runtime.configure_threads()
     result = evaluate(trained.model, split, **trained.input_spec.kwargs(), batch_size=config.eval_batch_size,
-                      runtime=runtime,
-                      tta=config.tta if args.tta is None else args.tta)
-    report = evaluation_report(result, trained.classes)
-    print(f"{args.split} accuracy {100 * result.accuracy:.2f}%  loss {result.loss:.4f}  ({len(split)} images)")
-    print()
-    print_table(("class", "accuracy"), [(c, f"{100 * a:.1f}%") for c, a in
-                                         zip(trained.classes, report["per_class_accuracy"])], right=(1,))
-    from cnnzoo.viz.notebook import confusion_text
-
-    print("\n" + confusion_text(report["confusion"], trained.classes))
+                      runtime=runtime, tta=config.tta if args.tta is None else args.tta)
+    confusion = result.confusion(len(trained.classes)).tolist()
+    print(evaluation_text(result.accuracy, result.loss, confusion, trained.classes, split=args.split))
     out = Path(args.out) if args.out else _png_beside(args.run, f"confusion-{args.split}.png")
-    from cnnzoo.viz.plots import confusion_figure, save_figure
-
-    save_figure(confusion_figure(report["confusion"], trained.classes), out)
+    save_figure(confusion_figure(confusion, trained.classes), out)
     print(f"\nconfusion matrix image: {out}")
     return 0
 

@@ -1,6 +1,6 @@
 """The commands about what ships and what this machine has: the zoo's models (`models`, `summary`,
 `draw`), the data sets' images (`show`) and the installation itself (`doctor`). Each imports what it
-needs when it runs, so that building the parser stays torch-free."""
+needs when it runs (why: cli/parser.py)."""
 
 from __future__ import annotations
 

@@ -166,11 +166,14 @@ def class_names(classes: Sequence[str], count: int) -> list[str]:
     return list(classes) if len(classes) == count else [str(i) for i in range(count)]
 
 
-def evaluation_text(accuracy: float, loss: float, confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> str:
-    """What `cnnzoo evaluate` prints: accuracy, per-class accuracy, the confusion matrix."""
+def evaluation_text(accuracy: float, loss: float, confusion: Sequence[Sequence[int]], classes: Sequence[str],
+                    split: str = "") -> str:
+    """What `cnnzoo evaluate` prints: accuracy, per-class accuracy, the confusion matrix; `split` names
+    the split measured in the first line ("test accuracy ...")."""
     names = class_names(classes, len(confusion))
     total = sum(map(sum, confusion))
-    lines = [f"accuracy {accuracy * 100:.2f}%  loss {loss:.4f}  ({total} images)", "", "per-class accuracy"]
+    measured = f"{split} accuracy" if split else "accuracy"
+    lines = [f"{measured} {accuracy * 100:.2f}%  loss {loss:.4f}  ({total} images)", "", "per-class accuracy"]
     width = max(map(len, names))
     lines += [f"  {name:<{width}}  {percent(a, 1):>6}" for name, a in zip(names, per_class_accuracy(confusion))]
     return "\n".join(lines) + "\n\n" + confusion_text(confusion, names)
