@@ -185,3 +185,14 @@ def test_safetensors_own_temporary_left_by_a_killed_writer_is_cleared_by_the_nex
     unrelated.write_bytes(b"someone else's")
     RunDir(run.path).lock().unlock()
     assert not leftover.exists() and unrelated.exists()
+
+
+def test_holding_names_the_run_of_a_folder_or_a_checkpoint(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    checkpoint = run.path / RunDir.CHECKPOINTS / RunDir.LAST
+    checkpoint.write_bytes(b"")
+    stray = tmp_path / "model.safetensors"
+    stray.write_bytes(b"")
+    assert RunDir.holding(run.path) == RunDir.holding(checkpoint) == run.path
+    assert RunDir.holding(stray) == tmp_path
+    assert run.evaluate_confusion_path("val") == run.path / "confusion-val.png"

@@ -13,6 +13,7 @@ from cnnzoo.errors import CnnzooError
 def cmd_evaluate(args) -> int:
     from cnnzoo.data import load_split
     from cnnzoo.train import evaluate
+    from cnnzoo.train.rundir import RunDir
     from cnnzoo.train.runtime import Runtime
     from cnnzoo.viz.notebook import evaluation_text
     from cnnzoo.viz.plots import confusion_figure, save_figure
@@ -29,18 +30,10 @@ def cmd_evaluate(args) -> int:
                       runtime=runtime, tta=config.tta if args.tta is None else args.tta)
     confusion = result.confusion(len(trained.classes)).tolist()
     print(evaluation_text(result.accuracy, result.loss, confusion, trained.classes, split=args.split))
-    out = Path(args.out) if args.out else _png_beside(args.run, f"confusion-{args.split}.png")
+    out = Path(args.out) if args.out else RunDir(RunDir.holding(args.run)).evaluate_confusion_path(args.split)
     save_figure(confusion_figure(confusion, trained.classes), out)
     print(f"\nconfusion matrix image: {out}")
     return 0
-
-
-def _png_beside(run: str, name: str) -> Path:
-    from cnnzoo.train.rundir import RunDir
-
-    path = Path(run)
-    return (path if path.is_dir() else path.parent.parent if path.parent.name == RunDir.CHECKPOINTS
-            else path.parent) / name
 
 
 def cmd_predict(args) -> int:

@@ -339,7 +339,7 @@ def check_trained(checkpoint: Checkpoint) -> None:
     pass for the run's. A checkpoint of a model as built or imported (no optimizer state) is no
     run's starting point and is allowed: it is what it says it is."""
     if checkpoint.meta["epoch"] == 0 and "optimizer" in checkpoint.meta:
-        run = checkpoint.path.parent.parent if checkpoint.path.parent.name == RunDir.CHECKPOINTS else checkpoint.path
+        run = RunDir.holding(checkpoint.path)
         raise UnusableWeights(
             f"{checkpoint.path} holds the untrained weights its run started from: no epoch finished (the run was "
             f"stopped, or diverged, in epoch 1); continue it with `cnnzoo train --resume {run}`, or if it diverged "

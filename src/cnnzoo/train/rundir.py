@@ -78,6 +78,16 @@ class RunDir:
     # The figures plot_run draws, by what they show.
     PLOTS = {"loss": "loss.png", "accuracy": "accuracy.png", "lr": "lr.png", "confusion": "confusion.png",
              "misclassified": "misclassified.png"}
+    EVALUATE_CONFUSION = "confusion-{split}.png"  # `cnnzoo evaluate`'s picture of one split
+
+    @classmethod
+    def holding(cls, path: str | Path) -> Path:
+        """The run directory `path` names: the folder itself, or the run a checkpoint file lies in (else
+        the file's own folder)."""
+        path = Path(path)
+        if path.is_dir():
+            return path
+        return path.parent.parent if path.parent.name == cls.CHECKPOINTS else path.parent
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -181,6 +191,9 @@ class RunDir:
     def plot_path(self, kind: str) -> Path:
         """Where plot_run draws the figure of `kind` (a key of PLOTS)."""
         return self.path / self.PLOTS[kind]
+
+    def evaluate_confusion_path(self, split: str) -> Path:
+        return self.path / self.EVALUATE_CONFUSION.format(split=split)
 
     def checkpoint(self, which: str = "best") -> Path:
         """The `which` ("best" or "last") checkpoint; "best" falls back to last where there is no best yet
