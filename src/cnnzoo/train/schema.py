@@ -27,9 +27,11 @@ class DocumentError(CnnzooError):
     """A run's config.json or checkpoint metadata is not what cnnzoo wrote."""
 
 
-def _bad(source: str, field: str, problem: str) -> DocumentError:
-    return DocumentError(f"{source} is damaged or was not written by cnnzoo: its field {field!r} {problem}; "
-                         "restore the file from a copy or train the run again.")
+_RESTORE = "restore the file from a copy or train the run again"
+
+
+def _bad(source: str, field: str, problem: str, fix: str = _RESTORE) -> DocumentError:
+    return DocumentError(f"{source} is damaged or was not written by cnnzoo: its field {field!r} {problem}; {fix}.")
 
 
 def _kind(value: Any) -> str:
@@ -256,9 +258,8 @@ BATCH_LOSS_COLUMNS: dict[str, tuple[str, float | None, float | None, bool]] = {
 MAX_FIELD_CHARS = 40
 
 
-def _table_bad(source: str, problem: str) -> DocumentError:
-    return DocumentError(f"{source} is damaged or was not written by cnnzoo: {problem}; restore the file from a "
-                         "copy or train the run again.")
+def _table_bad(source: str, problem: str, fix: str = _RESTORE) -> DocumentError:
+    return DocumentError(f"{source} is damaged or was not written by cnnzoo: {problem}; {fix}.")
 
 
 def _number_field(text: str, kind: str, low: float | None, high: float | None) -> int | float:
@@ -368,4 +369,20 @@ def check_evaluation(values: Any, source: str) -> dict[str, Any]:
                 and _is_number(item.get("confidence")) and 0 <= item["confidence"] <= 1):
             raise _bad(source, "misclassified", "holds an entry that is not {index, true, pred, confidence} of a "
                        "test image")
+    return values
+
+
+# The MLflow run itself lives in its tracking store; only the link to it is lost with this file.
+_MLFLOW_FIX = "delete it and the resumed run logs to a new MLflow run"
+
+
+def check_mlflow_record(values: Any, source: str) -> dict[str, str]:
+    """mlflow.json (which MLflow run a run logs to, so a resume continues it), checked field by field."""
+    if not isinstance(values, dict):
+        raise _table_bad(source, f"it holds {_kind(values)}, not an object", _MLFLOW_FIX)
+    for name in ("tracking_uri", "experiment_id", "run_id"):
+        if name not in values:
+            raise _bad(source, name, "is missing", _MLFLOW_FIX)
+        if not (isinstance(values[name], str) and values[name]):
+            raise _bad(source, name, f"is {values[name]!r:.40}, not a non-empty string", _MLFLOW_FIX)
     return values
