@@ -203,6 +203,10 @@ def _check_history(history: Any, source: str, header_lists: bool) -> None:
     if not (isinstance(epochs, list) and all(isinstance(row, dict) for row in epochs)):
         raise _bad(source, "history.epochs", "is not a list of per-epoch rows")
     for row in epochs:
+        # Early stopping's replay and the checkpoint's own epoch count go by each row's epoch.
+        if not (_is_int(row.get("epoch")) and row["epoch"] >= 1):
+            raise _bad(source, "history.epochs", f"holds a row whose epoch is {row.get('epoch')!r:.40}, not a whole "
+                       "number of at least 1")
         for key, value in row.items():
             # NaN would pass for a number, and a resumed run's divergence guard compares against it.
             if value is not None and not (_is_number(value) and math.isfinite(value)):
