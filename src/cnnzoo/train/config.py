@@ -48,7 +48,12 @@ class FastPathPiece:
     label: str  # how a fallback message names it
     help: str  # the flag's help: what it is
     auto: str  # what auto chooses (train/runtime.py decides)
-    off: dict[str, Any]  # the Runtime fields the fallback sets when it turns the piece off
+    off: dict[str, Any]  # the Runtime fields the fallback sets when it turns the piece off, its own first
+
+    def is_on(self, runtime: Any) -> bool:
+        """Whether `runtime` asks for this piece: its own field (off's first) is not at its off value."""
+        own, off_value = next(iter(self.off.items()))
+        return getattr(runtime, own) != off_value
 
 
 # In the order the fallback turns them off: the riskiest and least essential first; autocast

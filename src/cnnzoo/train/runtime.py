@@ -175,8 +175,8 @@ class Runtime:
             "cuda_graphs": (f"--cuda-graphs {config.cuda_graphs} on {where}" if graphs_possible or not cuda
                             else "off: they are recorded by torch.compile, which this card cannot run"),
         }
-        for name in ("channels_last", "fused_optimizer", "cudnn_benchmark"):  # nothing but the setting decides these
-            reasons[name] = f"--{name.replace('_', '-')} {getattr(config, name)} on {where}"
+        for name in SWITCHES:  # the switches not explained above: nothing but their setting decides them
+            reasons.setdefault(name, f"--{name.replace('_', '-')} {getattr(config, name)} on {where}")
         forced = {name for name in SWITCHES if getattr(config, name) == "on"}
         return cls(
             forced=frozenset(forced | ({"precision"} if config.precision != "auto" and precision != "fp32" else set())),
