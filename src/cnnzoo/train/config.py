@@ -60,7 +60,7 @@ class FastPathPiece:
 # changes the numbers most, so it goes only after the two compilers.
 FAST_PATH = (
     FastPathPiece("cuda_graphs", "the captured step (CUDA graph)",
-                  "CUDA graphs through torch.compile for models under 5M parameters", "on",
+                  "the whole compiled step captured as one CUDA graph, for models under 5M parameters", "on",
                   {"cuda_graphs": False}),
     FastPathPiece("compile", "torch.compile", "torch.compile",
                   "on for CUDA compute capability >= 7.0, which Triton needs; eager on older cards, MPS and the CPU",
