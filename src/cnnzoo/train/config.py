@@ -18,6 +18,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models.init import INITS
 from cnnzoo.models.shapes import MAX_INPUT_SIDE
 from cnnzoo.nn import NORMS
+from cnnzoo.values import is_number, is_whole
 
 # Each list of allowed values has one owner, the lowest layer that needs it: init schemes, norms,
 # validation holdouts and resize modes the layers that apply them (imported above), the training
@@ -111,17 +112,13 @@ def _switch(piece: str) -> Any:
                    shown=f"auto: {fast.auto}", from_recipe=False, setup=False)
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a count
-
-
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 def _count(value: Any) -> bool:
     # The upper bound is what torch's int32 sizes and counters hold; nothing real comes near it.
-    return _whole(value) and 1 <= value < 2**31
+    return is_whole(value) and 1 <= value < 2**31
 
 
 def _fraction(value: Any) -> bool:
@@ -145,7 +142,7 @@ class TrainConfig:
                         "biases), keras = Glorot weights and zero biases", group="what to train", choices=INITS,
                         shown="torch's own")
     input_size: int | None = _option(help="square input size in pixels", group="what to train", flag="--resize",
-                                     metavar="PX", rule=lambda v: _whole(v) and 1 <= v <= MAX_INPUT_SIDE,
+                                     metavar="PX", rule=lambda v: is_whole(v) and 1 <= v <= MAX_INPUT_SIDE,
                                      must=f"a positive image size of at most {MAX_INPUT_SIDE} pixels",
                                      shown="the model's, e.g. 224 for AlexNet")
     epochs: int = _option(10, help="passes over the training set (fine-tuning: the head-only ones included)",
@@ -181,7 +178,7 @@ class TrainConfig:
                                       must="a finite positive number (leave it out to clip nothing)",
                                       shown="no clipping")
     crop_padding: int = _option(0, help="random-crop augmentation padding in pixels", group="data",
-                                rule=lambda v: _whole(v) and 0 <= v <= MAX_INPUT_SIDE,
+                                rule=lambda v: is_whole(v) and 0 <= v <= MAX_INPUT_SIDE,
                                 must=f"a whole number of pixels from 0 to {MAX_INPUT_SIDE}")
     hflip: bool = _option(False, help="random horizontal flips", group="data")
     random_erasing: float = _option(0.0, help="erase a random box (2-40% of the image, random pixel values) of "
@@ -194,7 +191,7 @@ class TrainConfig:
     normalize_std: float | None = None
     finetune_from: str | None = None  # "torchvision:resnet18" or a run directory (the flag --from of finetune)
     head_epochs: int = _option(0, help="epochs training only the new head first", group="fine-tuning",
-                               rule=lambda v: _whole(v) and v >= 0, must="a whole number of epochs")
+                               rule=lambda v: is_whole(v) and v >= 0, must="a whole number of epochs")
     val_split: float = _option(0.0, help="fraction of train held out for validation, e.g. 0.2", group="data",
                                rule=_fraction, must=FRACTION)
     # Reproducing the course material (its recipes set these; cnnzoo's own keep the defaults):
@@ -207,14 +204,14 @@ class TrainConfig:
                              "time)", group="execution", choices=TRAIN_ACC)
     early_stop: int | None = _option(help="stop after PATIENCE epochs without validation progress and keep the best "
                                      "epoch's weights (needs --val-split)", group="data", metavar="PATIENCE",
-                                     rule=lambda v: _whole(v) and v >= 1, must="a positive whole number of epochs",
+                                     rule=lambda v: is_whole(v) and v >= 1, must="a positive whole number of epochs",
                                      shown="off")
     early_stop_min_delta: float = _option(0.0, help="validation accuracy an epoch must gain to count as progress, "
                                           "e.g. 0.002", group="data", metavar="FRACTION", rule=_fraction,
                                           must="a fraction in [0, 1)")
     tta: bool = _option(False, help="test-time augmentation with mirrored images", group="data")
     seed: int = _option(0, help="seed of weights, shuffling and augmentation", group="execution",
-                        rule=lambda v: _whole(v) and 0 <= v < 2**63, must="a whole number in [0, 2**63)", setup=False)
+                        rule=lambda v: is_whole(v) and 0 <= v < 2**63, must="a whole number in [0, 2**63)", setup=False)
     device: str = _option("auto", help="auto, cpu, cuda, cuda:N or mps", group="execution", from_recipe=False,
                           shown="auto, the NVIDIA GPU when there is one, else a Mac's MPS GPU, else the CPU",
                           setup=False)
@@ -229,10 +226,10 @@ class TrainConfig:
     eval_batch_size: int = _option(1024, help="images per evaluation batch", group="execution", rule=_count,
                                    must=COUNT, from_recipe=False, setup=False)
     limit_train: int | None = _option(help="train on a seeded subset of N images", group="data", metavar="N",
-                                      rule=lambda v: _whole(v) and v >= 1, must="a positive number of images",
+                                      rule=lambda v: is_whole(v) and v >= 1, must="a positive number of images",
                                       shown="all", from_recipe=False)
     limit_test: int | None = _option(help="evaluate on a seeded subset of N test images", group="data", metavar="N",
-                                     rule=lambda v: _whole(v) and v >= 1, must="a positive number of images",
+                                     rule=lambda v: is_whole(v) and v >= 1, must="a positive number of images",
                                      shown="all", from_recipe=False)
     data_dir: str | None = _option(help="data root", group="data", shown="$CNNZOO_DATA, else ~/.cache/cnnzoo",
                                    from_recipe=False, setup=False)

@@ -36,6 +36,7 @@ from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.fastpath import TrainStep
 from cnnzoo.train.loop import train_batches
 from cnnzoo.train.optim import build_optimizer
+from cnnzoo.values import is_whole
 
 RULE_STEEPEST = "steepest descent of the smoothed loss"
 RULE_MIN_TENTH = "a tenth of the rate at the lowest loss"
@@ -125,7 +126,7 @@ def check_sweep(start_lr: float, end_lr: float, num_steps: int, diverge_factor: 
     """Raise CnnzooError for sweep settings no range test could use (before any data is loaded)."""
     if not (math.isfinite(start_lr) and math.isfinite(end_lr) and 0 < start_lr < end_lr):
         raise CnnzooError(f"The sweep needs 0 < --start-lr < --end-lr, got {start_lr!r} and {end_lr!r}.")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 20:
+    if not (is_whole(num_steps) and num_steps >= 20):
         raise CnnzooError(f"--steps must be a whole number of at least 20 (to smooth the loss), got {num_steps!r}.")
     if not diverge_factor > 1:
         raise CnnzooError(f"diverge_factor must be above 1, got {diverge_factor!r}.")
