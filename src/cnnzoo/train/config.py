@@ -259,17 +259,11 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise CnnzooError on the first value no run could use; return self for chaining. Each field
         is checked against its Option; then the rules that tie fields together."""
-        for name, option in OPTIONS.items():
+        for name in OPTIONS:
             value = getattr(self, name)
             if value is None and FIELD_DEFAULTS[name] is None:
                 continue  # None: the documented default (the optimizer's own, the model's size, off)
-            if option.choices is not None and value not in option.choices:
-                raise CnnzooError(f"{option.flag_name(name)} must be one of {', '.join(option.choices)}, "
-                                  f"got {value!r}.")
-            if option.rule is not None and not option.rule(value):
-                raise CnnzooError(f"{option.flag_name(name)} must be {option.must}, got {value!r}.")
-            if isinstance(FIELD_DEFAULTS[name], bool) and not isinstance(value, bool):
-                raise CnnzooError(f"{option.flag_name(name)} must be true or false, got {value!r}.")
+            check_setting(name, value)
         if self.rho is not None and not self.optimizer.startswith("rmsprop"):
             raise CnnzooError(f"--rho applies to RMSprop only; drop it or use --optimizer rmsprop (got {self.optimizer}).")
         if self.eps is not None and self.optimizer == "sgd":
@@ -294,6 +288,19 @@ class TrainConfig:
         if self.sync_bn and self.norm != "torch":
             raise CnnzooError("--sync-bn converts torch's batch-norm layers; it cannot sync --norm scratch, use --norm torch.")
         return self
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """`value` for the field `name` checked against its Option alone (`validate` adds the fields whose
+    None means a default, and the rules that tie fields together); a refusal names its flag."""
+    option = OPTIONS[name]
+    if option.choices is not None and value not in option.choices:
+        raise CnnzooError(f"{option.flag_name(name)} must be one of {', '.join(option.choices)}, got {value!r}.")
+    if option.rule is not None and not option.rule(value):
+        raise CnnzooError(f"{option.flag_name(name)} must be {option.must}, got {value!r}.")
+    if isinstance(FIELD_DEFAULTS[name], bool) and not isinstance(value, bool):
+        raise CnnzooError(f"{option.flag_name(name)} must be true or false, got {value!r}.")
+    return value
 
 
 # Every field's Option and default, in declaration order: what the command line and `validate` read.
