@@ -33,8 +33,7 @@ from cnnzoo.data import DataBundle
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
-from cnnzoo.train.fastpath import TrainStep
-from cnnzoo.train.loop import train_batches
+from cnnzoo.train.loop import grad_scaler, train_batches, train_step
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.values import is_whole
 
@@ -144,10 +143,9 @@ def _sweep(model, data, config, runtime, start_lr, end_lr, num_steps, diverge_fa
     probe.train()
     # fit's step on fit's batches, except that the last, smaller batch of an epoch (a noisier loss) is
     # dropped unless it is the only one.
-    step = TrainStep(probe, build_optimizer(probe, config, fused=runtime.fused_optimizer), runtime,
-                     train_batches(config, data, runtime, drop_last=len(data.train) >= config.batch_size),
-                     loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), grad_clip=config.grad_clip,
-                     scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaler))
+    step = train_step(probe, build_optimizer(probe, config, fused=runtime.fused_optimizer), config, runtime,
+                      train_batches(config, data, runtime, drop_last=len(data.train) >= config.batch_size),
+                      grad_scaler(runtime))
     ratio = end_lr / start_lr
     schedule = [start_lr * ratio ** (i / (num_steps - 1)) for i in range(num_steps)]
     window = _window(num_steps)
