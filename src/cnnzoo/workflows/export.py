@@ -67,7 +67,7 @@ class ExportResult:
 def export_model(source: str | Path, output: str | Path, format: str = "onnx", check: bool = True,
                  data_dir: str | None = None) -> ExportResult:
     """Export the model of a run directory or checkpoint `source` to `output` (see the module docstring)."""
-    from cnnzoo.workflows.trained import load_trained
+    from cnnzoo.train.trained import load_trained
 
     if format not in FORMATS:
         raise CnnzooError(f"Unknown export format {format!r}; choose one of: {', '.join(FORMATS)}.")

@@ -15,9 +15,9 @@ from torch import nn
 from cnnzoo.data import InputSpec, canonical_dataset_name, load_image, load_split
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.trained import TrainedModel, load_trained
 from cnnzoo.values import is_whole
 from cnnzoo.viz.inspection import Inspection, inspect_model
-from cnnzoo.workflows.trained import TrainedModel, load_trained
 
 __all__ = ["inspect", "gather_images"]
 
