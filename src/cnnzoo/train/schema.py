@@ -1,9 +1,10 @@
-"""One schema for the two documents a run keeps about itself: config.json and a checkpoint's metadata.
+"""One schema for the documents a run keeps about itself: config.json, a checkpoint's metadata,
+metrics.csv and batch_loss.csv, evaluation.json and mlflow.json.
 
-Both are read back by later commands (train --resume, report, compare --runs, predict, evaluate,
-export), possibly from an older cnnzoo, a damaged disk or a hand edit. Every read goes through
-:func:`check_config` / :func:`check_checkpoint_meta`, so a bad file is one sentence naming the file
-and the field, never a traceback deep inside the consumer.
+Each is read back by later commands (train --resume, report, compare --runs, predict, evaluate,
+export), possibly from an older cnnzoo, a damaged disk or a hand edit. Every read goes through a
+check here (:func:`check_config`, :func:`check_checkpoint_meta`, :func:`check_table`, ...), so a bad
+file is one sentence naming the file and the field, never a traceback deep inside the consumer.
 """
 
 from __future__ import annotations
