@@ -20,7 +20,7 @@ _API = {
     "load_data": "cnnzoo.data", "load_split": "cnnzoo.data", "load_image": "cnnzoo.data",
     "BatchIterator": "cnnzoo.data",
     "TrainConfig": "cnnzoo.train", "fit": "cnnzoo.train", "evaluate": "cnnzoo.train", "predict": "cnnzoo.train",
-    "train_run": "cnnzoo.workflows", "resume_run": "cnnzoo.workflows", "load_trained": "cnnzoo.workflows",
+    "train_run": "cnnzoo.workflows", "resume_run": "cnnzoo.workflows", "load_trained": "cnnzoo.train",
     "History": "cnnzoo.train", "Callback": "cnnzoo.train", "FitState": "cnnzoo.train",
     "EarlyStopping": "cnnzoo.train", "TensorBoardLogger": "cnnzoo.train", "MLflowLogger": "cnnzoo.train",
     "lr_find": "cnnzoo.train", "LRFinderResult": "cnnzoo.train", "CnnzooError": "cnnzoo.errors",

@@ -107,6 +107,28 @@ def test_bad_early_stopping_settings_are_one_sentence(quick_config, changes, wor
         quick_config.replace(**changes).validate()
 
 
+@pytest.mark.parametrize("patience, min_delta", [
+    (3, 0.0), (1, 0.5), (0, 0.0), (-1, 0.0), (True, 0.0), (2.0, 0.0), ("3", 0.0),
+    (3, 1), (3, 1.5), (3, -0.1), (3, float("nan")), (3, float("inf")), (3, True), (3, "0.1"),
+])
+def test_the_callback_takes_exactly_the_settings_a_run_takes(quick_config, patience, min_delta):
+    def refusal(make):
+        try:
+            make()
+        except CnnzooError as error:
+            return str(error)
+        return None
+
+    run = refusal(lambda: quick_config.replace(val_split=0.1, early_stop=patience,
+                                               early_stop_min_delta=min_delta).validate())
+    assert refusal(lambda: EarlyStopping(patience, min_delta)) == run
+
+
+def test_the_callback_needs_a_patience_where_a_run_reads_none_as_off():
+    with pytest.raises(CnnzooError, match="^--early-stop must be a positive whole number of epochs, got None.$"):
+        EarlyStopping(None)
+
+
 def test_without_validation_data_the_callback_says_what_to_pass(quick_config):
     data = load_data(quick_config.dataset, root=quick_config.data_dir, limit_train=256, limit_test=64)
     with pytest.raises(CnnzooError, match="--val-split"):

@@ -4,6 +4,7 @@ step: tests/train/test_fastpath.py)."""
 
 import dataclasses
 import importlib.util
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +12,10 @@ import torch
 from cnnzoo.data import BatchIterator
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import TrainConfig
-from cnnzoo.train.fallback import first_line, missing_compile_toolchain, runtime_after
+from cnnzoo.train import config as train_config
+from cnnzoo.train import fallback
+from cnnzoo.train.config import FAST_PATH, FastPathPiece
+from cnnzoo.train.fallback import FallbackChain, first_line, missing_compile_toolchain, runtime_after, without
 from cnnzoo.train.fastpath import TrainStep
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.runtime import Runtime
@@ -58,3 +62,38 @@ def test_first_line_skips_dynamos_header():
     assert first_line(wrapped) == "RuntimeError: CalledProcessError: Command 'gcc' returned 1"
     assert first_line(KeyError()) == "KeyError"
     assert len(first_line(RuntimeError("x" * 500))) < 230
+
+
+_ALL_ON = Runtime(device=torch.device("cpu"), amp_dtype=torch.bfloat16, channels_last=True, compile=True,
+                  cuda_graphs=True, fused_optimizer=True, cudnn_benchmark=True)
+
+
+def _chain(runtime, compile_mode="cuda-graph", fused=True):
+    chain = FallbackChain()
+    chain.runtime, chain.compile_mode = runtime, compile_mode
+    chain.optimizer = SimpleNamespace(param_groups=[{"fused": fused}])
+    return chain
+
+
+def test_every_fast_path_piece_counts_as_running_until_it_is_turned_off():
+    assert _chain(_ALL_ON)._enabled_pieces() == [piece.name for piece in FAST_PATH]
+    for piece in FAST_PATH:
+        assert piece.name not in _chain(without(_ALL_ON, piece.name))._enabled_pieces(), piece.name
+
+
+def test_a_piece_the_runtime_asks_for_but_the_step_does_not_run_is_not_running():
+    assert "cuda_graphs" not in _chain(_ALL_ON, compile_mode="default")._enabled_pieces()  # a model too big to capture
+    assert "fused_optimizer" not in _chain(_ALL_ON, fused=False)._enabled_pieces()  # an optimizer without fused kernels
+
+
+def test_a_new_fast_path_piece_is_seen_by_the_fallback_without_another_edit(monkeypatch):
+    @dataclasses.dataclass(frozen=True)
+    class Wider(Runtime):
+        new_trick: bool = True
+
+    piece = FastPathPiece("new_trick", "the new trick", "a trick", "on", {"new_trick": False})
+    monkeypatch.setattr(fallback, "FAST_PATH", (*FAST_PATH, piece))
+    monkeypatch.setitem(train_config.FAST_PATH_PIECES, piece.name, piece)
+    runtime = Wider(**{f.name: getattr(_ALL_ON, f.name) for f in dataclasses.fields(Runtime)})
+    assert _chain(runtime)._enabled_pieces()[-1] == "new_trick"
+    assert "new_trick" not in _chain(without(runtime, "new_trick"))._enabled_pieces()

@@ -87,3 +87,13 @@ def test_a_missing_package_is_one_sentence(monkeypatch, logger, flag):
     monkeypatch.setitem(sys.modules, package, None)  # what importlib sees when it is not installed
     with pytest.raises(CnnzooError, match=f"{flag} needs the {package} package.*pip install 'cnnzoo\\[{package}\\]'"):
         logger()
+
+
+def test_a_damaged_mlflow_json_stops_resume_with_one_sentence_naming_it(tmp_path, log_config):
+    with pytest.raises(KeyboardInterrupt):
+        train_run(log_config, out=tmp_path, name="ml", quiet=True, callbacks=[MLflowLogger(), _CutAfterFirstEpoch()])
+    record = tmp_path / "ml" / RunDir.MLFLOW
+    record.write_text("[1, 2]")  # once an AttributeError from record.get
+    with pytest.raises(CnnzooError, match=f"^{record} is damaged .*not an object; delete it") as caught:
+        resume_run(tmp_path / "ml", quiet=True, callbacks=[MLflowLogger()])
+    assert "\n" not in str(caught.value)

@@ -141,6 +141,30 @@ def test_json_and_history_read_back_as_written(tmp_path):
     assert run.batch_loss_path.read_text().count("\n") == 3  # header and one line per step
 
 
+@pytest.mark.parametrize("text, problem", [
+    ("[1, 2]", "it holds a list, not an object"), ("{}", "field 'tracking_uri' is missing"),
+    ('{"tracking_uri": "file:/m", "experiment_id": "0"}', "field 'run_id' is missing"),
+    ('{"tracking_uri": "file:/m", "experiment_id": "0", "run_id": 5}', "field 'run_id' is 5, not a non-empty string"),
+    ('{"tracking_uri": null, "experiment_id": "0", "run_id": "r"}', "field 'tracking_uri' is None"),
+    ('{"tracking_uri": "file:/m", "experiment_id": "0", "run_id": ""}', "field 'run_id' is '', not"),
+    ('"run"', "it holds a string, not an object"), ("[[[[", "not valid JSON"),
+])
+def test_a_damaged_mlflow_json_names_the_file_and_the_field(tmp_path, text, problem):
+    run = RunDir(tmp_path)
+    (tmp_path / RunDir.MLFLOW).write_text(text)
+    with pytest.raises(CnnzooError, match="mlflow.json") as caught:
+        run.read_mlflow()
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_mlflow_json_reads_back_and_is_none_before_any_mlflow_run(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.read_mlflow() is None
+    record = {"tracking_uri": "file:/m", "experiment_id": "0", "run_id": "abc"}
+    run.write_json(RunDir.MLFLOW, record)
+    assert run.read_mlflow() == record
+
+
 def test_missing_json_is_named_in_one_sentence(tmp_path):
     with pytest.raises(CnnzooError, match="Cannot read .*evaluation.json"):
         RunDir(tmp_path).read_json("evaluation.json")

@@ -8,6 +8,7 @@ import torch
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import Runtime, TrainConfig, resolve_device
+from cnnzoo.train.config import FAST_PATH
 from cnnzoo.train.runtime import usable_cpu_count
 
 
@@ -202,3 +203,9 @@ def test_the_cpu_says_why_it_runs_fp32_and_eagerly():
     assert runtime.reasons["compile"] == "auto on the CPU: eager"
     fp16 = Runtime.from_config(TrainConfig(device="cpu", precision="fp16"))
     assert fp16.amp_dtype == torch.float16 and fp16.grad_scaler and fp16.describe()["precision"] == "fp16"
+
+
+def test_every_fast_path_piece_has_its_reason():
+    runtime = Runtime.from_config(TrainConfig(device="cpu", channels_last="off"))
+    assert {piece.name for piece in FAST_PATH} <= set(runtime.reasons)
+    assert runtime.reasons["channels_last"] == "--channels-last off on the CPU"

@@ -58,6 +58,7 @@ def _rewrite_meta(path, change):
     (lambda m: m.update(config="not a dict"), "'config' is a string"),
     (lambda m: m["optimizer"].update(param_groups="x"), "optimizer.param_groups"),
     (lambda m: m["history"].update(epochs=[1, 2]), "history.epochs"),
+    (lambda m: m["history"]["epochs"][0].pop("epoch"), "history.epochs' holds a row whose epoch is None"),
     (lambda m: m.update(grad_scaler={"scale": 65536.0}), "'grad_scaler'"),
     (lambda m: m.update(grad_scaler={"scale": float("nan"), "growth_factor": 2.0, "backoff_factor": 0.5,
                                      "growth_interval": 2000, "_growth_tracker": 0}), "grad_scaler.scale"),

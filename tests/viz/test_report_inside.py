@@ -4,9 +4,13 @@ import json
 import re
 import shutil
 
+import pytest
+
+from cnnzoo.train import Callback
 from cnnzoo.train.rundir import RunDir
 from cnnzoo.viz import write_report
 from cnnzoo.viz.report_inside import inside_section, report_images
+from cnnzoo.workflows import train_run
 
 
 def test_report_images_are_right_ones_first_then_the_listed_mistakes():
@@ -35,3 +39,23 @@ def test_without_a_checkpoint_the_section_says_why(trained_lenet_run, tmp_path):
     shutil.copytree(trained_lenet_run, run)
     shutil.rmtree(run / "checkpoints")
     assert "Not drawn: the run has no checkpoint yet" in inside_section(RunDir(run), None)
+
+
+def test_weights_evaluate_and_predict_refuse_are_not_drawn(trained_lenet_run, tmp_path, quick_config):
+    run = tmp_path / "run"
+    shutil.copytree(trained_lenet_run, run)
+    values = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**values, "dataset": "mnist"}))
+    section = inside_section(RunDir(run), None)
+    assert "Not drawn: " in section and "config.json says dataset is" in section and "<img" not in section
+
+    class StopInFirstEpoch(Callback):
+        def on_step_end(self, state):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(quick_config.replace(limit_train=128, limit_test=32), out=tmp_path, name="untrained", quiet=True,
+                  callbacks=[StopInFirstEpoch()])
+    section = inside_section(RunDir(tmp_path / "untrained"), None)
+    assert "Not drawn: " in section and "holds the untrained weights its run started from" in section
+    assert "<img" not in section

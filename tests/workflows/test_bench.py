@@ -11,7 +11,8 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.data import BatchIterator, load_data, preprocess
 from cnnzoo.train import TrainConfig, fit
-from cnnzoo.workflows.bench import FIELDS, EpochCpuTime, cores_used_text, peak_tflops, steady
+from cnnzoo.train.config import FAST_PATH, SWITCHES
+from cnnzoo.workflows.bench import FIELDS, EpochCpuTime, cores_used_text, format_table, peak_tflops, steady
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.workflows.run import model_for
 
@@ -58,6 +59,16 @@ def test_fast_path_pieces_give_the_plain_paths_predictions(trained, switches, at
 
 def test_steady_state_skips_the_first_epoch():
     assert steady([5.0, 2.0, 4.0]) == ([2, 3], 3.0)
+
+
+def test_bench_reports_every_fast_path_piece_and_its_table_shows_every_switch():
+    assert {piece.name for piece in FAST_PATH} <= set(FIELDS)
+    result = {name: None for name in FIELDS} | {name: True for name in SWITCHES} | {
+        "model": "lenet5", "dataset": "mnist", "train_images": 1, "input_size": [28, 28], "batch_size": 1,
+        "device_name": "cpu", "device": "cpu", "threads": 1, "precision": "fp32", "epoch_s": [1.0, 1.0],
+        "steady_s_per_epoch": 1.0, "steady_epochs": [2], "images_per_s": 1.0, "train_flops_per_image": 1.0}
+    device = dict(format_table(result))["device"]
+    assert all(f"{name}=on" in device for name in SWITCHES), device
 
 
 def test_one_epoch_has_no_steady_state_and_is_refused(capsys):

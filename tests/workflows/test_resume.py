@@ -103,6 +103,22 @@ def test_a_run_stopped_before_its_evaluation_is_finished_by_resume(tmp_path, qui
         resume_run(run_dir.path, quiet=True)
 
 
+def test_a_finished_early_stopped_run_is_finished_with_its_best_epochs_weights(tmp_path, quick_config):
+    # min_delta 0.9: no epoch counts as progress, so training stops after epoch 3, its last, while the
+    # accuracy still moves (as in tests/train/test_early_stopping.py).
+    config = quick_config.replace(val_split=0.25, epochs=3, early_stop=2, early_stop_min_delta=0.9, lr=3e-2,
+                                  limit_test=64)
+    run_dir, history = train_run(config, out=tmp_path, name="r", quiet=True)
+    scores = [row["val_acc"] for row in history.epochs]
+    assert scores.index(max(scores)) + 1 < 3, scores  # else the best epoch's weights are the last's
+    evaluation = json.loads(run_dir.evaluation_path.read_text())
+    run_dir.evaluation_path.unlink()
+    run_dir.report_path.unlink()
+    (run_dir.path / "early_stopping.json").write_text("[1, 2]")  # resume reads the checkpoint's history instead
+    resume_run(run_dir.path, quiet=True)
+    assert json.loads(run_dir.evaluation_path.read_text())["confusion"] == evaluation["confusion"]
+
+
 def test_an_epochs_below_what_was_trained_names_both_counts(tmp_path, quick_config):
     # It once said "already finished its 1 epochs" of a run that had trained 2.
     from cnnzoo.workflows.resume import resume_plan

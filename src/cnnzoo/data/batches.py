@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from cnnzoo.data.transforms import check_resize_mode, convert, resolve_input_size, shaped_normalize
 from cnnzoo.errors import CnnzooError
+from cnnzoo.values import is_number, is_whole
 
 __all__ = ["Augment", "BatchIterator", "draw_erasing", "epoch_seed", "random_erase"]
 
@@ -41,10 +42,9 @@ class Augment:
     random_erasing: float = 0.0
 
     def __post_init__(self):
-        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
+        if not (is_whole(self.crop_padding) and self.crop_padding >= 0):
             raise CnnzooError(f"crop_padding must be a whole number of pixels >= 0, got {self.crop_padding!r}.")
-        if isinstance(self.random_erasing, bool) or not isinstance(self.random_erasing, (int, float)) \
-                or not 0 <= self.random_erasing <= 1:
+        if not (is_number(self.random_erasing) and 0 <= self.random_erasing <= 1):
             raise CnnzooError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing!r}.")
 
     @property
@@ -198,11 +198,11 @@ class BatchIterator:
         world_size: int = 1,
         resize_mode: str = "tensor",
     ):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not (is_whole(batch_size) and batch_size >= 1):
             raise CnnzooError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        if not (is_whole(world_size) and world_size >= 1):
             raise CnnzooError(f"world_size must be a whole number >= 1, got {world_size!r}.")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        if not (is_whole(rank) and 0 <= rank < world_size):
             raise CnnzooError(f"rank must be in [0, {world_size}), got {rank!r}.")
         if augment is not None and not isinstance(augment, Augment):
             raise CnnzooError(f"augment must be an Augment or None, got {augment!r}.")
@@ -249,7 +249,7 @@ class BatchIterator:
 
     def set_epoch(self, epoch: int) -> None:
         """Select epoch ``epoch`` (0-based) for the next iteration."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        if not (is_whole(epoch) and epoch >= 0):
             raise CnnzooError(f"epoch must be a whole number >= 0, got {epoch!r}.")
         self.epoch = epoch
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.values import is_whole
 
 # Far beyond any image cnnzoo handles; only bounds the search for a minimum size.
 _LARGEST_SIDE = 4096
@@ -15,18 +16,14 @@ _LARGEST_SIDE = 4096
 MAX_INPUT_SIDE = 1024
 
 
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a size
-
-
 def as_size(input_size: int | Sequence[int]) -> tuple[int, int]:
     """Return ``input_size`` as (H, W); an int means a square image. The one rule for an input size:
     models are built for it, and the data is resized to it by the same rule."""
-    if _whole(input_size):
+    if is_whole(input_size):
         size = (input_size, input_size)
     else:
         size = tuple(input_size) if isinstance(input_size, Sequence) and not isinstance(input_size, str) else ()
-    if len(size) != 2 or not all(_whole(s) and s > 0 for s in size):
+    if len(size) != 2 or not all(is_whole(s) and s > 0 for s in size):
         raise CnnzooError(
             f"input_size must be a positive int or a pair (H, W) of them, got {input_size!r}."
         )

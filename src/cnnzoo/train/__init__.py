@@ -18,6 +18,7 @@ _API = {
     "MLflowLogger": "loggers", "TensorBoardLogger": "loggers",
     "LRFinderResult": "lr_finder", "lr_find": "lr_finder",
     "RunDir": "rundir",
+    "TrainedModel": "trained", "load_trained": "trained",
 }
 
 __all__ = sorted(_API)

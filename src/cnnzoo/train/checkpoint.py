@@ -23,6 +23,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.rundir import RunDir
 from cnnzoo.train.schema import HISTORY_LISTS, DocumentError, check_checkpoint_meta
+from cnnzoo.values import is_whole
 
 FORMAT = "cnnzoo-checkpoint"
 # Format version 1 (cnnzoo before the checksum; history in the header) is still read, without
@@ -238,7 +239,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CnnzooError(f"{path} is a safetensors file but not a cnnzoo checkpoint (no cnnzoo metadata).")
     version = meta.get("version")
-    if not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
+    if not (is_whole(version) and version >= 1):
         raise DocumentError(f"{path} is damaged or was not written by cnnzoo: its field 'version' is {version!r:.40}, "
                             "not a format number; restore the file from a copy or train the run again.")
     if version > VERSION:

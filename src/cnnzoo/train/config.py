@@ -19,6 +19,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models.init import INITS
 from cnnzoo.models.shapes import MAX_INPUT_SIDE
 from cnnzoo.nn import NORMS
+from cnnzoo.values import is_number, is_whole
 
 # Each list of allowed values has one owner, the lowest layer that needs it: init schemes, norms,
 # validation holdouts and resize modes the layers that apply them (imported above), the training
@@ -54,14 +55,19 @@ class FastPathPiece:
     label: str  # how a fallback message names it
     help: str  # the flag's help: what it is
     auto: str  # what auto chooses (train/runtime.py decides)
-    off: dict[str, Any]  # the Runtime fields the fallback sets when it turns the piece off
+    off: dict[str, Any]  # the Runtime fields the fallback sets when it turns the piece off, its own first
+
+    def is_on(self, runtime: Any) -> bool:
+        """Whether `runtime` asks for this piece: its own field (off's first) is not at its off value."""
+        own, off_value = next(iter(self.off.items()))
+        return getattr(runtime, own) != off_value
 
 
 # In the order the fallback turns them off: the riskiest and least essential first; autocast
 # changes the numbers most, so it goes only after the two compilers.
 FAST_PATH = (
     FastPathPiece("cuda_graphs", "the captured step (CUDA graph)",
-                  "CUDA graphs through torch.compile for models under 5M parameters", "on",
+                  "the whole compiled step captured as one CUDA graph, for models under 5M parameters", "on",
                   {"cuda_graphs": False}),
     FastPathPiece("compile", "torch.compile", "torch.compile",
                   "on for CUDA compute capability >= 7.0, which Triton needs; eager on older cards, MPS and the CPU",
@@ -112,17 +118,13 @@ def _switch(piece: str) -> Any:
                    shown=f"auto: {fast.auto}", from_recipe=False, setup=False)
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a count
-
-
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 def _count(value: Any) -> bool:
     # The upper bound is what torch's int32 sizes and counters hold; nothing real comes near it.
-    return _whole(value) and 1 <= value < 2**31
+    return is_whole(value) and 1 <= value < 2**31
 
 
 def _fraction(value: Any) -> bool:
@@ -150,7 +152,7 @@ class TrainConfig:
                         "biases), keras = Glorot weights and zero biases", group="what to train", choices=INITS,
                         shown="torch's own")
     input_size: int | None = _option(help="square input size in pixels", group="what to train", flag="--resize",
-                                     metavar="PX", rule=lambda v: _whole(v) and 1 <= v <= MAX_INPUT_SIDE,
+                                     metavar="PX", rule=lambda v: is_whole(v) and 1 <= v <= MAX_INPUT_SIDE,
                                      must=f"a positive image size of at most {MAX_INPUT_SIDE} pixels",
                                      shown="the model's, e.g. 224 for AlexNet")
     epochs: int = _option(10, help="passes over the training set (fine-tuning: the head-only ones included)",
@@ -186,7 +188,7 @@ class TrainConfig:
                                       must="a finite positive number (leave it out to clip nothing)",
                                       shown="no clipping")
     crop_padding: int = _option(0, help="random-crop augmentation padding in pixels", group="data",
-                                rule=lambda v: _whole(v) and 0 <= v <= MAX_INPUT_SIDE,
+                                rule=lambda v: is_whole(v) and 0 <= v <= MAX_INPUT_SIDE,
                                 must=f"a whole number of pixels from 0 to {MAX_INPUT_SIDE}")
     hflip: bool = _option(False, help="random horizontal flips", group="data")
     random_erasing: float = _option(0.0, help="erase a random box (2-40% of the image, random pixel values) of "
@@ -199,7 +201,7 @@ class TrainConfig:
     normalize_std: float | None = None
     finetune_from: str | None = None  # "torchvision:resnet18" or a run directory (the flag --from of finetune)
     head_epochs: int = _option(0, help="epochs training only the new head first", group="fine-tuning",
-                               rule=lambda v: _whole(v) and v >= 0, must="a whole number of epochs")
+                               rule=lambda v: is_whole(v) and v >= 0, must="a whole number of epochs")
     val_split: float = _option(0.0, help="fraction of train held out for validation, e.g. 0.2", group="data",
                                rule=_fraction, must=FRACTION)
     # Reproducing the course material (its recipes set these; cnnzoo's own keep the defaults):
@@ -212,14 +214,14 @@ class TrainConfig:
                              "time)", group="execution", choices=TRAIN_ACC)
     early_stop: int | None = _option(help="stop after PATIENCE epochs without validation progress and keep the best "
                                      "epoch's weights (needs --val-split)", group="data", metavar="PATIENCE",
-                                     rule=lambda v: _whole(v) and v >= 1, must="a positive whole number of epochs",
+                                     rule=lambda v: is_whole(v) and v >= 1, must="a positive whole number of epochs",
                                      shown="off")
     early_stop_min_delta: float = _option(0.0, help="validation accuracy an epoch must gain to count as progress, "
                                           "e.g. 0.002", group="data", metavar="FRACTION", rule=_fraction,
                                           must="a fraction in [0, 1)")
     tta: bool = _option(False, help="test-time augmentation with mirrored images", group="data")
     seed: int = _option(0, help="seed of weights, shuffling and augmentation", group="execution",
-                        rule=lambda v: _whole(v) and 0 <= v < 2**63, must="a whole number in [0, 2**63)", setup=False)
+                        rule=lambda v: is_whole(v) and 0 <= v < 2**63, must="a whole number in [0, 2**63)", setup=False)
     device: str = _option("auto", help="auto, cpu, cuda, cuda:N or mps", group="execution", from_recipe=False,
                           shown="auto, the NVIDIA GPU when there is one, else a Mac's MPS GPU, else the CPU",
                           setup=False)
@@ -234,10 +236,10 @@ class TrainConfig:
     eval_batch_size: int = _option(1024, help="images per evaluation batch", group="execution", rule=_count,
                                    must=COUNT, from_recipe=False, setup=False)
     limit_train: int | None = _option(help="train on a seeded subset of N images", group="data", metavar="N",
-                                      rule=lambda v: _whole(v) and v >= 1, must="a positive number of images",
+                                      rule=lambda v: is_whole(v) and v >= 1, must="a positive number of images",
                                       shown="all", from_recipe=False)
     limit_test: int | None = _option(help="evaluate on a seeded subset of N test images", group="data", metavar="N",
-                                     rule=lambda v: _whole(v) and v >= 1, must="a positive number of images",
+                                     rule=lambda v: is_whole(v) and v >= 1, must="a positive number of images",
                                      shown="all", from_recipe=False)
     data_dir: str | None = _option(help="data root", group="data", shown="$CNNZOO_DATA, else ~/.cache/cnnzoo",
                                    from_recipe=False, setup=False)
@@ -267,17 +269,11 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise CnnzooError on the first value no run could use; return self for chaining. Each field
         is checked against its Option; then the rules that tie fields together."""
-        for name, option in OPTIONS.items():
+        for name in OPTIONS:
             value = getattr(self, name)
             if value is None and FIELD_DEFAULTS[name] is None:
                 continue  # None: the documented default (the optimizer's own, the model's size, off)
-            if option.choices is not None and value not in option.choices:
-                raise CnnzooError(f"{option.flag_name(name)} must be one of {', '.join(option.choices)}, "
-                                  f"got {value!r}.")
-            if option.rule is not None and not option.rule(value):
-                raise CnnzooError(f"{option.flag_name(name)} must be {option.must}, got {value!r}.")
-            if isinstance(FIELD_DEFAULTS[name], bool) and not isinstance(value, bool):
-                raise CnnzooError(f"{option.flag_name(name)} must be true or false, got {value!r}.")
+            check_setting(name, value)
         if self.rho is not None and not self.optimizer.startswith("rmsprop"):
             raise CnnzooError(f"--rho applies to RMSprop only; drop it or use --optimizer rmsprop (got {self.optimizer}).")
         if self.eps is not None and self.optimizer == "sgd":
@@ -302,6 +298,19 @@ class TrainConfig:
         if self.sync_bn and self.norm != "torch":
             raise CnnzooError("--sync-bn converts torch's batch-norm layers; it cannot sync --norm scratch, use --norm torch.")
         return self
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """`value` for the field `name` checked against its Option alone (`validate` adds the fields whose
+    None means a default, and the rules that tie fields together); a refusal names its flag."""
+    option = OPTIONS[name]
+    if option.choices is not None and value not in option.choices:
+        raise CnnzooError(f"{option.flag_name(name)} must be one of {', '.join(option.choices)}, got {value!r}.")
+    if option.rule is not None and not option.rule(value):
+        raise CnnzooError(f"{option.flag_name(name)} must be {option.must}, got {value!r}.")
+    if isinstance(FIELD_DEFAULTS[name], bool) and not isinstance(value, bool):
+        raise CnnzooError(f"{option.flag_name(name)} must be true or false, got {value!r}.")
+    return value
 
 
 # Every field's Option and default, in declaration order: what the command line and `validate` read.

@@ -14,7 +14,6 @@ run directory says where things stand after every epoch and how the run ended.
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
@@ -22,6 +21,7 @@ from typing import Any, Iterable
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.callbacks import Callback, FitState
 from cnnzoo.train.checkpoint import load_checkpoint
+from cnnzoo.train.config import check_setting
 
 
 @dataclass
@@ -66,11 +66,9 @@ class EarlyStopping(Callback):
     epochs, and end with the best epoch's weights (`restore_best`). Needs a validation split."""
 
     def __init__(self, patience: int, min_delta: float = 0.0, restore_best: bool = True, verbose: bool = True):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise CnnzooError(f"--early-stop must be a positive whole number of epochs, got {patience!r}.")
-        if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta) and min_delta >= 0):
-            raise CnnzooError(f"--early-stop-min-delta must be zero or a positive fraction, got {min_delta!r}.")
-        self.patience, self.min_delta = patience, float(min_delta)
+        # The settings' own rules (TrainConfig's Options), so a callback built by hand takes what a run takes.
+        self.patience = check_setting("early_stop", patience)
+        self.min_delta = float(check_setting("early_stop_min_delta", min_delta))
         self.restore_best, self.verbose = restore_best, verbose
         self.status = EarlyStopStatus(patience, self.min_delta)
         self.best_weights: dict | None = None

@@ -79,12 +79,12 @@ class FallbackChain:
         self._record("compile", None, missing, "before the first step", f"torch.compile is off for this run: {missing}.")
 
     def _enabled_pieces(self) -> list[str]:
-        runtime = self.runtime
-        on = {"cuda_graphs": self.compile_mode == "cuda-graph", "compile": runtime.compile,
-              "precision": runtime.amp_dtype is not None, "channels_last": runtime.channels_last,
-              "fused_optimizer": runtime.fused_optimizer and any(g.get("fused") for g in self.optimizer.param_groups),
-              "cudnn_benchmark": runtime.cudnn_benchmark}
-        return [piece.name for piece in FAST_PATH if on[piece.name]]
+        """The pieces that run now, in FAST_PATH's order: those the runtime asks for, except where less
+        runs than it asks: a capture only of the models compile_mode captures, fused kernels only where
+        the optimizer has them."""
+        runs = {"cuda_graphs": self.compile_mode == "cuda-graph",
+                "fused_optimizer": any(g.get("fused") for g in self.optimizer.param_groups)}
+        return [piece.name for piece in FAST_PATH if piece.is_on(self.runtime) and runs.get(piece.name, True)]
 
     def _piece_name(self, piece: str) -> str:
         if piece == "precision":  # bf16 or fp16: the one that ran

@@ -165,16 +165,17 @@ class MLflowLogger(Callback):
         from mlflow.tracking import MlflowClient
 
         uri = self._store_uri(state)
-        self.client = MlflowClient(tracking_uri=uri)
         record = self._record(state)
-        if record is not None and record.get("tracking_uri") == uri:
-            self.run_id = record["run_id"]
+        # self.client is set only with a run id: on_fit_end, which runs after any error, ends that run.
+        client = MlflowClient(tracking_uri=uri)
+        if record is not None and record["tracking_uri"] == uri:
+            self.client, self.run_id = client, record["run_id"]
             self.client.update_run(self.run_id, status="RUNNING")
             return  # params are immutable in MLflow and were logged when the run began
-        found = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        found = client.get_experiment_by_name(self.experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(self.experiment)
         name = self.run_name or (state.run_dir.path.name if state.run_dir is not None else None)
-        self.run_id = self.client.create_run(experiment_id, run_name=name).info.run_id
+        self.client, self.run_id = client, client.create_run(experiment_id, run_name=name).info.run_id
         if state.run_dir is not None:
             state.run_dir.write_json(state.run_dir.MLFLOW, {"tracking_uri": uri, "experiment_id": experiment_id,
                                                      "run_id": self.run_id})
@@ -191,7 +192,7 @@ class MLflowLogger(Callback):
     def _record(state: FitState) -> dict[str, Any] | None:
         if state.run_dir is None or state.start_epoch == 0:
             return None
-        return state.run_dir.read_json_if_any(state.run_dir.MLFLOW)
+        return state.run_dir.read_mlflow()
 
     def on_epoch_end(self, state: FitState) -> None:
         if self.client is None:

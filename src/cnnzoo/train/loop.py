@@ -94,17 +94,15 @@ def fit(
         model = dist.sync_batchnorm(model)
     model.to(runtime.device, memory_format=runtime.memory_format)
     optimizer = build_optimizer(model, config, fused=runtime.fused_optimizer, params=params)
-    # fp16 autocast needs its loss scaled (PyTorch's AMP recipe); bf16 and fp32 do not.
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaler)
+    scaler = grad_scaler(runtime)
     batches = train_batches(config, data, runtime, dist)
     state = FitState(config=config, model=model, optimizer=optimizer, runtime=runtime, run_dir=run_dir,
                      history=History(), steps_per_epoch=len(batches), start_epoch=0, is_main=dist.is_main,
                      meta={"config": config.to_dict(), "classes": list(data.train.classes)})
     if resume is not None:  # before the step is built: it gives the compiled step tensor learning rates
         Checkpointer.restore(state, resume, scaler)
-    step = TrainStep(model, optimizer, runtime, batches, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-                     grad_clip=config.grad_clip, scaler=scaler, distributed=dist.world_size > 1, wrap=dist.wrap,
-                     run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
+    step = train_step(model, optimizer, config, runtime, batches, scaler, distributed=dist.world_size > 1,
+                      wrap=dist.wrap, run_dir=run_dir if dist.is_main else None, fallbacks=state.history.fallbacks)
     state.history.compile_mode, state.runtime = step.compile_mode, step.runtime
     schedule = LRSchedule.from_config(config, state.steps_per_epoch)
     eval_args = {"batch_size": config.eval_batch_size, "tta": config.tta, **InputSpec.from_config(config, data.info).kwargs()}
@@ -134,6 +132,19 @@ def train_batches(config: TrainConfig, data: DataBundle, runtime: Runtime, dist:
                                          random_erasing=config.random_erasing), drop_last=drop_last,
                          channels_last=runtime.channels_last, rank=dist.rank, world_size=dist.world_size,
                          **InputSpec.from_config(config, data.info).kwargs())
+
+
+def grad_scaler(runtime: Runtime) -> torch.amp.GradScaler:
+    # fp16 autocast needs its loss scaled (PyTorch's AMP recipe); bf16 and fp32 do not.
+    return torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaler)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, runtime: Runtime,
+               batches: BatchIterator, scaler: torch.amp.GradScaler, **options: Any) -> TrainStep:
+    """The step `config` trains with (its loss and gradient clipping) over `batches`: fit's, and
+    lr_find's, whose sweep must measure the step a run takes. `options`: TrainStep's own."""
+    return TrainStep(model, optimizer, runtime, batches, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                     grad_clip=config.grad_clip, scaler=scaler, **options)
 
 
 def _hooks(config: TrainConfig, checkpointer: list[Callback], progress: str, quiet: bool,

@@ -33,9 +33,9 @@ from cnnzoo.data import DataBundle
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.runtime import Runtime
-from cnnzoo.train.fastpath import TrainStep
-from cnnzoo.train.loop import train_batches
+from cnnzoo.train.loop import grad_scaler, train_batches, train_step
 from cnnzoo.train.optim import build_optimizer
+from cnnzoo.values import is_whole
 
 RULE_STEEPEST = "steepest descent of the smoothed loss"
 RULE_MIN_TENTH = "a tenth of the rate at the lowest loss"
@@ -125,7 +125,7 @@ def check_sweep(start_lr: float, end_lr: float, num_steps: int, diverge_factor: 
     """Raise CnnzooError for sweep settings no range test could use (before any data is loaded)."""
     if not (math.isfinite(start_lr) and math.isfinite(end_lr) and 0 < start_lr < end_lr):
         raise CnnzooError(f"The sweep needs 0 < --start-lr < --end-lr, got {start_lr!r} and {end_lr!r}.")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 20:
+    if not (is_whole(num_steps) and num_steps >= 20):
         raise CnnzooError(f"--steps must be a whole number of at least 20 (to smooth the loss), got {num_steps!r}.")
     if not diverge_factor > 1:
         raise CnnzooError(f"diverge_factor must be above 1, got {diverge_factor!r}.")
@@ -143,10 +143,9 @@ def _sweep(model, data, config, runtime, start_lr, end_lr, num_steps, diverge_fa
     probe.train()
     # fit's step on fit's batches, except that the last, smaller batch of an epoch (a noisier loss) is
     # dropped unless it is the only one.
-    step = TrainStep(probe, build_optimizer(probe, config, fused=runtime.fused_optimizer), runtime,
-                     train_batches(config, data, runtime, drop_last=len(data.train) >= config.batch_size),
-                     loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), grad_clip=config.grad_clip,
-                     scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaler))
+    step = train_step(probe, build_optimizer(probe, config, fused=runtime.fused_optimizer), config, runtime,
+                      train_batches(config, data, runtime, drop_last=len(data.train) >= config.batch_size),
+                      grad_scaler(runtime))
     ratio = end_lr / start_lr
     schedule = [start_lr * ratio ** (i / (num_steps - 1)) for i in range(num_steps)]
     window = _window(num_steps)

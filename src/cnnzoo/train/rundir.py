@@ -224,9 +224,13 @@ class RunDir:
             raise CnnzooError(f"{path} is damaged: it is not valid JSON{where}; restore it from a copy or train "
                               "the run again.") from None
 
-    def read_json_if_any(self, name: str) -> Any:
-        """`read_json`, or None where the run has no such file (yet)."""
-        return self.read_json(name) if (self.path / name).is_file() else None
+    def read_mlflow(self) -> dict[str, str] | None:
+        """mlflow.json checked field by field (`cnnzoo.train.schema.check_mlflow_record`), or None where
+        the run has not logged to MLflow."""
+        from cnnzoo.train.schema import check_mlflow_record
+
+        path = self.path / self.MLFLOW
+        return check_mlflow_record(self.read_json(self.MLFLOW), str(path)) if path.is_file() else None
 
     def read_config(self):
         """config.json checked against the schema: (TrainConfig, every field it holds)."""

@@ -154,7 +154,8 @@ class Runtime:
         capability = torch.cuda.get_device_capability(device) if cuda else None
         precision, precision_reason, precision_notice = _precision_choice(config, device, capability)
         compile_on, compile_reason, compile_notice = _compile_choice(config, device, capability)
-        # CUDA graphs are recorded by torch.compile's "reduce-overhead" mode, so they need a card it serves.
+        # The step captured with torch.cuda.graph is the torch.compile'd one (fastpath.compile_mode: no
+        # compile, no capture), so CUDA graphs need a card Triton, torch.compile's GPU compiler, serves.
         graphs_possible = cuda and capability >= TRITON_MIN_CAPABILITY
         # Graph replay removes per-kernel launch cost, which dominates for LeNet-sized models.
         cuda_graphs = graphs_possible and _switch(config.cuda_graphs, True)
@@ -173,10 +174,10 @@ class Runtime:
             "precision": precision_reason,
             "compile": compile_reason,
             "cuda_graphs": (f"--cuda-graphs {config.cuda_graphs} on {where}" if graphs_possible or not cuda
-                            else "off: they are recorded by torch.compile, which this card cannot run"),
+                            else "off: the step they capture is torch.compile's, which this card cannot run"),
         }
-        for name in ("channels_last", "fused_optimizer", "cudnn_benchmark"):  # nothing but the setting decides these
-            reasons[name] = f"--{name.replace('_', '-')} {getattr(config, name)} on {where}"
+        for name in SWITCHES:  # the switches not explained above: nothing but their setting decides them
+            reasons.setdefault(name, f"--{name.replace('_', '-')} {getattr(config, name)} on {where}")
         forced = {name for name in SWITCHES if getattr(config, name) == "on"}
         return cls(
             forced=frozenset(forced | ({"precision"} if config.precision != "auto" and precision != "fp32" else set())),

@@ -1,9 +1,10 @@
-"""One schema for the two documents a run keeps about itself: config.json and a checkpoint's metadata.
+"""One schema for the documents a run keeps about itself: config.json, a checkpoint's metadata,
+metrics.csv and batch_loss.csv, evaluation.json and mlflow.json.
 
-Both are read back by later commands (train --resume, report, compare --runs, predict, evaluate,
-export), possibly from an older cnnzoo, a damaged disk or a hand edit. Every read goes through
-:func:`check_config` / :func:`check_checkpoint_meta`, so a bad file is one sentence naming the file
-and the field, never a traceback deep inside the consumer.
+Each is read back by later commands (train --resume, report, compare --runs, predict, evaluate,
+export), possibly from an older cnnzoo, a damaged disk or a hand edit. Every read goes through a
+check here (:func:`check_config`, :func:`check_checkpoint_meta`, :func:`check_table`, ...), so a bad
+file is one sentence naming the file and the field, never a traceback deep inside the consumer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models.registry import MAX_CHANNELS
 from cnnzoo.models.shapes import MAX_INPUT_SIDE
 from cnnzoo.train.config import TrainConfig
+from cnnzoo.values import is_number, is_whole
 
 REQUIRED_CONFIG_FIELDS = ("model", "dataset")
 HISTORY_LISTS = ("batch_loss", "batch_lr", "batch_epoch")
@@ -27,22 +29,16 @@ class DocumentError(CnnzooError):
     """A run's config.json or checkpoint metadata is not what cnnzoo wrote."""
 
 
-def _bad(source: str, field: str, problem: str) -> DocumentError:
-    return DocumentError(f"{source} is damaged or was not written by cnnzoo: its field {field!r} {problem}; "
-                         "restore the file from a copy or train the run again.")
+_RESTORE = "restore the file from a copy or train the run again"
+
+
+def _bad(source: str, field: str, problem: str, fix: str = _RESTORE) -> DocumentError:
+    return DocumentError(f"{source} is damaged or was not written by cnnzoo: its field {field!r} {problem}; {fix}.")
 
 
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
             int: "a whole number", float: "a number"}.get(type(value), type(value).__name__)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _matches(value: Any, annotation: Any) -> bool:
@@ -54,9 +50,9 @@ def _matches(value: Any, annotation: Any) -> bool:
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is int:
-        return _is_int(value)
+        return is_whole(value)
     if annotation is float:
-        return _is_number(value)
+        return is_number(value)
     if annotation is str:
         return isinstance(value, str)
     if (origin or annotation) is dict:
@@ -120,11 +116,11 @@ def check_run_config(values: Any, source: str) -> tuple[TrainConfig, dict[str, A
     """config.json: the TrainConfig plus the descriptive fields readers use, each checked when present."""
     config = check_config(values, source)
     shape = values.get("input_shape")
-    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(is_whole(v) and v > 0 for v in shape)
                                   and shape[0] <= MAX_CHANNELS and max(shape[1:]) <= MAX_INPUT_SIDE):
         raise _bad(source, "input_shape", f"is {shape!r:.40}, not [C, H, W] with at most {MAX_CHANNELS} channels "
                                           f"and {MAX_INPUT_SIDE} pixels a side")
-    if "num_params" in values and not (_is_int(values["num_params"]) and values["num_params"] >= 0):
+    if "num_params" in values and not (is_whole(values["num_params"]) and values["num_params"] >= 0):
         raise _bad(source, "num_params", f"is {values['num_params']!r:.40}, not a whole number")
     _check_classes(values, source, required=False)
     return config, values
@@ -152,11 +148,11 @@ def check_checkpoint_meta(meta: dict[str, Any], source: str, version: int) -> Tr
     if "epoch" not in meta:
         raise _bad(source, "epoch", "is missing")
     for name in ("epoch", "step"):
-        if name in meta and not (_is_int(meta[name]) and meta[name] >= 0):
+        if name in meta and not (is_whole(meta[name]) and meta[name] >= 0):
             raise _bad(source, name, f"is {meta[name]!r:.40}, not a whole number of at least 0")
     if meta["epoch"] > config.epochs:
         raise _bad(source, "epoch", f"is {meta['epoch']}, more than the {config.epochs} epochs of its config")
-    if "best" in meta and not _is_number(meta["best"]):
+    if "best" in meta and not is_number(meta["best"]):
         raise _bad(source, "best", f"is {_kind(meta['best'])}, not a number")
     # A checkpoint of trained epochs carries their history (resume continues it); one of epoch 0, a
     # model as built or imported, may leave it out.
@@ -180,8 +176,8 @@ def _check_grad_scaler(scaler: Any, source: str) -> None:
                    f"({', '.join(sorted(_GRAD_SCALER_FIELDS))})")
     for name, kind in _GRAD_SCALER_FIELDS.items():
         value = scaler[name]
-        good = (_is_number(value) and math.isfinite(value) and value > 0) if kind == "positive" \
-            else (_is_int(value) and value >= 0)
+        good = (is_number(value) and math.isfinite(value) and value > 0) if kind == "positive" \
+            else (is_whole(value) and value >= 0)
         if not good:
             wanted = "a finite number above 0" if kind == "positive" else "a whole number of at least 0"
             raise _bad(source, f"grad_scaler.{name}", f"is {value!r:.40}, not {wanted}")
@@ -201,18 +197,22 @@ def _check_history(history: Any, source: str, header_lists: bool) -> None:
     if not (isinstance(epochs, list) and all(isinstance(row, dict) for row in epochs)):
         raise _bad(source, "history.epochs", "is not a list of per-epoch rows")
     for row in epochs:
+        # Early stopping's replay and the checkpoint's own epoch count go by each row's epoch.
+        if not (is_whole(row.get("epoch")) and row["epoch"] >= 1):
+            raise _bad(source, "history.epochs", f"holds a row whose epoch is {row.get('epoch')!r:.40}, not a whole "
+                       "number of at least 1")
         for key, value in row.items():
             # NaN would pass for a number, and a resumed run's divergence guard compares against it.
-            if value is not None and not (_is_number(value) and math.isfinite(value)):
+            if value is not None and not (is_number(value) and math.isfinite(value)):
                 raise _bad(source, "history.epochs", f"holds {key}={value!r:.40}, not a finite number")
-    if not _is_number(history.get("compile_s", 0.0)):
+    if not is_number(history.get("compile_s", 0.0)):
         raise _bad(source, "history.compile_s", "is not a number")
     if not isinstance(history.get("compile_mode"), (str, type(None))):
         raise _bad(source, "history.compile_mode", "is not a string or null")
     if header_lists:
         for name in HISTORY_LISTS:
             values = history.get(name, [])
-            if not (isinstance(values, list) and all(_is_number(v) and math.isfinite(v) for v in values)):
+            if not (isinstance(values, list) and all(is_number(v) and math.isfinite(v) for v in values)):
                 raise _bad(source, f"history.{name}", "is not a list of finite numbers")
         if len({len(history.get(name, [])) for name in HISTORY_LISTS}) > 1:
             raise _bad(source, "history", "has per-step lists of different lengths")
@@ -226,9 +226,9 @@ def _check_optimizer(optimizer: Any, source: str) -> None:
         raise _bad(source, "optimizer.param_groups", "is not a non-empty list of parameter groups")
     for group in groups:
         params = group.get("params")
-        if not (isinstance(params, list) and all(_is_int(p) and p >= 0 for p in params)):
+        if not (isinstance(params, list) and all(is_whole(p) and p >= 0 for p in params)):
             raise _bad(source, "optimizer.param_groups", "has a group without a list of parameter indices")
-        if not (_is_number(group.get("lr")) and math.isfinite(group["lr"])):
+        if not (is_number(group.get("lr")) and math.isfinite(group["lr"])):
             raise _bad(source, "optimizer.param_groups", "has a group without a finite learning rate")
     scalars = optimizer.get("scalars", {})
     if not (isinstance(scalars, dict) and all(isinstance(v, dict) for v in scalars.values())
@@ -256,9 +256,8 @@ BATCH_LOSS_COLUMNS: dict[str, tuple[str, float | None, float | None, bool]] = {
 MAX_FIELD_CHARS = 40
 
 
-def _table_bad(source: str, problem: str) -> DocumentError:
-    return DocumentError(f"{source} is damaged or was not written by cnnzoo: {problem}; restore the file from a "
-                         "copy or train the run again.")
+def _table_bad(source: str, problem: str, fix: str = _RESTORE) -> DocumentError:
+    return DocumentError(f"{source} is damaged or was not written by cnnzoo: {problem}; {fix}.")
 
 
 def _number_field(text: str, kind: str, low: float | None, high: float | None) -> int | float:
@@ -336,14 +335,14 @@ def check_evaluation(values: Any, source: str) -> dict[str, Any]:
                 raise _bad(source, name, "is missing")
             return
         value = values[name]
-        if not (_is_number(value) and math.isfinite(value) and value >= low and (high is None or value <= high)):
+        if not (is_number(value) and math.isfinite(value) and value >= low and (high is None or value <= high)):
             span = f"from {low} to {high}" if high is not None else f"of at least {low}"
             raise _bad(source, name, f"is {value!r:.40}, not a number {span}")
 
     number("accuracy", 0.0, 1.0)
     number("loss", 0.0, None, required=False)
     for name in ("images", "train_images", "val_images"):
-        if name in values and not (_is_int(values[name]) and values[name] >= 0):
+        if name in values and not (is_whole(values[name]) and values[name] >= 0):
             raise _bad(source, name, f"is {values[name]!r:.40}, not a whole number of images")
     if not isinstance(values.get("split", "test"), str):
         raise _bad(source, "split", "is not a string")
@@ -353,19 +352,35 @@ def check_evaluation(values: Any, source: str) -> dict[str, Any]:
     n = len(classes)
     confusion = values.get("confusion")
     if not (isinstance(confusion, list) and len(confusion) == n and all(
-            isinstance(row, list) and len(row) == n and all(_is_int(v) and v >= 0 for v in row) for row in confusion)):
+            isinstance(row, list) and len(row) == n and all(is_whole(v) and v >= 0 for v in row) for row in confusion)):
         raise _bad(source, "confusion", f"is not a {n}x{n} table of image counts, one row per class")
     per_class = values.get("per_class_accuracy")
     if not (isinstance(per_class, list) and len(per_class) == n
-            and all(_is_number(v) and math.isfinite(v) and 0 <= v <= 1 for v in per_class)):
+            and all(is_number(v) and math.isfinite(v) and 0 <= v <= 1 for v in per_class)):
         raise _bad(source, "per_class_accuracy", f"is not a list of {n} accuracies from 0 to 1")
     wrong = values.get("misclassified", [])
     if not isinstance(wrong, list):
         raise _bad(source, "misclassified", f"is {_kind(wrong)}, not a list")
     for item in wrong:
-        if not (isinstance(item, dict) and _is_int(item.get("index")) and item["index"] >= 0
-                and all(_is_int(item.get(k)) and 0 <= item[k] < n for k in ("true", "pred"))
-                and _is_number(item.get("confidence")) and 0 <= item["confidence"] <= 1):
+        if not (isinstance(item, dict) and is_whole(item.get("index")) and item["index"] >= 0
+                and all(is_whole(item.get(k)) and 0 <= item[k] < n for k in ("true", "pred"))
+                and is_number(item.get("confidence")) and 0 <= item["confidence"] <= 1):
             raise _bad(source, "misclassified", "holds an entry that is not {index, true, pred, confidence} of a "
                        "test image")
+    return values
+
+
+# The MLflow run itself lives in its tracking store; only the link to it is lost with this file.
+_MLFLOW_FIX = "delete it and the resumed run logs to a new MLflow run"
+
+
+def check_mlflow_record(values: Any, source: str) -> dict[str, str]:
+    """mlflow.json (which MLflow run a run logs to, so a resume continues it), checked field by field."""
+    if not isinstance(values, dict):
+        raise _table_bad(source, f"it holds {_kind(values)}, not an object", _MLFLOW_FIX)
+    for name in ("tracking_uri", "experiment_id", "run_id"):
+        if name not in values:
+            raise _bad(source, name, "is missing", _MLFLOW_FIX)
+        if not (isinstance(values[name], str) and values[name]):
+            raise _bad(source, name, f"is {values[name]!r:.40}, not a non-empty string", _MLFLOW_FIX)
     return values

@@ -7,11 +7,10 @@ on this machine, captum not installed) the section says so in one sentence inste
 
 from __future__ import annotations
 
-from cnnzoo.data import InputSpec, load_split
+from cnnzoo.data import load_split
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.checkpoint import load_checkpoint, load_model_state
-from cnnzoo.train.config import model_from_config
 from cnnzoo.train.rundir import RunDir
+from cnnzoo.train.trained import load_trained
 from cnnzoo.viz.inside import combined_figure
 from cnnzoo.viz.notebook import escape, figure_png, img_tag
 
@@ -46,17 +45,13 @@ def _body(run: RunDir, evaluation: dict | None) -> str:
 
     from cnnzoo.viz.inspection import inspect_model
 
-    path = run.checkpoint("best")
-    if not path.is_file():
+    if not run.checkpoint("best").is_file():
         raise CnnzooError("the run has no checkpoint yet; the section appears once an epoch has finished.")
-    checkpoint = load_checkpoint(path)
-    config = checkpoint.train_config()
-    classes = checkpoint.meta["classes"]
-    model = model_from_config(config, len(classes))
-    load_model_state(model, checkpoint.model_state, source=f"checkpoint {path}")
-    model.eval()
-    spec = InputSpec.from_config(config)
-    test = load_split(config.dataset, "test", root=config.data_dir, download=False)
+    # Whatever evaluate and predict would refuse (an untrained start, overflowing weights, a checkpoint
+    # config.json contradicts) is not drawn either.
+    trained = load_trained(run.path)
+    model, spec, classes = trained.model, trained.input_spec, trained.classes
+    test = load_split(trained.config.dataset, "test", root=trained.config.data_dir, download=False)
 
     def predicted_at(indices):
         with torch.no_grad():

@@ -4,6 +4,6 @@ comparing, exporting. Workflows may import train, data, models and viz; none of 
 from cnnzoo.workflows.finetune import finetune_config, finetune_run
 from cnnzoo.workflows.resume import resume_run
 from cnnzoo.workflows.run import train_run
-from cnnzoo.workflows.trained import TrainedModel, load_trained
+from cnnzoo.train.trained import TrainedModel, load_trained  # where the commands have always found it
 
 __all__ = ["TrainedModel", "finetune_config", "finetune_run", "load_trained", "resume_run", "train_run"]

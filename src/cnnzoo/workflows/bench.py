@@ -44,8 +44,8 @@ PEAK_TFLOPS: dict[tuple[str, str], float] = {
 }
 
 FIELDS = (
-    "model", "dataset", "device", "device_name", "threads", "precision", "compile", "channels_last",
-    "cuda_graphs", "fused_optimizer", "cudnn_benchmark", "compile_mode", "fallbacks", "batch_size", "input_size",
+    "model", "dataset", "device", "device_name", "threads", "precision", *SWITCHES, "compile_mode", "fallbacks",
+    "batch_size", "input_size",
     "train_images", "epochs", "epoch_s", "steady_epochs",
     "steady_s_per_epoch", "images_per_s", "host_ms_per_step", "compile_s", "train_flops_per_image", "achieved_tflops",
     "peak_tflops", "fraction_of_peak", "cores_used", "load_average", "peak_memory_mb", "peak_memory_kind", "test_acc",

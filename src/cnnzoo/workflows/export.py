@@ -68,7 +68,7 @@ def export_model(source: str | Path, output: str | Path, format: str = "onnx", c
     `output`. A model with NaN or infinite weights is refused before anything is exported: its
     checkpoint does not load.
     """
-    from cnnzoo.workflows.trained import load_trained
+    from cnnzoo.train.trained import load_trained
 
     if format not in FORMATS:
         raise CnnzooError(f"Unknown export format {format!r}; choose one of: {', '.join(FORMATS)}.")

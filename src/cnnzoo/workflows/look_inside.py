@@ -15,8 +15,9 @@ from torch import nn
 from cnnzoo.data import InputSpec, canonical_dataset_name, load_image, load_split
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.trained import TrainedModel, load_trained
+from cnnzoo.values import is_whole
 from cnnzoo.viz.inspection import Inspection, inspect_model
-from cnnzoo.workflows.trained import TrainedModel, load_trained
 
 __all__ = ["inspect", "gather_images"]
 
@@ -84,7 +85,7 @@ def gather_images(images, dataset: str, *, invert: str | bool = "auto", data_dir
     test = None
     pixels, labels, sources = [], [], []
     for item in items:
-        if isinstance(item, int) and not isinstance(item, bool):
+        if is_whole(item):
             test = test if test is not None else load_split(dataset, "test", root=data_dir)
             if not 0 <= item < len(test):
                 raise CnnzooError(f"test index {item} is out of range; the {dataset} test set has {len(test):,} "

@@ -11,6 +11,7 @@ from cnnzoo.train.callbacks import Callback
 from cnnzoo.train.checkpoint import Checkpoint, check_matches_run, load_checkpoint, load_model_state
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.distributed import DistContext, launched_rank
+from cnnzoo.train.early_stopping import EarlyStopStatus
 from cnnzoo.train.history import History
 from cnnzoo.train.loop import fit
 from cnnzoo.train.rundir import RunDir
@@ -54,16 +55,17 @@ def _finish_stopped(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig
     """Write what a run stopped after its last epoch lacks, from the weights training ended with: the
     last checkpoint, or the best one where early stopping kept the best epoch's weights."""
     runtime, data, model = prepare_run(config)
+    history = History.from_dict(checkpoint.meta["history"])
     weights = checkpoint
-    record = run_dir.read_json_if_any(run_dir.EARLY_STOPPING) if config.early_stop else None
-    if record is not None and run_dir.best_checkpoint.is_file():
-        best_epoch = record.get("best_epoch")
-        if isinstance(best_epoch, int) and best_epoch != checkpoint.meta["epoch"]:
+    if config.early_stop and run_dir.best_checkpoint.is_file():
+        # Early stopping's state is a pure function of the checked history, as when fit resumes it.
+        best_epoch = EarlyStopStatus.replay(history.epochs, config.early_stop, config.early_stop_min_delta).best_epoch
+        if best_epoch is not None and best_epoch != checkpoint.meta["epoch"]:
             weights = load_checkpoint(run_dir.best_checkpoint)
     load_model_state(model, weights.model_state, source=f"checkpoint {weights.path}")
     model.to(runtime.device)
     finish_run(run_dir, model, data, config, runtime)
-    return run_dir, History.from_dict(checkpoint.meta["history"])
+    return run_dir, history
 
 
 def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callback] = (),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cnnzoo.data import canonical_dataset_name, load_image, load_split
 from cnnzoo.errors import CnnzooError
-from cnnzoo.workflows.trained import load_trained
+from cnnzoo.train.trained import load_trained
 
 __all__ = ["build_app", "serve", "MAX_UPLOAD_BYTES"]
 

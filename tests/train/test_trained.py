@@ -4,7 +4,8 @@ import pytest
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train.checkpoint import load_model_state
-from cnnzoo.workflows import load_trained, train_run
+from cnnzoo.train.trained import load_trained
+from cnnzoo.workflows import train_run
 
 
 def test_load_trained_restores_the_model(tmp_path, quick_config):

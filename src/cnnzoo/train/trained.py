@@ -6,17 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from cnnzoo.data import InputSpec
-import torch
-
 from cnnzoo.train.checkpoint import (check_matches_run, check_outputs_finite, check_trained, load_checkpoint,
                                      load_model_state)
-from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.config import TrainConfig, model_from_config
 from cnnzoo.train.runtime import Runtime
 from cnnzoo.train.rundir import RunDir
-from cnnzoo.workflows.run import model_for
 
 
 @dataclass
@@ -33,9 +31,9 @@ class TrainedModel:
 def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> TrainedModel:
     """Load a run directory's `which` checkpoint (falling back to last) or a checkpoint file.
 
-    This is where evaluate, predict and export decide whether a run's weights are usable: never the
-    untrained start of a run, never weights whose output overflows, never a checkpoint its run
-    directory's config.json contradicts."""
+    This is where evaluate, predict, export, inspect and the report decide whether a run's weights are
+    usable: never the untrained start of a run, never weights whose output overflows, never a
+    checkpoint its run directory's config.json contradicts."""
     path = Path(path)
     run_dir = RunDir.open(path) if path.is_dir() else None
     if run_dir is not None:
@@ -46,7 +44,7 @@ def load_trained(path: str | Path, device: str = "cpu", which: str = "best") -> 
         check_matches_run(checkpoint, run_dir, fields=("model", "dataset", "model_options", "norm", "input_size"))
     config = checkpoint.train_config()
     classes = checkpoint.meta["classes"]
-    model = model_for(config, len(classes))
+    model = model_from_config(config, len(classes))  # its initial weights are replaced at once
     load_model_state(model, checkpoint.model_state, source=f"checkpoint {path}")
     runtime_device = Runtime.from_config(config.replace(device=device)).device
     model.to(runtime_device).eval()
