@@ -119,6 +119,24 @@ def test_a_finished_early_stopped_run_is_finished_with_its_best_epochs_weights(t
     assert json.loads(run_dir.evaluation_path.read_text())["confusion"] == evaluation["confusion"]
 
 
+def test_a_run_killed_after_early_stopping_is_finished_by_resume_not_trained_on(tmp_path, quick_config):
+    # lr 1e-20 changes no weight: a flat validation accuracy, so patience 2 stops after epoch 3 of 8.
+    config = quick_config.replace(limit_train=256, limit_test=64, val_split=0.25, optimizer="sgd", momentum=0.0,
+                                  lr=1e-20, epochs=8, early_stop=2)
+    run_dir, history = train_run(config, out=tmp_path, name="r", quiet=True)
+    assert len(history.epochs) == 3
+    evaluation = json.loads(run_dir.evaluation_path.read_text())
+    run_dir.evaluation_path.unlink()
+    run_dir.report_path.unlink()  # a kill after the last checkpoint
+    _, finished = resume_run(run_dir.path, quiet=True)
+    assert len(finished.epochs) == 3 and len(run_dir.read_metrics()) == 3
+    assert json.loads(run_dir.evaluation_path.read_text())["confusion"] == evaluation["confusion"]
+    assert run_dir.report_path.is_file()
+    with pytest.raises(CnnzooError, match=r"already stopped early after epoch 3 \(no validation progress for 2 "
+                                          r"epochs\) and is finished, so there is nothing to resume"):
+        resume_run(run_dir.path, quiet=True, epochs=20)
+
+
 def test_an_epochs_below_what_was_trained_names_both_counts(tmp_path, quick_config):
     # It once said "already finished its 1 epochs" of a run that had trained 2.
     from cnnzoo.workflows.resume import resume_plan

@@ -36,6 +36,11 @@ def resume_plan(path: str | Path | RunDir, epochs: int | None = None, device: st
     changes = {k: v for k, v in {"epochs": epochs, "device": device}.items() if v is not None}
     config = config.replace(data_dir=data_dir or stored_data_dir(config), **changes).validate()
     trained = checkpoint.meta["epoch"]
+    stopped = stopped_early_after(checkpoint, config)
+    if stopped is not None and not needs_finishing(run_dir):
+        raise CnnzooError(f"Run {run_dir.path} already stopped early after epoch {stopped} (no validation progress "
+                          f"for {config.early_stop} epochs) and is finished, so there is nothing to resume; train a "
+                          "new run to go further.")
     if config.epochs < trained:
         raise CnnzooError(f"Run {run_dir.path} has already trained {trained} epochs, more than the --epochs "
                           f"{config.epochs} asked for; pass --epochs N with N larger than {trained} to train it further.")
@@ -45,9 +50,17 @@ def resume_plan(path: str | Path | RunDir, epochs: int | None = None, device: st
     return run_dir, checkpoint, config
 
 
+def stopped_early_after(checkpoint: Checkpoint, config: TrainConfig) -> int | None:
+    """The epoch after which early stopping ended the checkpoint's run, or None where it may go on."""
+    if not config.early_stop or checkpoint.meta["epoch"] == 0:
+        return None
+    rows = History.from_dict(checkpoint.meta["history"]).epochs
+    return EarlyStopStatus.replay(rows, config.early_stop, config.early_stop_min_delta).stopped_epoch
+
+
 def needs_finishing(run_dir: RunDir) -> bool:
-    """Whether a run whose training is over still lacks what `finish_run` writes (evaluation.json,
-    report.html): a stop after the last checkpoint, or a full disk while writing them."""
+    """Whether a run whose training is over (every epoch, or stopped early) still lacks what `finish_run`
+    writes (evaluation.json, report.html): a stop after the last checkpoint, or a full disk while writing them."""
     return not (run_dir.evaluation_path.is_file() and run_dir.report_path.is_file())
 
 
@@ -84,7 +97,8 @@ def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], 
     run_dir, checkpoint, config = resume_plan(run_dir, epochs=epochs, device=device, data_dir=data_dir)
     # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
     run_dir.write_json(RunDir.CONFIG, {**run_dir.read_config()[1], **config.to_dict()})
-    if checkpoint.meta["epoch"] == config.epochs:  # trained to the end: only finish_run's files are missing
+    # Trained to the end, or stopped early: only finish_run's files are missing.
+    if checkpoint.meta["epoch"] == config.epochs or stopped_early_after(checkpoint, config) is not None:
         return _finish_stopped(run_dir, checkpoint, config)
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
         return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
