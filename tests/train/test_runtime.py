@@ -80,8 +80,8 @@ def test_thread_setup_works_without_sched_getaffinity(monkeypatch, thread_count)
 CARDS = [
     ((6, 1), "NVIDIA GeForce GTX 1080", torch.float32, False, False, False),
     ((6, 0), "Tesla P100-PCIE-16GB", torch.float32, False, False, False),
-    ((7, 0), "Tesla V100-SXM2-16GB", torch.float16, True, True, True),
-    ((7, 5), "Tesla T4", torch.float16, True, True, True),
+    ((7, 0), "Tesla V100-SXM2-16GB", torch.float16, True, True, False),  # fp16: no capture
+    ((7, 5), "Tesla T4", torch.float16, True, True, False),
     ((8, 0), "NVIDIA A100-SXM4-40GB", torch.bfloat16, False, True, True),
     ((8, 6), "NVIDIA GeForce RTX 3090", torch.bfloat16, False, True, True),
     ((8, 9), "NVIDIA L4", torch.bfloat16, False, True, True),
@@ -114,6 +114,15 @@ def test_the_h200_path_is_unchanged(fake_cuda_card, monkeypatch):
     runtime = Runtime.from_config(TrainConfig(device="cuda"))
     assert (runtime.amp_dtype, runtime.compile, runtime.cuda_graphs, runtime.channels_last, runtime.fused_optimizer,
             runtime.cudnn_benchmark, runtime.notices) == (torch.bfloat16, True, True, True, True, True, ())
+
+
+def test_cuda_graphs_are_reported_off_where_nothing_would_be_captured(fake_cuda_card, monkeypatch):
+    # fastpath.compile_mode captures only the compiled step, and never under fp16's host-side scaler check.
+    fake_cuda_card((9, 0), "NVIDIA H200")
+    eager = Runtime.from_config(TrainConfig(device="cuda", compile="off"))
+    assert not eager.cuda_graphs and eager.reasons["cuda_graphs"].startswith("off: --compile is off")
+    fp16 = Runtime.from_config(TrainConfig(device="cuda", precision="fp16"))
+    assert fp16.compile and not fp16.cuda_graphs and "gradient scaler" in fp16.reasons["cuda_graphs"]
 
 
 def test_a_card_triton_cannot_serve_runs_eagerly_from_the_start_with_one_line(fake_cuda_card, monkeypatch, capsys):

@@ -157,8 +157,12 @@ class Runtime:
         # The step captured with torch.cuda.graph is the torch.compile'd one (fastpath.compile_mode: no
         # compile, no capture), so CUDA graphs need a card Triton, torch.compile's GPU compiler, serves.
         graphs_possible = cuda and capability >= TRITON_MIN_CAPABILITY
-        # Graph replay removes per-kernel launch cost, which dominates for LeNet-sized models.
-        cuda_graphs = graphs_possible and _switch(config.cuda_graphs, True)
+        # Graph replay removes per-kernel launch cost, which dominates for LeNet-sized models. fp16's
+        # gradient scaler reads its inf check on the host between steps, which a replay cannot.
+        graphs_blocked = ("--compile is off, and the step they capture is the compiled one" if not compile_on
+                          else "fp16's gradient scaler checks for overflow on the host each step"
+                          if precision == "fp16" else None)
+        cuda_graphs = graphs_possible and not graphs_blocked and _switch(config.cuda_graphs, True)
         channels_last = _switch(config.channels_last, cuda or (not mps and not _has_batch_norm(config.model)))
         # One multi-tensor kernel per optimizer step instead of one per parameter. torch has fused
         # kernels on MPS too, but nobody has measured them here, so auto keeps them to CUDA.
@@ -173,8 +177,10 @@ class Runtime:
                        + (f"; {lacking}" if lacking else "")),
             "precision": precision_reason,
             "compile": compile_reason,
-            "cuda_graphs": (f"--cuda-graphs {config.cuda_graphs} on {where}" if graphs_possible or not cuda
-                            else "off: the step they capture is torch.compile's, which this card cannot run"),
+            "cuda_graphs": (f"--cuda-graphs {config.cuda_graphs} on {where}" if not cuda
+                            else "off: the step they capture is torch.compile's, which this card cannot run"
+                            if not graphs_possible else f"off: {graphs_blocked}" if graphs_blocked
+                            else f"--cuda-graphs {config.cuda_graphs} on {where}"),
         }
         for name in SWITCHES:  # the switches not explained above: nothing but their setting decides them
             reasons.setdefault(name, f"--{name.replace('_', '-')} {getattr(config, name)} on {where}")
