@@ -63,11 +63,14 @@ class FastPathPiece:
         return getattr(runtime, own) != off_value
 
 
+# Above this size the kernels, not their launches, dominate: a captured graph only costs memory.
+CUDA_GRAPHS_MAX_PARAMS = 5_000_000
 # In the order the fallback turns them off: the riskiest and least essential first; autocast
 # changes the numbers most, so it goes only after the two compilers.
 FAST_PATH = (
     FastPathPiece("cuda_graphs", "the captured step (CUDA graph)",
-                  "the whole compiled step captured as one CUDA graph, for models under 5M parameters", "on",
+                  f"the whole compiled step captured as one CUDA graph, for models under {CUDA_GRAPHS_MAX_PARAMS / 1e6:g}M "
+                  "parameters", "on",
                   {"cuda_graphs": False}),
     FastPathPiece("compile", "torch.compile", "torch.compile",
                   "on for CUDA compute capability >= 7.0, which Triton needs; eager on older cards, MPS and the CPU",

@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
+from cnnzoo.train.config import CUDA_GRAPHS_MAX_PARAMS
 from cnnzoo.train.fallback import FallbackChain
 from cnnzoo.train.optim import set_lr
 from cnnzoo.train.runtime import Runtime
@@ -27,8 +28,6 @@ T = TypeVar("T")
 # Compiling, warming up and capturing happen in the first calls of each shape; later steps are guarded no more.
 GUARDED_CALLS = 3
 WARMUP_STEPS = 2  # eager steps before a capture, on a side stream (allocator and cuDNN settle, as torch's notes ask)
-# Above this size the kernels, not their launches, dominate: a captured graph only costs memory.
-CUDA_GRAPHS_MAX_PARAMS = 5_000_000
 
 
 def compile_mode(runtime: Runtime, num_params: int, distributed: bool) -> str | None:
