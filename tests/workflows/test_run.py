@@ -64,3 +64,15 @@ def test_prepare_run_gives_the_runtime_the_data_and_a_seeded_model(quick_config)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     built = prepare_run(quick_config, build_model=lambda config, num_classes: torch.nn.Linear(1, num_classes)).model
     assert built.out_features == len(data.train.classes)
+
+
+def test_prepare_run_says_what_the_device_changed_unless_told_not(quick_config, monkeypatch):
+    # bench and lr-find once set up silently: an emulated bf16 or an eager old card went unsaid there.
+    from cnnzoo.train.runtime import Runtime
+    from cnnzoo.workflows.run import prepare_run
+
+    said = []
+    monkeypatch.setattr(Runtime, "announce", lambda self: said.append(self.device.type))
+    prepare_run(quick_config)
+    prepare_run(quick_config, announce=False)  # a torchrun rank other than the main one
+    assert said == ["cpu"]

@@ -241,7 +241,7 @@ def finetune_run(
         raise CnnzooError("A fine-tuning run needs finetune_from; build its config with finetune_config(source).")
     if weights is not None and config.finetune_from not in TORCHVISION_SOURCES:
         raise CnnzooError("--weights applies only to torchvision: sources; a run directory brings its own weights.")
-    runtime, data, model = prepare_run(config, announce=True,
+    runtime, data, model = prepare_run(config,
                                        build_model=partial(pretrained_model, weights=weights, keep_head=keep_head))
     run_dir = RunDir.create(out, default_run_name(f"{config.model}-finetuned", config.dataset) if name is None
                             else name, overwrite=overwrite)
@@ -260,7 +260,7 @@ def finetune_run(
 def resume_finetune(run_dir: RunDir, checkpoint: Checkpoint, config: TrainConfig, quiet: bool = False,
                     callbacks: Iterable[Callback] = ()) -> tuple[RunDir, History]:
     """Continue an interrupted fine-tuning run in whichever phase it stopped (used by resume_run)."""
-    runtime, data, model = prepare_run(config, announce=True)
+    runtime, data, model = prepare_run(config)
     history = _train_phases(model, data, config, run_dir, runtime, quiet, callbacks, resume=checkpoint)
     finish_run(run_dir, model, data, config, runtime, history)
     return run_dir, history

@@ -51,11 +51,12 @@ class PreparedRun(NamedTuple):
     model: nn.Module
 
 
-def prepare_run(config: TrainConfig, device: torch.device | None = None, *, announce: bool = False,
+def prepare_run(config: TrainConfig, device: torch.device | None = None, *, announce: bool = True,
                 build_model: Callable[[TrainConfig, int], nn.Module] = model_for) -> PreparedRun:
     """What every way of training starts from: the runtime on `device` (default: the config's) with
-    its threads set, announced where `announce` (once per run: the main process), then the data and
-    `build_model(config, num_classes)`'s model (by default a fresh one from the config's seed)."""
+    its threads set and announced (unless `announce` is false: under torchrun only the main process
+    speaks), then the data and `build_model(config, num_classes)`'s model (by default a fresh one from
+    the config's seed)."""
     runtime = Runtime.from_config(config, device)
     runtime.configure_threads()
     if announce:
