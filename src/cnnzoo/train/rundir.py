@@ -251,23 +251,19 @@ class RunDir:
             raise CnnzooError(f"Cannot read {path} ({error.strerror}); check that the run directory is complete "
                               "and readable.") from None
 
-    def read_table(self, path: str | Path) -> list[dict[str, int | float | None]]:
-        """metrics.csv or batch_loss.csv (by `path`'s name), every value checked and converted
-        (`cnnzoo.train.schema.check_table`): the one reader of a run's tables."""
-        from cnnzoo.train.schema import (BATCH_LOSS_COLUMNS, METRICS_COLUMNS, METRICS_OPTIONAL, check_table)
-
-        path = Path(path)
-        if path.name == self.BATCH_LOSS:
-            return check_table(self._read_bytes(path), str(path), BATCH_LOSS_COLUMNS)
-        return check_table(self._read_bytes(path), str(path), METRICS_COLUMNS, METRICS_OPTIONAL)
-
     def read_metrics(self) -> list[dict[str, int | float | None]]:
-        """metrics.csv's rows, one per finished epoch, checked (see `read_table`)."""
-        return self.read_table(self.metrics_path)
+        """metrics.csv's rows, one per finished epoch, every value checked and converted
+        (`cnnzoo.train.schema.check_table`)."""
+        from cnnzoo.train.schema import METRICS_COLUMNS, METRICS_OPTIONAL, check_table
+
+        return check_table(self._read_bytes(self.metrics_path), str(self.metrics_path), METRICS_COLUMNS,
+                           METRICS_OPTIONAL)
 
     def read_batch_loss(self) -> list[dict[str, int | float | None]]:
-        """batch_loss.csv's rows, one per step, checked (see `read_table`)."""
-        return self.read_table(self.batch_loss_path)
+        """batch_loss.csv's rows, one per step, checked as `read_metrics`'s."""
+        from cnnzoo.train.schema import BATCH_LOSS_COLUMNS, check_table
+
+        return check_table(self._read_bytes(self.batch_loss_path), str(self.batch_loss_path), BATCH_LOSS_COLUMNS)
 
     def read_evaluation(self) -> dict[str, Any]:
         """evaluation.json checked field by field (`cnnzoo.train.schema.check_evaluation`)."""
