@@ -10,6 +10,7 @@ import argparse
 import typing
 
 from cnnzoo.cli import commands, runs, zoo
+from cnnzoo.data.images import INVERT_CHOICES
 from cnnzoo.train.config import FIELD_DEFAULTS, FINETUNE_DEFAULTS, NORMS, OPTIONS, SWITCHES, TrainConfig
 
 RECIPE = "from the recipe"  # in help texts: the value comes from the recipe when one is used
@@ -101,6 +102,22 @@ def add_config_flags(group, names, *, recipe: bool = True, defaults: TrainConfig
         else:
             kwargs.update(type=_KINDS[name], choices=option.choices, metavar=option.metavar)
         group.add_argument(option.flag_name(name), **kwargs)
+
+
+def _device_flag(g, default: str = "auto") -> None:
+    """--device of the commands that use a trained model, the data or the machine, with TrainConfig's values."""
+    g.add_argument("--device", default=default, help=f"{OPTIONS['device'].help} (default: {default})")
+
+
+def _data_dir_flag(g, of_run: bool = False, what: str = "data root") -> None:
+    """--data-dir with TrainConfig's default in words; `of_run`: a run's own data root comes first."""
+    first = "the run's, else " if of_run else ""
+    g.add_argument("--data-dir", help=f"{what} (default: {first}{OPTIONS['data_dir'].shown})")
+
+
+def _invert_flag(g, what: str) -> None:
+    g.add_argument("--invert", choices=INVERT_CHOICES, default="auto",
+                   help=f"invert {what} to white-on-black like the data (default auto: when the background is light)")
 
 
 def _option_flag(g) -> None:
@@ -199,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "train"), default="test", help="which split to measure (default: test)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average with horizontally flipped images (default: as the run was evaluated)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
-    p.add_argument("--data-dir", help="data root (default: the run's, else $CNNZOO_DATA, else ~/.cache/cnnzoo)")
+    _device_flag(p)
+    _data_dir_flag(p, of_run=True)
     p.add_argument("-o", "--out", help="confusion-matrix PNG (default: beside the run)")
     p.set_defaults(func=runs.cmd_evaluate)
 
@@ -208,9 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=3, help="classes shown per image (default: 3)")
-    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                   help="invert to white-on-black like the data (default auto: when the background is light)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    _invert_flag(p, "the images")
+    _device_flag(p)
     p.set_defaults(func=runs.cmd_predict)
 
     p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
@@ -231,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the random sample; implies --random (default: 0)")
     p.add_argument("--per-class", type=int, metavar="K",
                    help="K images of every class, a row per class, instead of --n (default: off)")
-    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
+    _data_dir_flag(p)
     p.add_argument("-o", "--output", help="PNG file (default: DATASET-SPLIT.png)")
     p.set_defaults(func=zoo.cmd_show)
 
@@ -249,9 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="the layer whose feature maps are drawn, named as `cnnzoo summary` names it "
                                    "(default: the first convolution)")
     p.add_argument("--target", help="the class (name or index) Grad-CAM and saliency explain (default: the predicted one)")
-    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                   help="invert image files to white-on-black like the data (default auto: when the background is light)")
-    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
+    _invert_flag(p, "image files")
+    _device_flag(p, "cpu")
     p.add_argument("-o", "--output", required=True, help="FILE.png, .svg or .pdf (required)")
     p.set_defaults(func=runs.cmd_inspect)
 
@@ -260,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--port", type=int, default=7860, help="TCP port; 0 picks a free one (default: 7860)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
+    _device_flag(p, "cpu")
     p.set_defaults(func=runs.cmd_serve)
 
     p = sub.add_parser("bench", help="seconds per epoch, images/s, TFLOP/s and memory (optionally vs the course loop)")
@@ -287,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs of every run (default: each recipe's)")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
     p.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images (default: all)")
-    p.add_argument("--device", help="auto, cpu, cuda or mps (default: auto)")
-    p.add_argument("--data-dir", help="data root (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
+    p.add_argument("--device", help=f"{OPTIONS['device'].help} (default: auto)")
+    _data_dir_flag(p)
     p.add_argument("--out", default="runs", help="parent of the compare-<time> folder (default: ./runs)")
     p.set_defaults(func=commands.cmd_compare)
 
@@ -316,10 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the model (required)")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="compare with PyTorch on real test images (default: on)")
-    p.add_argument("--data-dir", help="data root for the check (default: the run's, else $CNNZOO_DATA)")
+    _data_dir_flag(p, of_run=True, what="data root for the check")
     p.set_defaults(func=runs.cmd_export)
 
     p = sub.add_parser("doctor", help="versions, devices, data root and which data sets are present")
-    p.add_argument("--data-dir", help="data root to check (default: $CNNZOO_DATA, else ~/.cache/cnnzoo)")
+    _data_dir_flag(p, what="data root to check")
     p.set_defaults(func=zoo.cmd_doctor)
     return parser

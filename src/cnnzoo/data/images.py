@@ -22,6 +22,7 @@ _SIZE = 28
 # The box each data set's makers scaled the object into: Fashion-MNIST's longer side fills the
 # frame; MNIST digits fit 20x20, leaving a 4-pixel border for the centre-of-mass shift.
 FRAMINGS = {"fashion-mnist": 28, "mnist": 20}
+INVERT_CHOICES = ("auto", "yes", "no")  # what the command line offers; the API also takes True/False
 _INVERT_WORDS = {"auto": "auto", "true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
