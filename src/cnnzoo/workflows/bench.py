@@ -186,7 +186,7 @@ def course_epoch_times(config: TrainConfig, split: DataSplit, input_size: tuple[
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            with torch.no_grad():
+            with torch.no_grad():  # the course's per-batch metrics: their .item() syncs are part of its cost
                 total_loss += loss.item() * len(y)
                 total_correct += (logits.argmax(1) == y).float().sum().item()
                 seen += len(y)
