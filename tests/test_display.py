@@ -56,3 +56,10 @@ def test_a_name_nobody_wired_is_one_sentence(monkeypatch):
 def test_rewiring_a_name_changes_what_draws_it(monkeypatch):
     monkeypatch.setitem(display.DRAWN_BY, "history_text", "builtins:ascii")
     assert str(History(epochs=[{"epoch": 1}])).startswith("[{'epoch': 1, ")  # the rows, as ascii() writes them
+
+
+def test_a_wiring_without_module_and_function_is_one_sentence(monkeypatch):
+    monkeypatch.setitem(display.DRAWN_BY, "history_text", "epoch_table_text")
+    with pytest.raises(CnnzooError, match=r"DRAWN_BY\['history_text'\] is 'epoch_table_text'; it must read "
+                                          r"'module:function'\.$"):
+        str(History())

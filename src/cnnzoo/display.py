@@ -22,5 +22,7 @@ def provider(name: str) -> Callable[..., Any]:
         raise CnnzooError(f"nothing draws {name!r}: cnnzoo/__init__.py wires viz's functions into "
                           f"cnnzoo.display.DRAWN_BY when cnnzoo is imported, so restore that wiring or set "
                           f"DRAWN_BY[{name!r}] = 'module:function'")
-    module, function = DRAWN_BY[name].split(":")
+    module, colon, function = DRAWN_BY[name].partition(":")
+    if not colon:
+        raise CnnzooError(f"cnnzoo.display.DRAWN_BY[{name!r}] is {DRAWN_BY[name]!r}; it must read 'module:function'.")
     return getattr(import_module(module), function)

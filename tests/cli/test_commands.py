@@ -163,7 +163,8 @@ def test_resume_refuses_flags_it_would_ignore(capsys, trained_run):
 def test_resume_names_a_refused_flag_as_it_is_spelled(capsys, trained_run):
     code, _, err = run_cli(capsys, "train", "--resume", trained_run, "--resize", "32")
     assert_one_line_error(code, err, "so --resize cannot be given",
-                          "only --epochs, --device, --data-dir, --quiet, --tensorboard and --mlflow can.")
+                          "only --epochs, --device, --data-dir, --quiet, --tensorboard, --mlflow, --nproc and "
+                          "--dry-run can.")
 
 
 def test_resume_to_more_epochs_on_another_device_setting_updates_config_json(capsys, tmp_path, trained_run, data_root):

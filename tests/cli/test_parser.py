@@ -135,4 +135,7 @@ def test_a_choice_loaded_on_use_is_checked_and_listed_in_the_help(capsys, comman
     assert f"argument {flag}: invalid choice: 'bogus' (choose from {values})" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([command, "--help"])
-    assert f"one of {values.replace(chr(39), '')};" in " ".join(capsys.readouterr().out.split())
+    # Named in words: a "%(choices)s" in the help would read the list when the parser is built (Python 3.14
+    # checks every help text as it is added), loading what _ChoicesOf defers.
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(value.strip("'") in shown.split(flag, 2)[2] for value in values.split(", "))

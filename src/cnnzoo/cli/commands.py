@@ -144,7 +144,7 @@ def _dry_run(args) -> int:
 
 
 # The flags of `train` that do not touch the run's settings, so --resume takes them too.
-RESUME_ALSO = ("--quiet", "--tensorboard", "--mlflow")
+RESUME_ALSO = ("--quiet", "--tensorboard", "--mlflow", "--nproc", "--dry-run")
 
 
 def _loggers(args) -> list:

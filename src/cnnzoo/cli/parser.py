@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("draw", help="architecture diagram (layered boxes or a graph) as PNG/SVG")
     p.add_argument("model")
     p.add_argument("--style", choices=_ChoicesOf("cnnzoo.viz.diagrams", "STYLES"), metavar="STYLE",
-                   default="layered", help="one of %(choices)s; layered: boxes sized by the tensors, as the course "
+                   default="layered", help="layered: boxes sized by the tensors, as the course "
                    "draws them; graph: every layer as a node; visualkeras: the Keras twin drawn by visualkeras, PNG "
                    "only, needs cnnzoo[keras] (default: layered)")
     p.add_argument("--input", type=_shape, metavar="C×H×W", help="input shape (default: the model's)")
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="seconds per epoch, images/s, TFLOP/s and memory (optionally vs the course loop)")
     p.add_argument("--model", default="lenet5", help="model to time, see `cnnzoo models` (default: lenet5, about "
                    "a minute on 2 CPU cores; AlexNet at 224 px takes hours on a CPU)")
-    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist or mnist (default: fashion-mnist)")
+    p.add_argument("--dataset", default="fashion-mnist", help=f"{OPTIONS['dataset'].help} (default: fashion-mnist)")
     p.add_argument("--batch-size", type=int, help="default: the course's (256 for LeNet, 128 otherwise)")
     p.add_argument("--epochs", type=int, default=2,
                    help="the first epoch is warm-up, the rest steady state (default: 2)")
@@ -326,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript (preprocessing included) or Keras")
     p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--format", choices=_ChoicesOf("cnnzoo.workflows.export", "FORMATS"), metavar="FORMAT",
-                   default="onnx", help="file format, one of %(choices)s; keras writes the Keras twin (.keras, needs "
-                   "cnnzoo[keras]), which takes preprocessed channels-last images (default: onnx)")
+                   default="onnx", help="onnx or torchscript, preprocessing included; keras: the Keras twin (.keras, "
+                   "needs cnnzoo[keras]), which takes preprocessed channels-last images (default: onnx)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the model (required)")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="compare with PyTorch on real test images (default: on)")

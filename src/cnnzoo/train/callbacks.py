@@ -274,7 +274,7 @@ def progress_callbacks(progress: str, quiet: bool) -> list[Callback]:
     if shown == "none":
         return []
     if in_notebook():
-        # A display slot, not an import: the notebook display is viz's, and draws with matplotlib,
-        # which training never needs.
+        # Asked of cnnzoo.display by name, not imported: the notebook display is viz's, and draws with
+        # matplotlib, which training never needs.
         return [display.provider("live_progress")(curves=shown == "plot")]
     return [ProgressBar()]

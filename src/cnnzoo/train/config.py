@@ -69,8 +69,8 @@ CUDA_GRAPHS_MAX_PARAMS = 5_000_000
 # changes the numbers most, so it goes only after the two compilers.
 FAST_PATH = (
     FastPathPiece("cuda_graphs", "the captured step (CUDA graph)",
-                  f"the whole compiled step captured as one CUDA graph, for models under {CUDA_GRAPHS_MAX_PARAMS / 1e6:g}M "
-                  "parameters", "on",
+                  f"the whole compiled step captured as one CUDA graph, for models under "
+                  f"{CUDA_GRAPHS_MAX_PARAMS / 1e6:g}M parameters", "on where the step is compiled, except with fp16",
                   {"cuda_graphs": False}),
     FastPathPiece("compile", "torch.compile", "torch.compile",
                   "on for CUDA compute capability >= 7.0, which Triton needs; eager on older cards, MPS and the CPU",
@@ -135,7 +135,13 @@ def _fraction(value: Any) -> bool:
 
 
 def _per_optimizer(defaults: dict[str, float]) -> str:
-    return ", ".join(f"{value:g} for {name}" for name, value in defaults.items())
+    """'1e-8 for adam, adamw and rmsprop; 1e-7 for rmsprop_keras': the defaults in words, for the help."""
+    by_value: dict[float, list[str]] = {}
+    for name, value in defaults.items():
+        by_value.setdefault(value, []).append(name)
+    listed = {value: names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+              for value, names in by_value.items()}
+    return "; ".join(f"{value:g}".replace("e-0", "e-") + f" for {names}" for value, names in listed.items())
 
 
 COUNT = "a positive whole number below 2**31"
@@ -173,7 +179,7 @@ class TrainConfig:
     weight_decay: float = _option(0.0, help="L2 / decoupled weight decay", group="optimization",
                                   rule=lambda v: _number(v) and v >= 0, must="zero or a positive number")
     # RMSprop's decay of the squared-gradient average (torch's alpha, Keras' rho) and the
-    # optimizers' epsilon; None takes the chosen optimizer's own default (see train.optim).
+    # optimizers' epsilon; None takes the chosen optimizer's own default (DEFAULT_RHO, DEFAULT_EPS above).
     rho: float | None = _option(help="RMSprop's squared-gradient decay, torch's alpha", group="optimization",
                                 rule=_fraction, must=FRACTION, shown=_per_optimizer(DEFAULT_RHO))
     eps: float | None = _option(help="optimizer epsilon for Adam/AdamW/RMSprop", group="optimization",

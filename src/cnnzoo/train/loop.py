@@ -143,8 +143,9 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, config: Train
                batches: BatchIterator, scaler: torch.amp.GradScaler, **options: Any) -> TrainStep:
     """The step `config` trains with (its loss and gradient clipping) over `batches`: fit's, and
     lr_find's, whose sweep must measure the step a run takes. `options`: TrainStep's own."""
-    return TrainStep(model, optimizer, runtime, batches, loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-                     grad_clip=config.grad_clip, scaler=scaler, **options)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return TrainStep(model, optimizer, runtime, batches, loss_fn=loss_fn, grad_clip=config.grad_clip, scaler=scaler,
+                     **options)
 
 
 def _hooks(config: TrainConfig, checkpointer: list[Callback], progress: str, quiet: bool,

@@ -116,7 +116,8 @@ def check_run_config(values: Any, source: str) -> tuple[TrainConfig, dict[str, A
     """config.json: the TrainConfig plus the descriptive fields readers use, each checked when present."""
     config = check_config(values, source)
     shape = values.get("input_shape")
-    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(is_whole(v) and v > 0 for v in shape)
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3
+                                  and all(is_whole(v) and v > 0 for v in shape)
                                   and shape[0] <= MAX_CHANNELS and max(shape[1:]) <= MAX_INPUT_SIDE):
         raise _bad(source, "input_shape", f"is {shape!r:.40}, not [C, H, W] with at most {MAX_CHANNELS} channels "
                                           f"and {MAX_INPUT_SIDE} pixels a side")

@@ -89,7 +89,8 @@ def _model_summary(config: dict[str, Any], train_config: TrainConfig) -> str:
 # section a reader looks in; every setting with a flag is listed in its flag's section (Option.group).
 _NO_FLAG_SECTIONS = {"model_options": "what to train", "input_shape": "what to train", "num_params": "what to train",
                      "normalize_mean": "data", "normalize_std": "data", "finetune_from": "fine-tuning",
-                     "world_size": "execution", "runtime": "execution", "created": "provenance", "versions": "provenance"}
+                     "world_size": "execution", "runtime": "execution",
+                     "created": "provenance", "versions": "provenance"}
 _SECTIONS = tuple(dict.fromkeys([option.group for option in OPTIONS.values()] + [*_NO_FLAG_SECTIONS.values(), "other"]))
 # Shown elsewhere in the report (classes: the per-class table) or meaningless for the optimizer used.
 _HIDDEN = ("classes",)

@@ -95,11 +95,13 @@ def resume_run(path: str | Path, quiet: bool = False, callbacks: Iterable[Callba
 def _resume_locked(run_dir: RunDir, quiet: bool, callbacks: Iterable[Callback], epochs: int | None,
                    device: str | None, data_dir: str | None, progress: str) -> tuple[RunDir, History]:
     run_dir, checkpoint, config = resume_plan(run_dir, epochs=epochs, device=device, data_dir=data_dir)
-    # config.json says what the run is now: a report must not show 10 epochs next to 20 trained.
-    run_dir.write_json(RunDir.CONFIG, {**run_dir.read_config()[1], **config.to_dict()})
+    writer = launched_rank() == 0  # under torchrun, rank 0 alone writes the run directory
+    if writer:  # config.json says what the run is now: a report must not show 10 epochs next to 20 trained
+        run_dir.write_json(RunDir.CONFIG, {**run_dir.read_config()[1], **config.to_dict()})
     # Trained to the end, or stopped early: only finish_run's files are missing.
     if checkpoint.meta["epoch"] == config.epochs or stopped_early_after(checkpoint, config) is not None:
-        return _finish_stopped(run_dir, checkpoint, config)
+        return _finish_stopped(run_dir, checkpoint, config) if writer else (
+            run_dir, History.from_dict(checkpoint.meta["history"]))
     if config.finetune_from:  # its two phases (head only, then all layers) need their own optimizers
         return resume_finetune(run_dir, checkpoint, config, quiet=quiet, callbacks=callbacks)
     dist = DistContext.from_env(config.device)
