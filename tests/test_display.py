@@ -59,7 +59,7 @@ def test_rewiring_a_name_changes_what_draws_it(monkeypatch):
 
 
 def test_a_wiring_without_module_and_function_is_one_sentence(monkeypatch):
-    monkeypatch.setitem(display.DRAWN_BY, "history_text", "epoch_table_text")
-    with pytest.raises(CnnzooError, match=r"DRAWN_BY\['history_text'\] is 'epoch_table_text'; it must read "
+    monkeypatch.setitem(display.DRAWN_BY, "history_figure", "history_figure")
+    with pytest.raises(CnnzooError, match=r"DRAWN_BY\['history_figure'\] is 'history_figure'; it must read "
                                           r"'module:function'\.$"):
-        str(History())
+        History().plot()
