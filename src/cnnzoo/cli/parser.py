@@ -299,11 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="+", metavar="DIR",
                    help="finished run directories or folders of them, instead of --recipes (default: none)")
     p.add_argument("--seeds", type=int, help="seeds per recipe: the recipe's seed + 0, 1, ... (default 3)")
-    p.add_argument("--epochs", type=int, help="epochs of every run (default: each recipe's)")
-    p.add_argument("--limit-train", type=int, metavar="N", help="train on a seeded subset of N images (default: all)")
-    p.add_argument("--limit-test", type=int, metavar="N", help="evaluate on a seeded subset of N images (default: all)")
-    p.add_argument("--device", help=f"{OPTIONS['device'].help} (default: auto)")
-    _data_dir_flag(p)
+    add_config_flags(p, ("epochs", "limit_train", "limit_test", "device", "data_dir"), recipe=False,
+                     shown={"epochs": "each recipe's"})  # the same for every run
     p.add_argument("--out", default="runs", help="parent of the compare-<time> folder (default: ./runs)")
     p.set_defaults(func=commands.cmd_compare)
 
