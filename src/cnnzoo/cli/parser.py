@@ -1,6 +1,6 @@
 """The `cnnzoo` command line: every subcommand and flag. The flags that set a TrainConfig field (train,
-lr-find, finetune; bench's data, device and fast-path ones) are made from that field's Option
-(`add_config_flags`), so none is typed twice.
+lr-find, finetune; bench's data, device and fast-path ones; compare's run settings) are made from that
+field's Option (`add_config_flags`), so none is typed twice.
 Building it loads torch (TrainConfig's value lists come from cnnzoo.data) but neither matplotlib nor the
 workflows: the commands import those when they run, and `_ChoicesOf` defers the value lists they own."""
 
