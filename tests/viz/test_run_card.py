@@ -1,6 +1,7 @@
 """cnnzoo.open_run(path): a run directory shown as its report card."""
 
 import base64
+import html
 import io
 import json
 
@@ -27,7 +28,7 @@ def test_a_finished_run_shows_accuracy_curves_per_class_and_confusion(run_dir, a
     assert [image.size[0] > 400 for image in _images(page)] == [True, True]  # curves, confusion matrix
     assert card.test_accuracy == pytest.approx(0.91234)
     text = str(card)
-    assert "test accuracy: 91.23%" in text and "confusion matrix" in text and "<" not in text.split("\n", 1)[1].replace(HOSTILE, "")  # no markup of its own
+    assert "test accuracy (990 images): 91.23%" in text and "confusion matrix" in text and "<" not in text.split("\n", 1)[1].replace(HOSTILE, "")  # no markup of its own
 
 
 def test_a_run_still_training_says_it_has_not_finished(new_run, assert_valid_html):
@@ -73,3 +74,25 @@ def test_a_folder_that_is_no_run_is_one_clear_sentence(tmp_path):
 def test_report_writes_report_html(run_dir):
     path = cnnzoo.open_run(run_dir).report()
     assert path == run_dir / "report.html" and "<!doctype html>" in path.read_text()
+
+
+def test_the_card_and_the_report_show_the_same_facts(run_dir):
+    from cnnzoo.viz.report import render_report
+
+    facts = cnnzoo.open_run(run_dir).facts()
+    page = render_report(run_dir)
+    assert [fact.name for fact in facts] == ["test-accuracy", "train-accuracy", "epochs", "training-time", "parameters",
+                                             "recipe"]
+    for fact in facts:
+        assert f'<span class="k">{html.escape(fact.label)}</span><span class="v" id="{fact.name}"' in page
+        assert f">{html.escape(fact.text)}</span>" in page
+
+
+def test_the_test_accuracy_is_that_of_the_weights_the_run_ended_with(run_dir):
+    # Early stopping may go back to a better epoch: evaluation.json then differs from the last row of metrics.csv.
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    (run_dir / "evaluation.json").write_text(json.dumps({**evaluation, "accuracy": 0.95}))
+    from cnnzoo.viz.report import render_report
+
+    assert cnnzoo.open_run(run_dir).test_accuracy == pytest.approx(0.95)
+    assert 'id="test-accuracy" data-value="0.95">95.00%' in render_report(run_dir)

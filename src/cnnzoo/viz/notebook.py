@@ -28,7 +28,7 @@ CSS = """<style>
 .cz td.n,.cz th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .cz .cards{display:flex;flex-wrap:wrap;gap:8px;margin:6px 0}
 .cz .card{background:#f4f6f9;border-radius:8px;padding:6px 10px;min-width:120px}
-.cz .card b{display:block;font-size:18px}
+.cz .card b{display:block;font-size:18px;overflow-wrap:anywhere}
 .cz .card span{color:#5b6475;font-size:12px}
 .cz .bar{background:#e3e6eb;border-radius:3px;height:8px;width:100%;min-width:60px}
 .cz .bar i{display:block;height:100%;background:#2ca02c;border-radius:3px}

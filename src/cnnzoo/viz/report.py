@@ -19,6 +19,7 @@ from cnnzoo.train.rundir import RunDir
 from cnnzoo.viz.notebook import class_names, escape, img_tag, per_class_html, percent
 from cnnzoo.viz.plots import plot_run
 from cnnzoo.viz.report_inside import inside_section
+from cnnzoo.viz.run_card import Fact, image_counts, run_facts
 
 _CSS = """
 *{box-sizing:border-box}
@@ -32,7 +33,7 @@ h2{font-size:1.15rem;margin:0 0 .6em}
 h3{font-size:1rem;margin:1em 0 .4em}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px;margin-top:14px}
 .card{background:#fff;border-radius:10px;padding:10px 12px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
-.card .v{display:block;font-size:1.35rem;font-weight:700}
+.card .v{display:block;font-size:1.35rem;font-weight:700;overflow-wrap:anywhere}
 .card .k{color:#5b6475;font-size:.85rem}
 img{display:block;max-width:100%;height:auto;margin:8px auto}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
@@ -165,19 +166,6 @@ def _metrics_table(rows: list[dict[str, int | float | None]], counts: dict[str, 
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}'
 
 
-def _image_counts(evaluation: dict[str, Any] | None) -> dict[str, int]:
-    """How many images each accuracy was measured on, as far as evaluation.json says."""
-    if evaluation is None:
-        return {}
-    counts = {split: evaluation[f"{split}_images"] for split in ("train", "val")
-              if isinstance(evaluation.get(f"{split}_images"), int)}
-    if isinstance(evaluation.get("images"), int):
-        counts["test"] = evaluation["images"]
-    elif evaluation.get("confusion"):  # written before evaluation.json had the count
-        counts["test"] = sum(map(sum, evaluation["confusion"]))
-    return counts
-
-
 def _loss(value: Any) -> str:
     try:
         return f"{float(value):.4f}"
@@ -185,10 +173,10 @@ def _loss(value: Any) -> str:
         return "—"
 
 
-def _card(label: str, value: str, element_id: str | None = None, data_value: str | None = None) -> str:
-    attrs = (f' id="{escape(element_id)}"' if element_id else "") + (
-        f' data-value="{escape(data_value)}"' if data_value is not None else "")
-    return f'<div class="card"><span class="k">{escape(label)}</span><span class="v"{attrs}>{escape(value)}</span></div>'
+def _card(fact: Fact) -> str:
+    value = f' data-value="{escape(fact.value)}"' if fact.value is not None else ""
+    return (f'<div class="card"><span class="k">{escape(fact.label)}</span>'
+            f'<span class="v" id="{escape(fact.name)}"{value}>{escape(fact.text)}</span></div>')
 
 
 def render_report(run_dir: str | os.PathLike) -> str:
@@ -207,30 +195,8 @@ def render_report(run_dir: str | os.PathLike) -> str:
     if has_curves and _stale(run, evaluation):
         plot_run(run_dir)
 
-    last = metrics[-1] if metrics else {}
-    test_raw = last.get("test_acc")
-    if test_raw is None and evaluation is not None:
-        test_raw = evaluation["accuracy"]
-    total_time = sum(r["time_s"] for r in metrics)
-    params = config.get("num_params")
-    counts = _image_counts(evaluation)
-
-    def on(split: str) -> str:
-        return f" ({counts[split]:,} images)" if split in counts else ""
-
-    cards = [
-        _card("test accuracy" + on("test"), percent(test_raw), "test-accuracy",
-              None if test_raw is None else str(test_raw)),
-        # Which "training accuracy": the batches as trained (running) or the course's eval-mode re-run.
-        _card(("train accuracy, eval mode" if config.get("train_acc") == "eval" else "train accuracy, running")
-              + on("train"), percent(last.get("train_acc"))),
-        _card("epochs", str(last.get("epoch", "0"))),
-        _card("training time", f"{total_time:.1f} s" if metrics else "—"),
-    ]
-    if last.get("val_acc") is not None:
-        cards.insert(1, _card("validation accuracy" + on("val"), percent(last["val_acc"])))
-    if isinstance(params, int):
-        cards.append(_card("parameters", f"{params:,}"))
+    counts = image_counts(evaluation)
+    cards = [_card(fact) for fact in run_facts(train_config, config, metrics, evaluation)]
 
     model, dataset = config.get("model", "?"), config.get("dataset", "?")
     sections = [f'<section><h2>Metrics per epoch</h2>{_metrics_table(metrics, counts)}</section>']

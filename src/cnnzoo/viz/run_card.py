@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.history import steps_per_epoch
 from cnnzoo.train.rundir import RunDir
 from cnnzoo.viz import notebook
@@ -18,6 +20,64 @@ def open_run(path: str | os.PathLike) -> RunCard:
     """The run directory at `path`, to look at: as a cell's last line it shows its report card
     (accuracies, curves, per-class accuracy, confusion matrix); `print()` gives the same in text."""
     return RunCard(path)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One headline number of a run, as the notebook's card and the HTML report show it."""
+    name: str  # the report's element id
+    label: str
+    text: str
+    value: str | None = None  # the unrounded number behind `text`, kept in the report's data-value
+
+
+def image_counts(evaluation: dict[str, Any] | None) -> dict[str, int]:
+    """How many images each split's accuracy was measured on, as far as evaluation.json says."""
+    if evaluation is None:
+        return {}
+    counts = {split: evaluation[f"{split}_images"] for split in ("train", "val")
+              if isinstance(evaluation.get(f"{split}_images"), int)}
+    if isinstance(evaluation.get("images"), int):
+        counts["test"] = evaluation["images"]
+    elif evaluation.get("confusion"):  # written before evaluation.json had the count
+        counts["test"] = sum(map(sum, evaluation["confusion"]))
+    return counts
+
+
+def final_test_accuracy(metrics: list[dict[str, Any]], evaluation: dict[str, Any] | None) -> float | None:
+    """evaluation.json's accuracy: that of the weights the run ended with (early stopping may have gone
+    back to a better epoch); before it exists, the last epoch's."""
+    if evaluation is not None and evaluation.get("accuracy") is not None:
+        return float(evaluation["accuracy"])
+    last = metrics[-1].get("test_acc") if metrics else None
+    return None if last is None else float(last)
+
+
+def run_facts(train_config: TrainConfig, config: dict[str, Any], metrics: list[dict[str, Any]],
+              evaluation: dict[str, Any] | None) -> list[Fact]:
+    """The headline numbers of a run from its checked files; each accuracy says how many images it is of."""
+    counts = image_counts(evaluation)
+
+    def on(split: str) -> str:
+        return f" ({counts[split]:,} images)" if split in counts else ""
+
+    last = metrics[-1] if metrics else {}
+    test = final_test_accuracy(metrics, evaluation)
+    facts = [Fact("test-accuracy", "test accuracy" + on("test"), notebook.percent(test),
+                  None if test is None else str(test))]
+    if last.get("val_acc") is not None:
+        facts.append(Fact("val-accuracy", "validation accuracy" + on("val"), notebook.percent(last["val_acc"])))
+    # Which training accuracy: the batches as trained (running) or the course's eval-mode re-run.
+    mode = "eval mode" if config.get("train_acc") == "eval" else "running"
+    facts += [Fact("train-accuracy", f"train accuracy, {mode}" + on("train"), notebook.percent(last.get("train_acc"))),
+              Fact("epochs", "epochs", f"{last.get('epoch', 0)} of {train_config.epochs}"),
+              Fact("training-time", "training time",
+                   f"{sum(r['time_s'] for r in metrics):.1f} s" if metrics else "—")]
+    if isinstance(config.get("num_params"), int):
+        facts.append(Fact("parameters", "parameters", f"{config['num_params']:,}"))
+    if train_config.recipe:
+        facts.append(Fact("recipe", "recipe", train_config.recipe))
+    return facts
 
 
 class RunCard:
@@ -53,10 +113,11 @@ class RunCard:
 
     @property
     def test_accuracy(self) -> float | None:
-        if self.evaluation is not None and self.evaluation.get("accuracy") is not None:
-            return float(self.evaluation["accuracy"])
-        last = self.metrics[-1].get("test_acc") if self.metrics else None
-        return float(last) if last else None
+        return final_test_accuracy(self.metrics, self.evaluation)
+
+    def facts(self) -> list[Fact]:
+        """The run's headline numbers, as its cards show them."""
+        return run_facts(self.train_config, self.config, self.metrics, self.evaluation)
 
     def figure(self):
         """The run's curves (loss per batch, accuracy per epoch) as one Figure."""
@@ -64,23 +125,9 @@ class RunCard:
 
         return training_figure(self.batch_loss, steps_per_epoch(r["epoch"] for r in self.batch_rows), self.metrics)
 
-    def _facts(self) -> list[tuple[str, str]]:
-        last = self.metrics[-1] if self.metrics else {}
-        facts = [("test accuracy", notebook.percent(self.test_accuracy))]
-        if last.get("val_acc"):
-            facts.append(("validation accuracy", notebook.percent(last["val_acc"])))
-        facts += [("train accuracy", notebook.percent(last.get("train_acc"))),
-                  ("epochs", f"{last.get('epoch', 0)} of {self.train_config.epochs}"),
-                  ("training time", f"{sum(float(r['time_s']) for r in self.metrics if r.get('time_s')):.1f} s")]
-        if isinstance(self.config.get("num_params"), int):
-            facts.append(("parameters", f"{self.config['num_params']:,}"))
-        if self.train_config.recipe:
-            facts.append(("recipe", self.train_config.recipe))
-        return facts
-
     def _repr_html_(self) -> str:
-        cards = "".join(f'<div class="card"><span>{notebook.escape(k)}</span><b>{notebook.escape(v)}</b></div>'
-                        for k, v in self._facts())
+        cards = "".join(f'<div class="card"><span>{notebook.escape(fact.label)}</span>'
+                        f'<b>{notebook.escape(fact.text)}</b></div>' for fact in self.facts())
         parts = [f"<h4>{notebook.escape(self.title)} · {notebook.escape(self.path.name)}</h4>",
                  f'<div class="cards">{cards}</div>']
         if self.metrics or self.batch_loss:
@@ -104,7 +151,7 @@ class RunCard:
         return notebook.fragment("".join(parts))
 
     def __str__(self) -> str:
-        lines = [f"{self.title}  ({self.path})", *(f"  {k}: {v}" for k, v in self._facts())]
+        lines = [f"{self.title}  ({self.path})", *(f"  {fact.label}: {fact.text}" for fact in self.facts())]
         if self.metrics:
             lines += ["", notebook.epoch_table_text(self.metrics)]
         evaluation = self.evaluation
