@@ -230,8 +230,7 @@ def cmd_bench(args) -> int:
     from cnnzoo.workflows.bench import bench, course_batch_size, format_table
 
     base = base_config(args.model, args.dataset)
-    batch_size = course_batch_size(args.model) if args.batch_size is None else args.batch_size
-    config = base.replace(**{**flag_overrides(args), "epochs": args.epochs, "batch_size": batch_size})
+    config = base.replace(**{"batch_size": course_batch_size(args.model), **flag_overrides(args)})
     refuse_idle_norm(config)
     result = bench(config, baseline=args.baseline)
     if args.json:

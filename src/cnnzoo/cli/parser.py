@@ -1,6 +1,6 @@
 """The `cnnzoo` command line: every subcommand and flag. The flags that set a TrainConfig field (train,
-lr-find, finetune; bench's data, device and fast-path ones; compare's run settings) are made from that
-field's Option (`add_config_flags`), so none is typed twice.
+lr-find, finetune, bench, and compare's run settings) are made from that field's Option
+(`add_config_flags`), so none is typed twice.
 Building it loads torch (TrainConfig's value lists come from cnnzoo.data) but neither matplotlib nor the
 workflows: the commands import those when they run, and `_ChoicesOf` defers the value lists they own."""
 
@@ -16,6 +16,7 @@ from cnnzoo.train.config import FIELD_DEFAULTS, FINETUNE_DEFAULTS, NORMS, OPTION
 RECIPE = "from the recipe"  # in help texts: the value comes from the recipe when one is used
 DEFAULTS = TrainConfig()  # what a run without a recipe uses, quoted in the help texts
 FINETUNE = DEFAULTS.replace(**FINETUNE_DEFAULTS)  # what `cnnzoo finetune` uses for a flag left unset
+BENCH = DEFAULTS.replace(epochs=2)  # `cnnzoo bench` times one warm-up epoch and one steady one unless told
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -279,16 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=runs.cmd_serve)
 
     p = sub.add_parser("bench", help="seconds per epoch, images/s, TFLOP/s and memory (optionally vs the course loop)")
-    p.add_argument("--model", default="lenet5", help="model to time, see `cnnzoo models` (default: lenet5, about "
-                   "a minute on 2 CPU cores; AlexNet at 224 px takes hours on a CPU)")
-    p.add_argument("--dataset", default="fashion-mnist", help=f"{OPTIONS['dataset'].help} (default: fashion-mnist)")
-    p.add_argument("--batch-size", type=int, help="default: the course's (256 for LeNet, 128 otherwise)")
-    p.add_argument("--epochs", type=int, default=2,
-                   help="the first epoch is warm-up, the rest steady state (default: 2)")
+    add_config_flags(p, ("model", "dataset", "batch_size", "epochs", "limit_train", "data_dir", "device", "precision",
+                         *SWITCHES, "norm"), recipe=False, defaults=BENCH, shown={
+        "model": "lenet5, about a minute on 2 CPU cores; AlexNet at 224 px takes hours on a CPU",
+        "batch_size": "the course's, 256 for LeNet and 128 otherwise",
+        "dataset": BENCH.dataset, "epochs": f"{BENCH.epochs}: the first is warm-up, the rest steady state"})
     p.add_argument("--baseline", action="store_true", help="also time the course's DataLoader loop")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_config_flags(p, ("limit_train", "data_dir", "device", "precision", *SWITCHES, "norm"), recipe=False)
-    p.set_defaults(func=commands.cmd_bench)
+    p.set_defaults(model=BENCH.model, dataset=BENCH.dataset, epochs=BENCH.epochs, func=commands.cmd_bench)
 
     p = sub.add_parser("recipes", help="list the shipped recipes with their expected accuracy and time")
     p.set_defaults(func=commands.cmd_recipes)
