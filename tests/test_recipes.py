@@ -53,6 +53,25 @@ def test_an_unknown_recipe_field_is_one_clear_error():
     assert "\n" not in str(caught.value)
 
 
+def test_fast_path_false_turns_every_piece_off_and_the_default_leaves_them_auto():
+    from cnnzoo.train.config import SWITCHES
+
+    plain = parse_recipe("plain", 'fast_path = false\n[train]\nmodel = "lenet5"\n').config
+    assert plain.precision == "fp32" and all(getattr(plain, name) == "off" for name in SWITCHES)
+    fast = parse_recipe("fast", '[train]\nmodel = "lenet5"\n').config
+    assert fast.precision == "auto" and all(getattr(fast, name) == "auto" for name in SWITCHES)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('fast_path = "no"\n[train]\nmodel = "lenet5"\n', r"fast_path = 'no'; it must be true or false"),
+    ('fast_path = false\n[train]\ncompile = "on"\n', r"fast_path = false and sets compile in \[train\] too"),
+])
+def test_a_bad_or_contradicted_fast_path_is_one_sentence(text, message):
+    with pytest.raises(CnnzooError, match=message) as caught:
+        parse_recipe("bad", text)
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("argv", [["train", "--recipe", "nope"], ["compare", "--recipes", "lenet5"]])
 def test_an_unknown_recipe_name_is_one_line_and_exit_2(argv, capsys, tmp_path):
     assert main([*argv, "--out", str(tmp_path)]) == 2

@@ -4,7 +4,8 @@ A recipe file has top-level `description`, `expected_accuracy` (Fashion-MNIST or
 accuracy, a fraction), `expected_time` (free text, with the device) and a `[train]` table whose
 keys are TrainConfig fields. A recipe that reproduces published work also has
 `published_accuracy` (a fraction) and `published` (who published it, in what setting); the
-course recipes (`*-course`, `lenet5-keras`) run the material's procedures exactly as written.
+course recipes (`*-course`, `lenet5-keras`) run the material's procedures exactly as written, and
+their `fast_path = false` turns every fast-path piece off (fp32, eager), as the material runs.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from dataclasses import dataclass
 from importlib import resources
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.config import NO_FAST_PATH, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-_META = ("description", "expected_accuracy", "measured", "expected_time", "published_accuracy", "published", "train")
+_META = ("description", "expected_accuracy", "measured", "expected_time", "published_accuracy", "published",
+         "fast_path", "train")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,15 @@ def parse_recipe(name: str, text: str) -> Recipe:
     if bad:
         raise CnnzooError(f"Recipe {name!r} has unknown [train] field(s) {', '.join(bad)}; "
                           f"valid fields: {', '.join(TrainConfig.field_names())}.")
+    fast_path = values.get("fast_path", True)
+    if not isinstance(fast_path, bool):
+        raise CnnzooError(f"Recipe {name!r} has fast_path = {fast_path!r}; it must be true or false.")
+    if not fast_path:
+        both = sorted(set(train) & set(NO_FAST_PATH))
+        if both:
+            raise CnnzooError(f"Recipe {name!r} has fast_path = false and sets {', '.join(both)} in [train] too; "
+                              "keep one of them.")
+        train = {**train, **NO_FAST_PATH}
     config = TrainConfig.from_dict({**train, "recipe": name}).validate()
     return Recipe(name=name, description=values.get("description", ""),
                   expected_accuracy=values.get("expected_accuracy"), expected_time=values.get("expected_time", ""),

@@ -90,6 +90,8 @@ FAST_PATH = (
 FAST_PATH_PIECES = {piece.name: piece for piece in FAST_PATH}
 # The pieces that are plain switches, each auto/on/off so it can be measured alone.
 SWITCHES = tuple(piece.name for piece in FAST_PATH if piece.name != "precision")
+# No piece at all: the plain fp32 eager loop the course material runs (a recipe's `fast_path = false`).
+NO_FAST_PATH = {"precision": "fp32", **dict.fromkeys(SWITCHES, "off")}
 
 
 @dataclass(frozen=True)
